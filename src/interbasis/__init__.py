@@ -1,0 +1,1 @@
+"""interbasis: Local Interaction Basis vs PCA vs neuron bases."""

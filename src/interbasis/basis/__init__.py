@@ -1,0 +1,1 @@
+"""Bases, interaction graphs and ablations (the algorithm lives here and nowhere else)."""

@@ -1,0 +1,137 @@
+"""Bias folding: give every node-layer activation a last coordinate that is always 1 (spec section 2).
+
+LIB treats biases as linear weights of that constant coordinate. Two ways in:
+
+- ``nn.Sequential`` MLPs made of ``nn.Linear`` and ReLU / GELU / Identity are folded here.
+- Any other model folds itself by implementing :class:`SelfFolding`: ``fold_bias()`` returns a folded
+  copy that keeps the module names of its node layers, carries the constant as the last coordinate of
+  every node-layer input, and produces the same outputs as the unfolded model.
+
+A folded model has ``is_bias_folded = True``; folding it again returns it unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+FOLDABLE_ACTIVATIONS = (nn.ReLU, nn.GELU, nn.Identity)
+
+
+@runtime_checkable
+class SelfFolding(Protocol):
+    """A model that knows how to fold its own biases (the transformers implement this)."""
+
+    def fold_bias(self) -> nn.Module:
+        """Return a folded copy (``is_bias_folded = True``); never modify ``self``."""
+        ...
+
+
+class FoldError(TypeError):
+    """The model cannot be folded by interbasis."""
+
+
+def is_folded(model: nn.Module) -> bool:
+    return bool(getattr(model, "is_bias_folded", False))
+
+
+def fold_bias(model: nn.Module) -> nn.Module:
+    """Return a bias-folded copy of ``model`` (the model itself if it is already folded)."""
+    if is_folded(model):
+        return model
+    if isinstance(model, SelfFolding):
+        folded = model.fold_bias()
+        if not is_folded(folded):
+            raise FoldError(f"{type(model).__name__}.fold_bias() must return a model with "
+                            "is_bias_folded = True")
+        return folded
+    if isinstance(model, nn.Sequential):
+        return fold_sequential(model)
+    raise FoldError(
+        f"cannot fold a {type(model).__name__}: give an nn.Sequential of nn.Linear with "
+        f"{', '.join(a.__name__ for a in FOLDABLE_ACTIVATIONS)} activations, a model with a "
+        "fold_bias() method (interbasis.SelfFolding), or a model already folded "
+        "(is_bias_folded = True)"
+    )
+
+
+def constant_preimage(act: nn.Module) -> float:
+    """The pre-activation r1 with act(r1) = 1 (1 for ReLU and identity; solved in float64 for GELU)."""
+    if isinstance(act, (nn.ReLU, nn.Identity)):
+        return 1.0
+    r1 = torch.tensor(1.0, dtype=torch.float64)
+    for _ in range(100):  # Newton's method; converges in a handful of steps from 1.0
+        r1.requires_grad_(True)
+        residual = act(r1) - 1.0
+        (slope,) = torch.autograd.grad(residual, r1)
+        step = (residual / slope).detach()
+        r1 = (r1 - step).detach()
+        if abs(step.item()) < 1e-16:
+            break
+    return r1.item()
+
+
+class FoldedSequential(nn.Sequential):
+    """An ``nn.Sequential`` whose forward appends the constant coordinate to its input.
+
+    Module names (``"0"``, ``"1"``, ...) are those of the unfolded model, so node-layer names carry
+    over unchanged.
+    """
+
+    is_bias_folded = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        ones = torch.ones(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)
+        return super().forward(torch.cat([x, ones], dim=-1))
+
+
+def fold_sequential(model: nn.Sequential) -> FoldedSequential:
+    """Fold an MLP ``nn.Sequential(Linear, act, Linear, act, ..., Linear)``.
+
+    Each Linear ``x -> x W^T + b`` becomes a bias-free Linear on ``[x, 1]``; every Linear but the last
+    gets an extra output unit fed by weight r1 from the input's constant, so that after the following
+    activation it is exactly 1 again (gradients flow through it, as the spec requires).
+    """
+    modules = list(model)
+    linear_positions = [i for i, m in enumerate(modules) if isinstance(m, nn.Linear)]
+    for name, module in model.named_children():
+        if not isinstance(module, (nn.Linear, *FOLDABLE_ACTIVATIONS)):
+            raise FoldError(
+                f"cannot fold module {name!r} ({type(module).__name__}) of the nn.Sequential: "
+                f"only nn.Linear and {', '.join(a.__name__ for a in FOLDABLE_ACTIVATIONS)} fold; "
+                "implement fold_bias() (interbasis.SelfFolding) for other models"
+            )
+    if not linear_positions:
+        raise FoldError("cannot fold an nn.Sequential without any nn.Linear layer")
+
+    folded = []
+    for i, module in enumerate(modules):
+        if not isinstance(module, nn.Linear):
+            folded.append(copy.deepcopy(module))
+            continue
+        is_last = i == linear_positions[-1]
+        following = modules[i + 1] if i + 1 < len(modules) else None
+        activation = following if isinstance(following, FOLDABLE_ACTIVATIONS) else nn.Identity()
+        folded.append(_fold_linear(module, keep_constant=not is_last,
+                                   r1=constant_preimage(activation)))
+    result = FoldedSequential(*folded)
+    result.train(model.training)
+    return result
+
+
+def _fold_linear(linear: nn.Linear, keep_constant: bool, r1: float) -> nn.Linear:
+    d_out, d_in = linear.weight.shape
+    extra = 1 if keep_constant else 0
+    param = linear.weight
+    new = nn.Linear(d_in + 1, d_out + extra, bias=False, device=param.device, dtype=param.dtype)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:d_out, :d_in] = linear.weight
+        if linear.bias is not None:
+            new.weight[:d_out, d_in] = linear.bias
+        if keep_constant:
+            new.weight[d_out, d_in] = r1
+    return new
