@@ -1,11 +1,11 @@
-"""Bias folding: give every node-layer activation a last coordinate that is always 1 (spec section 2).
+"""Bias folding: every node-layer activation gets a last coordinate that is always 1 (spec 2).
 
 LIB treats biases as linear weights of that constant coordinate. Two ways in:
 
 - ``nn.Sequential`` MLPs made of ``nn.Linear`` and ReLU / GELU / Identity are folded here.
-- Any other model folds itself by implementing :class:`SelfFolding`: ``fold_bias()`` returns a folded
-  copy that keeps the module names of its node layers, carries the constant as the last coordinate of
-  every node-layer input, and produces the same outputs as the unfolded model.
+- Any other model folds itself by implementing :class:`SelfFolding`: ``fold_bias()`` returns a
+  folded copy that keeps the module names of its node layers, carries the constant as the last
+  coordinate of every node-layer input, and produces the same outputs as the unfolded model.
 
 A folded model has ``is_bias_folded = True``; folding it again returns it unchanged.
 """
@@ -59,7 +59,7 @@ def fold_bias(model: nn.Module) -> nn.Module:
 
 
 def constant_preimage(act: nn.Module) -> float:
-    """The pre-activation r1 with act(r1) = 1 (1 for ReLU and identity; solved in float64 for GELU)."""
+    """The pre-activation r1 with act(r1) = 1: 1 for ReLU and identity, solved in float64 for GELU."""
     if isinstance(act, (nn.ReLU, nn.Identity)):
         return 1.0
     r1 = torch.tensor(1.0, dtype=torch.float64)
@@ -91,9 +91,9 @@ class FoldedSequential(nn.Sequential):
 def fold_sequential(model: nn.Sequential) -> FoldedSequential:
     """Fold an MLP ``nn.Sequential(Linear, act, Linear, act, ..., Linear)``.
 
-    Each Linear ``x -> x W^T + b`` becomes a bias-free Linear on ``[x, 1]``; every Linear but the last
-    gets an extra output unit fed by weight r1 from the input's constant, so that after the following
-    activation it is exactly 1 again (gradients flow through it, as the spec requires).
+    Each Linear ``x -> x W^T + b`` becomes a bias-free Linear on ``[x, 1]``; every Linear but the
+    last gets an extra output unit fed by weight r1 from the input's constant, so that after the
+    following activation it is exactly 1 again (gradients flow through it, as the spec requires).
     """
     modules = list(model)
     linear_positions = [i for i, m in enumerate(modules) if isinstance(m, nn.Linear)]

@@ -1,0 +1,258 @@
+"""``build_graph``: node-layer bases and the interaction graph of a model, in one call.
+
+Usage::
+
+    graph = interbasis.build_graph(model, data, ["0", "2", "output"], method="lib")
+    graph.layers[0].C, graph.edges[0]
+
+Passes over the data: one forward pass for the statistics of every node layer, then per section,
+from the last backwards, one Jacobian pass for M' (and LIB's basis) and one for the edges.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from interbasis.basis import bases
+from interbasis.basis.fold import fold_bias
+from interbasis.basis.jacobian import EdgeSum, JacobianGram, integration_points, jacobian_rows
+from interbasis.basis.sections import OUTPUT, NodeLayerError, batch_inputs, capture, section
+from interbasis.basis.stats import RunningMoments, as_positions
+from interbasis.basis.types import Graph, NodeLayer
+
+DEFAULT_BATCH_SIZE = 2048
+
+
+class Batches:
+    """A re-iterable view of the user's data as model-input batches (float inputs cast to dtype)."""
+
+    def __init__(self, data: Tensor | Iterable, batch_size: int | None, dtype: torch.dtype,
+                 device: torch.device):
+        if isinstance(data, Iterator):
+            raise TypeError("data must be re-iterable (a tensor, a list of batches or a "
+                            "DataLoader): build_graph passes over it several times; "
+                            "got an iterator")
+        if not isinstance(data, (Tensor, Iterable)):
+            raise TypeError(f"data must be a tensor of inputs or an iterable of input batches, "
+                            f"got {type(data).__name__}")
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        self.data, self.dtype, self.device = data, dtype, device
+        self.batch_size = batch_size or DEFAULT_BATCH_SIZE
+
+    def __iter__(self) -> Iterator:
+        if isinstance(self.data, Tensor):
+            chunks = self.data.split(self.batch_size)
+        else:
+            chunks = (batch_inputs(batch) for batch in self.data)
+        for chunk in chunks:
+            yield self._prepare(chunk)
+
+    def _prepare(self, inputs: object) -> object:
+        if isinstance(inputs, Tensor):
+            inputs = inputs.to(self.device)
+            return inputs.to(self.dtype) if inputs.is_floating_point() else inputs
+        return inputs
+
+
+def build_graph(
+    model: nn.Module,
+    data: Tensor | Iterable,
+    node_layers: list[str],
+    method: str = "lib",
+    center: bool = True,
+    truncation_threshold: float = 1e-15,
+    dtype: torch.dtype = torch.float64,
+    integration: str = "gradient",
+    n_intervals: int = 0,
+    edges: bool = True,
+    batch_size: int | None = None,
+    n_sources: int | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> Graph:
+    """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
+
+    Args:
+        model: an ``nn.Module``; folded here (``interbasis.fold_bias``) on a copy, never modified.
+        data: a tensor of model inputs (split into ``batch_size`` batches) or a re-iterable of
+            batches; a batch that is a tuple/list is read as (inputs, ...).
+        node_layers: names from ``model.named_modules()`` whose INPUT is a node layer, in model
+            order, optionally ending with ``"output"`` (the logits, left unrotated).
+        method: ``"lib"``, ``"pca"`` or ``"neuron"``.
+        center: centre the Gram (the paper's setting).
+        truncation_threshold: tau; directions with D <= tau (for LIB also Lambda < tau) are
+            dropped.
+        integration, n_intervals: ``"gradient"`` (the paper), ``"trapezoidal"`` or
+            ``"gauss-legendre"`` integrated gradients with n_intervals + 1 points.
+        edges: also compute the squared edges of every transition.
+        n_sources: None for the exact sum over output positions, or R random +-1 probes.
+        seed: seed of the stochastic sources.
+        device: where to compute (default: the model's device); results are float64 on CPU.
+    Returns:
+        A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
+    """
+    _validate(method, node_layers, truncation_threshold, n_sources)
+    alphas, weights = integration_points(integration, n_intervals)
+    folded = copy.deepcopy(fold_bias(model)).to(dtype).eval()
+    for parameter in folded.parameters():
+        parameter.requires_grad_(False)
+    if device is None:
+        device = next((p.device for p in folded.parameters()), torch.device("cpu"))
+    device = torch.device(device)
+    folded.to(device)
+    batches = Batches(data, batch_size, dtype, device)
+    generator = torch.Generator().manual_seed(seed)
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    moments, positions = _statistics(folded, batches, node_layers, center, progress)
+    timings["statistics"] = time.perf_counter() - start
+
+    n_layers = len(node_layers)
+    grams = {name: moments[name].gram(center and name != OUTPUT) for name in node_layers}
+    layer_bases: list[bases.Basis | None] = [None] * n_layers
+    jacobian_grams: list[Tensor | None] = [None] * n_layers
+    edge_list: list[Tensor | None] = [None] * (n_layers - 1)
+    last = node_layers[-1]
+    if last == OUTPUT:
+        layer_bases[-1] = bases.output_basis(grams[last])
+    elif method == "neuron":
+        layer_bases[-1] = bases.neuron_basis(grams[last], has_constant=True)
+    else:
+        layer_bases[-1] = bases.pca_basis(grams[last], moments[last].mean, center,
+                                          truncation_threshold)
+    timings["basis"] = timings["edges"] = 0.0
+    steps = tqdm(range(n_layers - 2, -1, -1), desc=f"{method} sections", disable=not progress)
+    for index in steps:
+        name_in, name_out = node_layers[index], node_layers[index + 1]
+        C_next = layer_bases[index + 1].C.to(device=device, dtype=dtype)
+        start = time.perf_counter()
+        jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, name_out, C_next,
+                                               alphas, weights, n_sources, generator)
+        gram, mean = grams[name_in], moments[name_in].mean
+        if method == "lib":
+            layer_bases[index] = bases.lib_basis(gram, mean, jacobian_grams[index], center,
+                                                 truncation_threshold)
+        elif method == "pca":
+            layer_bases[index] = bases.pca_basis(gram, mean, center, truncation_threshold)
+        else:
+            layer_bases[index] = bases.neuron_basis(gram, has_constant=True)
+        timings["basis"] += time.perf_counter() - start
+        if edges:
+            start = time.perf_counter()
+            edge_list[index] = _edges(folded, batches, name_in, name_out, layer_bases[index],
+                                      C_next, alphas, weights, n_sources, generator)
+            timings["edges"] += time.perf_counter() - start
+
+    layers = []
+    for index, name in enumerate(node_layers):
+        basis = layer_bases[index]
+        spectrum, _ = bases.gram_spectrum(grams[name], center and name != OUTPUT)
+        layers.append(NodeLayer(
+            name=name, C=basis.C.cpu(), C_pinv=basis.C_pinv.cpu(),
+            eigenvalues=basis.eigenvalues.cpu(), mean=moments[name].mean,
+            gram_eigenvalues=spectrum.sort(descending=True).values,
+            jacobian_eigenvalues=(None if jacobian_grams[index] is None
+                                  else bases.sorted_eigh(jacobian_grams[index])[0]),
+            n_positions=positions[name], has_constant=name != OUTPUT))
+    settings = dict(center=center, truncation_threshold=truncation_threshold,
+                    dtype=str(dtype).removeprefix("torch."), integration=integration,
+                    n_intervals=n_intervals, n_sources=n_sources, seed=seed,
+                    n_samples=moments[node_layers[0]].count // positions[node_layers[0]],
+                    timings=timings)
+    return Graph(layers=layers, edges=edge_list if edges else None, method=method,
+                 settings=settings)
+
+
+def _validate(method: str, node_layers: list[str], tau: float, n_sources: int | None) -> None:
+    if method not in bases.METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {bases.METHODS}")
+    if isinstance(node_layers, str) or not node_layers:
+        raise NodeLayerError("node_layers must be a non-empty list of module names")
+    if len(node_layers) < 2:
+        raise NodeLayerError("at least two node layers are needed (a section between them)")
+    if OUTPUT in node_layers[:-1]:
+        raise NodeLayerError(f"{OUTPUT!r} can only be the last node layer")
+    if len(set(node_layers)) != len(node_layers):
+        raise NodeLayerError(f"node layers must be distinct, got {node_layers}")
+    if not tau >= 0:
+        raise ValueError(f"truncation_threshold must be >= 0, got {tau!r}")
+    if n_sources is not None and (not isinstance(n_sources, int) or n_sources < 1):
+        raise ValueError(f"n_sources must be None (exact) or a positive integer, got {n_sources!r}")
+
+
+def _statistics(model: nn.Module, batches: Batches, node_layers: list[str], center: bool,
+                progress: bool) -> tuple[dict[str, RunningMoments], dict[str, int]]:
+    moments: dict[str, RunningMoments] = {}
+    positions: dict[str, int] = {}
+    first = True
+    with torch.no_grad():
+        for inputs in tqdm(batches, desc="statistics", disable=not progress, leave=False):
+            try:
+                acts = capture(model, inputs, node_layers)
+            except NodeLayerError:
+                raise
+            except Exception as error:
+                shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs)
+                raise ValueError(f"the model failed on a data batch of shape {shape}: "
+                                 f"{type(error).__name__}: {error}") from error
+            for name in node_layers:
+                x = as_positions(acts[name])
+                if first:
+                    moments[name] = RunningMoments(x.shape[-1])
+                    positions[name] = x.shape[1]
+                if name != OUTPUT:
+                    _check_constant(name, x)
+                moments[name].update(x)
+            first = False
+    if first:
+        raise ValueError("data is empty: no batch to compute statistics from")
+    return moments, positions
+
+
+def _check_constant(name: str, x: Tensor) -> None:
+    constant = x[..., -1]
+    if not torch.all(constant == 1):
+        raise NodeLayerError(
+            f"node layer {name!r}: the last coordinate is not the constant 1 (bias folding); "
+            "the model's fold_bias() must append a constant coordinate to every node layer")
+
+
+def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n_sources,
+                   generator) -> Tensor:
+    accumulator = None
+    for inputs in batches:
+        with torch.no_grad():
+            x = capture(model, inputs, [name_in])[name_in]
+        n, p_in, d_in = as_positions(x).shape
+        if accumulator is None:
+            accumulator = JacobianGram(d_in, x.dtype, x.device)
+        rows = jacobian_rows(section(model, inputs, name_in, name_out), x, C_next, alphas,
+                             weights, n_sources, generator)
+        accumulator.add_batch(rows, n, p_in)
+    return accumulator.result()
+
+
+def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alphas, weights,
+           n_sources, generator) -> Tensor:
+    C = basis_in.C.to(C_next)
+    C_pinv = basis_in.C_pinv.to(C_next)
+    accumulator = EdgeSum(C_next.shape[1], C.shape[1], C_next.dtype, C_next.device)
+    for inputs in batches:
+        with torch.no_grad():
+            x = capture(model, inputs, [name_in])[name_in]
+        features = as_positions(x) @ C
+        # Edges are derivatives of g(f) = section(f C_pinv) C_next at the data's features.
+        x_rec = (features @ C_pinv).reshape(x.shape)
+        rows = jacobian_rows(section(model, inputs, name_in, name_out), x_rec, C_next, alphas,
+                             weights, n_sources, generator)
+        accumulator.add_batch(rows, features, C_pinv)
+    return accumulator.result()
