@@ -200,6 +200,27 @@ def edge_ablated_forward(folded: nn.Module, graph: Graph, index: int, mask: Tens
     return forward
 
 
+def bisect_smallest(within: Callable[[int], bool], n_total: int, tolerance: int = 1) -> int:
+    """Smallest n in [0, n_total] with within(n), assuming within is monotone in n.
+
+    Returns n_total when even n_total fails; the answer is within ``tolerance`` of the true one.
+    """
+    if tolerance < 1:
+        raise ValueError(f"tolerance must be >= 1, got {tolerance}")
+    low, high = 0, n_total
+    if within(low):
+        return low
+    if not within(high):
+        return high
+    while high - low > tolerance:  # invariant: low fails, high passes
+        middle = (low + high) // 2
+        if within(middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 def edge_ablation(model: nn.Module, graph: Graph, index: int, data, score="accuracy",
                   delta: float = 0.001, tolerance: int = 1, dtype: torch.dtype = torch.float64,
                   batch_size: int = 1024) -> EdgeAblationResult:
@@ -227,16 +248,7 @@ def edge_ablation(model: nn.Module, graph: Graph, index: int, data, score="accur
     def within(n: int) -> bool:
         return scorer.degradation(base, score_keeping(n)) <= delta
 
-    low, high = 0, n_total
-    if within(low):
-        high = low
-    elif within(high):
-        while high - low > tolerance:  # invariant: low fails, high passes
-            middle = (low + high) // 2
-            if within(middle):
-                high = middle
-            else:
-                low = middle
+    high = bisect_smallest(within, n_total, tolerance)
     block = edges[(1 if to_constant else 0):, 1:].flatten()
     eps = block.topk(high).values[-1].item() if high > 0 else block.max().item()
     n_possible = (layer_in.width - 1) * (layer_out.width - (1 if to_constant else 0))

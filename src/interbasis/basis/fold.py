@@ -59,7 +59,7 @@ def fold_bias(model: nn.Module) -> nn.Module:
 
 
 def constant_preimage(act: nn.Module) -> float:
-    """The pre-activation r1 with act(r1) = 1: 1 for ReLU and identity, solved in float64 for GELU."""
+    """The pre-activation r1 with act(r1) = 1: 1 for ReLU and identity, solved for GELU."""
     if isinstance(act, (nn.ReLU, nn.Identity)):
         return 1.0
     r1 = torch.tensor(1.0, dtype=torch.float64)

@@ -1,0 +1,69 @@
+"""Degeneracy and rank of a node layer (spec section 7).
+
+Three sources of degeneracy make a layer's activations smaller than its width: (1) activations
+that span fewer dimensions (``rank_gram``), (2) directions the rest of the network ignores
+(``rank_jacobian``), and (3) ReLU neurons that always fire together (``relu_sync``).
+``rank_basis`` is what the basis kept after both truncations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from interbasis.basis.types import NodeLayer
+from interbasis.metrics.sparsity import as_float64
+
+
+def rank_gram(layer: NodeLayer, tau: float) -> int:
+    """Number of Gram eigenvalues strictly above ``tau`` (activation-space dimension, source 1)."""
+    return int(np.count_nonzero(as_float64(layer.gram_eigenvalues) > tau))
+
+
+def rank_jacobian(layer: NodeLayer, rel: float = 1e-12) -> int | None:
+    """Number of eigenvalues of M' above ``rel`` times the largest (gradient-space dim., source 2).
+
+    Absolute values are compared (spec 9: tiny negative eigenvalues occur). None for a layer without
+    M' (the last node layer); 0 when M' is zero.
+    """
+    if layer.jacobian_eigenvalues is None:
+        return None
+    eigenvalues = np.abs(as_float64(layer.jacobian_eigenvalues))
+    if eigenvalues.size == 0 or eigenvalues.max() == 0:
+        return 0
+    return int(np.count_nonzero(eigenvalues > rel * eigenvalues.max()))
+
+
+def rank_basis(layer: NodeLayer) -> int:
+    """r: the number of kept basis directions (after both truncations for LIB)."""
+    return layer.rank
+
+
+def relu_sync(firing: Tensor) -> float:  # firing: Bool[Tensor, "N n_neurons"]
+    """Distinct firing patterns per neuron over a dataset (degeneracy source 3).
+
+    ``firing[n, i]`` says whether neuron i fired on input n. Neurons that fire on exactly the same
+    inputs count once, so the result is (number of distinct columns) / n_neurons, in
+    (0, 1]: 1 when every neuron has its own pattern. Dead neurons share the all-False pattern and
+    so count once together. With no inputs (N = 0) every column is the same empty pattern.
+
+    Memory stays O(N n_neurons / 8) beyond the input: columns are bit-packed along the sample axis
+    and compared as byte strings.
+    """
+    if firing.ndim != 2:
+        raise ValueError(f"firing must be (N, n_neurons), got shape {tuple(firing.shape)}")
+    if firing.dtype != torch.bool:
+        raise TypeError(
+            f"firing must be a bool tensor (e.g. preactivation > 0), got {firing.dtype}"
+        )
+    n_samples, n_neurons = firing.shape
+    if n_neurons == 0:
+        raise ValueError("firing has no neurons")
+    if n_samples == 0:
+        return 1 / n_neurons
+    # Pack along samples first (axis 0) so the big (N, n) matrix is never transposed or copied.
+    packed = np.packbits(firing.detach().cpu().numpy(), axis=0)  # (ceil(N / 8), n_neurons)
+    columns = np.ascontiguousarray(packed.T)  # one byte string per neuron
+    as_bytes = columns.view(np.dtype((np.void, columns.shape[1]))).reshape(-1)
+    return len(np.unique(as_bytes)) / n_neurons

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny float64 models and data for the invariant tests."""
+
+import pytest
+import torch
+from torch import nn
+
+from interbasis.basis.fold import fold_bias
+from interbasis.basis.sections import capture
+
+torch.set_num_threads(1)  # tests run beside other jobs on 2 cores
+
+
+@pytest.fixture
+def mlp() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 10), nn.ReLU(),
+                         nn.Linear(10, 4)).double()
+
+
+@pytest.fixture
+def inputs() -> torch.Tensor:
+    return torch.randn(400, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
+MLP_LAYERS = ["0", "2", "4", "output"]
+
+
+def activations(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
+    """The folded model's activation at node layer ``name`` for inputs x."""
+    folded = fold_bias(model).double()
+    with torch.no_grad():
+        return capture(folded, x.double(), [name])[name]
+
+
+def trained_blob_classifier(n_per_class: int = 100, seed: int = 0):
+    """A small MLP trained to separate 4 balanced Gaussian blobs; returns (model, x, y)."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[3.0, 0, 0], [-3.0, 0, 0], [0, 3.0, 0], [0, -3.0, 0]])
+    x = (centres.repeat_interleave(n_per_class, 0)
+         + 0.5 * torch.randn(4 * n_per_class, 3, generator=generator))
+    y = torch.arange(4).repeat_interleave(n_per_class)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(150):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model.double(), x.double(), y
