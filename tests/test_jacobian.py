@@ -48,8 +48,9 @@ def reference_jacobian_gram(fn, xs, C_next):
     return total / count
 
 
+@pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("model_kind", ["mlp", "positions"])
-def test_vectorised_jacobian_gram_matches_per_sample_loop(mlp, model_kind):
+def test_vectorised_jacobian_gram_matches_per_sample_loop(mlp, model_kind, fast):
     generator = torch.Generator().manual_seed(3)
     if model_kind == "mlp":
         model, names = fold_bias(mlp), ["2", "4"]
@@ -61,10 +62,10 @@ def test_vectorised_jacobian_gram_matches_per_sample_loop(mlp, model_kind):
     x = acts[names[0]]
     C_next = torch.randn(acts[names[1]].shape[-1], 3, generator=generator, dtype=torch.float64)
     batches = Batches(data, 16, torch.float64, torch.device("cpu"))
-    fast = _jacobian_gram(model, batches, names[0], names[1], C_next, [1.0], [1.0], None,
-                          torch.Generator())
+    vectorised = _jacobian_gram(model, batches, names[0], names[1], C_next, [1.0], [1.0], None,
+                                torch.Generator(), fast=fast)
     reference = reference_jacobian_gram(section(model, data, *names), x, C_next)
-    torch.testing.assert_close(fast, reference, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(vectorised, reference, atol=1e-12, rtol=1e-10)
 
 
 def test_trapezoidal_and_gauss_legendre_rules():

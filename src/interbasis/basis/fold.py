@@ -18,6 +18,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from interbasis.basis.linearized import LinearizedSection, activation_gate
+
 FOLDABLE_ACTIVATIONS = (nn.ReLU, nn.GELU, nn.Identity)
 
 
@@ -86,6 +88,27 @@ class FoldedSequential(nn.Sequential):
     def forward(self, x: Tensor) -> Tensor:
         ones = torch.ones(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)
         return super().forward(torch.cat([x, ones], dim=-1))
+
+    def linearize_section(self, name_in: str, name_out: str) -> LinearizedSection | None:
+        """The fast-path form of a section that is a Linear, optionally followed by an activation.
+
+        Other sections (e.g. starting at an activation) return None and take the generic path.
+        """
+        stop = len(self) if name_out == "output" else int(name_out)
+        modules = list(self)[int(name_in):stop]
+        if not modules or not isinstance(modules[0], nn.Linear) or len(modules) > 2:
+            return None
+        weight = modules[0].weight
+        if len(modules) == 1:  # a linear section: all of it is the skip term
+            return LinearizedSection(
+                out_map=weight.new_zeros(weight.shape[0], 0),
+                in_map=weight.new_zeros(0, weight.shape[1]),
+                gate=lambda x, alphas, weights: x.new_zeros(x.shape[0], 0), skip=weight)
+        if not isinstance(modules[1], FOLDABLE_ACTIVATIONS):
+            return None
+        identity = torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        return LinearizedSection(out_map=identity, in_map=weight,
+                                 gate=activation_gate(lambda x: x @ weight.T, modules[1]))
 
 
 def fold_sequential(model: nn.Sequential) -> FoldedSequential:

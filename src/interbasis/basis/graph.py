@@ -22,6 +22,11 @@ from tqdm.auto import tqdm
 from interbasis.basis import bases
 from interbasis.basis.fold import fold_bias
 from interbasis.basis.jacobian import EdgeSum, JacobianGram, integration_points, jacobian_rows
+from interbasis.basis.linearized import (
+    LinearizedEdgeSum,
+    LinearizedJacobianGram,
+    LinearizedSection,
+)
 from interbasis.basis.sections import OUTPUT, NodeLayerError, batch_inputs, capture, section
 from interbasis.basis.stats import RunningMoments, as_positions
 from interbasis.basis.types import Graph, NodeLayer
@@ -77,6 +82,7 @@ def build_graph(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = False,
+    fast_paths: bool = True,
 ) -> Graph:
     """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
 
@@ -96,6 +102,8 @@ def build_graph(
         n_sources: None for the exact sum over output positions, or R random +-1 probes.
         seed: seed of the stochastic sources.
         device: where to compute (default: the model's device); results are float64 on CPU.
+        fast_paths: use a section's exact analytic form when the model offers one
+            (``linearize_section``); False forces the generic autograd path everywhere.
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
@@ -136,7 +144,8 @@ def build_graph(
         C_next = layer_bases[index + 1].C.to(device=device, dtype=dtype)
         start = time.perf_counter()
         jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, name_out, C_next,
-                                               alphas, weights, n_sources, generator)
+                                               alphas, weights, n_sources, generator,
+                                               fast_paths)
         gram, mean = grams[name_in], moments[name_in].mean
         if method == "lib":
             layer_bases[index] = bases.lib_basis(gram, mean, jacobian_grams[index], center,
@@ -149,7 +158,8 @@ def build_graph(
         if edges:
             start = time.perf_counter()
             edge_list[index] = _edges(folded, batches, name_in, name_out, layer_bases[index],
-                                      C_next, alphas, weights, n_sources, generator)
+                                      C_next, alphas, weights, n_sources, generator,
+                                      fast_paths)
             timings["edges"] += time.perf_counter() - start
 
     layers = []
@@ -165,6 +175,7 @@ def build_graph(
             n_positions=positions[name], has_constant=name != OUTPUT))
     settings = dict(center=center, truncation_threshold=truncation_threshold,
                     dtype=str(dtype).removeprefix("torch."), integration=integration,
+                    fast_paths=fast_paths,
                     n_intervals=n_intervals, n_sources=n_sources, seed=seed,
                     n_samples=moments[node_layers[0]].count // positions[node_layers[0]],
                     timings=timings)
@@ -226,8 +237,21 @@ def _check_constant(name: str, x: Tensor) -> None:
             "the model's fold_bias() must append a constant coordinate to every node layer")
 
 
+def _linearized(model: nn.Module, name_in: str, name_out: str) -> LinearizedSection | None:
+    """The model's fast-path form of this section, if it offers one (see basis/linearized.py)."""
+    linearize = getattr(model, "linearize_section", None)
+    return None if linearize is None else linearize(name_in, name_out)
+
+
 def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n_sources,
-                   generator) -> Tensor:
+                   generator, fast: bool = True) -> Tensor:
+    linearized = _linearized(model, name_in, name_out) if fast else None
+    if linearized is not None:
+        accumulator = LinearizedJacobianGram(linearized, C_next)
+        for inputs in batches:
+            with torch.no_grad():
+                accumulator.add_batch(capture(model, inputs, [name_in])[name_in], alphas, weights)
+        return accumulator.result()
     accumulator = None
     for inputs in batches:
         with torch.no_grad():
@@ -242,16 +266,24 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
 
 
 def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alphas, weights,
-           n_sources, generator) -> Tensor:
+           n_sources, generator, fast: bool = True) -> Tensor:
     C = basis_in.C.to(C_next)
     C_pinv = basis_in.C_pinv.to(C_next)
-    accumulator = EdgeSum(C_next.shape[1], C.shape[1], C_next.dtype, C_next.device)
+    linearized = _linearized(model, name_in, name_out) if fast else None
+    if linearized is not None:
+        accumulator = LinearizedEdgeSum(linearized, C_next, C_pinv)
+    else:
+        accumulator = EdgeSum(C_next.shape[1], C.shape[1], C_next.dtype, C_next.device)
     for inputs in batches:
         with torch.no_grad():
             x = capture(model, inputs, [name_in])[name_in]
         features = as_positions(x) @ C
         # Edges are derivatives of g(f) = section(f C_pinv) C_next at the data's features.
         x_rec = (features @ C_pinv).reshape(x.shape)
+        if linearized is not None:
+            with torch.no_grad():
+                accumulator.add_batch(x_rec, features, alphas, weights)
+            continue
         rows = jacobian_rows(section(model, inputs, name_in, name_out), x_rec, C_next, alphas,
                              weights, n_sources, generator)
         accumulator.add_batch(rows, features, C_pinv)

@@ -60,23 +60,22 @@ def cotangent_chunks(n: int, n_out_positions: int, r_out: int, n_sources: int | 
     +-1 vector per sample, weighted 1/R so that the sum over probes estimates the sum over t.
     """
     if n_sources is None or n_out_positions == 1:
-        rows = [(t, i) for t in range(n_out_positions) for i in range(r_out)]
-        for start in range(0, len(rows), chunk):
-            block = rows[start:start + chunk]
-            cot = torch.zeros(len(block), n, n_out_positions, r_out, dtype=dtype, device=device)
-            for k, (t, i) in enumerate(block):
-                cot[k, :, t, i] = 1.0
-            yield cot, torch.tensor([i for _, i in block], device=device), 1.0
+        # one-hot rows as a broadcast view: no (k, n, P_out, r_out) tensor is materialised
+        one_hot = torch.eye(n_out_positions * r_out, dtype=dtype, device=device)
+        feature_of_row = torch.arange(n_out_positions * r_out, device=device) % r_out
+        for start in range(0, n_out_positions * r_out, chunk):
+            block = one_hot[start:start + chunk].reshape(-1, 1, n_out_positions, r_out)
+            yield (block.expand(-1, n, -1, -1), feature_of_row[start:start + chunk], 1.0)
         return
     signs = torch.randint(0, 2, (n_sources, n, n_out_positions), generator=generator)
     signs = (2 * signs - 1).to(dtype=dtype, device=device)
+    features = torch.eye(r_out, dtype=dtype, device=device)
     rows = [(probe, i) for probe in range(n_sources) for i in range(r_out)]
     for start in range(0, len(rows), chunk):
-        block = rows[start:start + chunk]
-        cot = torch.zeros(len(block), n, n_out_positions, r_out, dtype=dtype, device=device)
-        for k, (probe, i) in enumerate(block):
-            cot[k, :, :, i] = signs[probe]
-        yield cot, torch.tensor([i for _, i in block], device=device), 1.0 / n_sources
+        probes = torch.tensor([probe for probe, _ in rows[start:start + chunk]], device=device)
+        outputs = torch.tensor([i for _, i in rows[start:start + chunk]], device=device)
+        cot = signs[probes][..., None] * features[outputs][:, None, None, :]
+        yield cot, outputs, 1.0 / n_sources
 
 
 def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
