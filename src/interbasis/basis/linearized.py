@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 
 MAX_CHUNK_ELEMENTS = 2**25
+# Smaller chunks for the edge products keep their temporaries in cache.
+EDGE_CHUNK_ELEMENTS = 2**22
 
 
 @dataclass
@@ -106,14 +108,19 @@ class LinearizedEdgeSum:
                   weights: list[float]) -> None:
         g = self.section.gate(_rows(x_rec), alphas, weights)
         f = _rows(features)
-        r_out, d_h = self.P.shape
-        chunk = max(1, MAX_CHUNK_ELEMENTS // (r_out * max(d_h, self.Q.shape[1])))
+        (r_out, d_h), r_in = self.P.shape, self.Q.shape[1]
+        # Scale the smaller factor per sample; f_j scales column j, so it folds into Q.
+        chunk = max(1, EDGE_CHUNK_ELEMENTS // (max(r_out, d_h) * max(r_in, d_h)))
         for start in range(0, g.shape[0], chunk):
             g_chunk, f_chunk = g[start:start + chunk], f[start:start + chunk]
-            jacobian = (self.P * g_chunk[:, None, :]) @ self.Q  # (n, r_out, r_in)
+            if r_in <= r_out:
+                scaled = g_chunk[:, :, None] * self.Q * f_chunk[:, None, :]  # (n, d_h, r_in)
+                attributions = self.P @ scaled
+            else:
+                attributions = ((self.P * g_chunk[:, None, :]) @ self.Q) * f_chunk[:, None, :]
             if self.S is not None:
-                jacobian = jacobian + self.S
-            self.total += (jacobian * f_chunk[:, None, :]).square().sum(0)
+                attributions += self.S * f_chunk[:, None, :]
+            self.total += attributions.square().sum(0)
         self.count += g.shape[0]
 
     def result(self) -> Tensor:
