@@ -1,0 +1,118 @@
+"""The one validated schema of a run's configuration (Hydra composes it; this checks it).
+
+Every field has a type, a range where one makes sense, and a description; unknown keys are errors.
+:func:`validate` turns a composed Hydra config into a :class:`RunConfig` or raises
+:class:`ConfigError` with one line per problem naming the field, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(Strict):
+    family: Literal["modadd"] = Field(description="model family (a module in interbasis.models)")
+    d_model: int = Field(128, ge=1, description="residual stream width")
+    n_heads: int = Field(4, ge=1, description="attention heads")
+    d_head: int = Field(32, ge=1, description="width of each head")
+    d_mlp: int = Field(512, ge=1, description="MLP hidden width")
+    node_layers: list[str] = Field(min_length=2, description="hook points whose input is a node "
+                                   "layer, in model order, optionally ending with 'output'")
+
+
+class DataConfig(Strict):
+    name: Literal["modadd"] = Field(description="dataset (a module in interbasis.data)")
+    p: int = Field(113, ge=2, description="modulus of the modular-addition task")
+    train_fraction: float = Field(0.3, gt=0, lt=1, description="share of pairs used to train")
+    data_seed: int = Field(0, ge=0, description="seed of the train/test split (not the model)")
+
+
+class MethodConfig(Strict):
+    name: Literal["lib", "pca", "neuron"] = Field(description="basis: LIB, PCA or neurons")
+    center: bool = Field(True, description="centre the Gram (the paper's setting)")
+    truncation_threshold: float = Field(1e-15, ge=0, description="tau: drop eigenvalues below it")
+    integration: Literal["gradient", "trapezoidal", "gauss-legendre"] = Field(
+        "gradient", description="plain gradient (paper) or integrated gradients")
+    n_intervals: int = Field(0, ge=0, description="integration intervals (n + 1 points)")
+    n_sources: int | None = Field(None, ge=1, description="stochastic sources over output "
+                                  "positions; null = exact")
+    basis_split: Literal["train", "test"] = Field("train", description="data the basis is built on")
+    batch_size: int = Field(4096, ge=1, description="samples per batch while building the basis")
+
+
+class TrainConfig(Strict):
+    steps: int = Field(60_000, ge=0, description="optimizer steps (full batch)")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(1.0, ge=0, description="AdamW weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas")
+    warmup_steps: int = Field(10, ge=0, description="linear warm-up steps")
+    eval_every: int = Field(500, ge=1, description="steps between training-curve points")
+    save_every: int = Field(1000, ge=1, description="steps between checkpoint saves")
+
+
+class AblationConfig(Strict):
+    split: Literal["train", "test"] = Field("test", description="data the ablations are scored on")
+    deltas: list[float] = Field([0.001, 0.01, 0.05], description="k_required tolerances")
+    edge_delta: float = Field(0.001, gt=0, description="tolerance of the edge-ablation bisection")
+    edges: bool = Field(True, description="run the edge-ablation bisection (the slow part)")
+    batch_size: int = Field(1024, ge=1, description="samples per batch while ablating")
+
+
+class LoggerConfig(Strict):
+    kind: Literal["wandb", "offline", "none"] = Field(description="W&B online (if a key is set, "
+                                                      "else offline), offline, or off")
+    project: str = Field("interbasis", description="W&B project")
+    entity: str | None = Field(None, description="W&B entity (user or team)")
+
+
+class PathsConfig(Strict):
+    root: str = Field(description="project root")
+    results: str = Field(description="the results store")
+    runs: str = Field(description="one folder per run, grouped by experiment")
+    checkpoints: str = Field(description="trained-model cache")
+    wandb: str = Field(description="W&B files (offline runs)")
+
+
+class RunConfig(Strict):
+    experiment_name: str = Field("default", min_length=1, description="results/runs/<this>/")
+    seed: int = Field(0, ge=0, description="model seed (initialisation and training)")
+    threads: int = Field(2, ge=1, description="torch threads (1 when jobs run in parallel)")
+    progress: bool | None = Field(None, description="progress bars: null = only on a terminal")
+    model: ModelConfig
+    data: DataConfig
+    method: MethodConfig
+    train: TrainConfig
+    ablation: AblationConfig
+    logger: LoggerConfig
+    paths: PathsConfig
+
+
+class ConfigError(ValueError):
+    """A composed config that does not fit the schema; the message has one line per problem."""
+
+
+def validate(container: dict) -> RunConfig:
+    """Check a resolved config dict against :class:`RunConfig`."""
+    try:
+        return RunConfig.model_validate(container)
+    except ValidationError as error:
+        raise ConfigError("\n".join(_describe(problem, container)
+                                    for problem in error.errors())) from None
+
+
+def _describe(problem: dict, container: dict) -> str:
+    field = ".".join(str(part) for part in problem["loc"])
+    if problem["type"] == "extra_forbidden":
+        return f"config error: unknown key {field!r}"
+    if problem["type"] == "missing":
+        return f"config error: {field} is missing"
+    allowed = problem.get("ctx", {}).get("expected")
+    message = problem["msg"] + (f" (allowed: {allowed})" if allowed and "expected" not in
+                                problem["msg"] else "")
+    return f"config error: {field} = {problem.get('input')!r}: {message}"

@@ -1,0 +1,94 @@
+"""One run, top to bottom: model -> basis -> ablations -> metrics -> results store and W&B.
+
+Each model family plugs in through ``interbasis.training.<family>.prepare(cfg) -> Prepared``: the
+(trained or cached) model, the data the basis is built on, the scored ablation data, and a few
+family-specific summary numbers. Everything after that is the same for every family.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from interbasis.basis import build_graph, edge_ablation, node_ablation_curve
+from interbasis.basis.sections import OUTPUT
+from interbasis.config import RunConfig
+from interbasis.metrics import summarize
+from interbasis.results import RunDirectory, curves_frame
+from interbasis.tracking import Tracker
+
+
+@dataclass
+class Prepared:
+    """What a model family hands the pipeline."""
+
+    model: nn.Module
+    basis_inputs: Tensor  # inputs the basis is built on (cfg.method.basis_split)
+    ablation_data: tuple[Tensor, Tensor]  # (inputs, targets) the ablations are scored on
+    score: str = "accuracy"
+    summary: dict[str, float | int | str] = field(default_factory=dict)
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    family = importlib.import_module(f"interbasis.training.{cfg.model.family}")
+    return family.prepare(cfg)
+
+
+def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
+    """Execute one run and return its summary (written last, so a crash leaves none)."""
+    torch.set_num_threads(cfg.threads)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    prepared = prepare(cfg)
+    timings["time/prepare_s"] = time.perf_counter() - start
+    tracker.log_metrics({k: v for k, v in prepared.summary.items() if isinstance(v, float | int)})
+
+    start = time.perf_counter()
+    method = cfg.method
+    graph = build_graph(
+        prepared.model, prepared.basis_inputs, list(cfg.model.node_layers), method=method.name,
+        center=method.center, truncation_threshold=method.truncation_threshold,
+        integration=method.integration, n_intervals=method.n_intervals,
+        n_sources=method.n_sources, seed=cfg.seed, batch_size=method.batch_size,
+        progress=cfg.progress is not False)
+    timings["time/basis_s"] = time.perf_counter() - start
+    run_dir.write_graph(graph, method.name)
+
+    start = time.perf_counter()
+    ablation = cfg.ablation
+    layers = [name for name in cfg.model.node_layers if name != OUTPUT]
+    node_curves = [node_ablation_curve(prepared.model, graph, name, prepared.ablation_data,
+                                       score=prepared.score, batch_size=ablation.batch_size)
+                   for name in tqdm(layers, desc="node ablations", disable=_quiet(cfg))]
+    edge_results = []
+    if ablation.edges:
+        edge_results = [edge_ablation(prepared.model, graph, index, prepared.ablation_data,
+                                      score=prepared.score, delta=ablation.edge_delta,
+                                      batch_size=ablation.batch_size)
+                        for index in tqdm(range(len(graph.edges)), desc="edge ablations",
+                                          disable=_quiet(cfg))]
+    timings["time/ablation_s"] = time.perf_counter() - start
+
+    curves = curves_frame(node_curves, edge_results)
+    run_dir.write_curves(curves)
+    tracker.log_curves(curves)
+    summary = summarize(graph, node_curves, edge_results, deltas=ablation.deltas,
+                        tau=method.truncation_threshold)
+    summary.update(prepared.summary)
+    summary.update({k: round(v, 3) for k, v in timings.items()})
+    summary.update(model=cfg.model.family, method=method.name, seed=cfg.seed,
+                   experiment=cfg.experiment_name)
+    tracker.set_summary({k: v for k, v in summary.items()
+                         if not (isinstance(v, float) and math.isnan(v))})
+    return summary
+
+
+def _quiet(cfg: RunConfig) -> bool | None:
+    """tqdm's disable flag: None hides bars when the output is not a terminal."""
+    return None if cfg.progress is None else not cfg.progress
