@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from interbasis.basis import build_graph, edge_ablation, node_ablation_curve
+from interbasis.basis.graph import tqdm_disable
 from interbasis.basis.sections import OUTPUT
 from interbasis.config import RunConfig
 from interbasis.metrics import summarize
@@ -56,7 +57,7 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
         center=method.center, truncation_threshold=method.truncation_threshold,
         integration=method.integration, n_intervals=method.n_intervals,
         n_sources=method.n_sources, seed=cfg.seed, batch_size=method.batch_size,
-        progress=cfg.progress is not False)
+        progress=cfg.progress)
     timings["time/basis_s"] = time.perf_counter() - start
     run_dir.write_graph(graph, method.name)
 
@@ -65,14 +66,15 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     layers = [name for name in cfg.model.node_layers if name != OUTPUT]
     node_curves = [node_ablation_curve(prepared.model, graph, name, prepared.ablation_data,
                                        score=prepared.score, batch_size=ablation.batch_size)
-                   for name in tqdm(layers, desc="node ablations", disable=_quiet(cfg))]
+                   for name in tqdm(layers, desc="node ablations",
+                                    disable=tqdm_disable(cfg.progress))]
     edge_results = []
     if ablation.edges:
         edge_results = [edge_ablation(prepared.model, graph, index, prepared.ablation_data,
                                       score=prepared.score, delta=ablation.edge_delta,
                                       batch_size=ablation.batch_size)
                         for index in tqdm(range(len(graph.edges)), desc="edge ablations",
-                                          disable=_quiet(cfg))]
+                                          disable=tqdm_disable(cfg.progress))]
     timings["time/ablation_s"] = time.perf_counter() - start
 
     curves = curves_frame(node_curves, edge_results)
@@ -87,8 +89,3 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     tracker.set_summary({k: v for k, v in summary.items()
                          if not (isinstance(v, float) and math.isnan(v))})
     return summary
-
-
-def _quiet(cfg: RunConfig) -> bool | None:
-    """tqdm's disable flag: None hides bars when the output is not a terminal."""
-    return None if cfg.progress is None else not cfg.progress

@@ -42,9 +42,9 @@ if not OmegaConf.has_resolver("interbasis_root"):
 
 def execute(cfg: RunConfig, resolved: dict, overrides: list[str]) -> dict:
     """Run one validated config inside its run directory; always closes W&B."""
-    # experiment/sweep choose the folder above (experiment_name) or the grid, not the run itself
+    # experiment/debug/sweep choose the folder above (experiment_name) or the grid, not the run
     run_name = run_name_from_overrides(
-        overrides, ignore=(*DEFAULT_IGNORED_OVERRIDES, "experiment", "sweep"))
+        overrides, ignore=(*DEFAULT_IGNORED_OVERRIDES, "experiment", "debug", "sweep"))
     run_dir = RunDirectory(Path(cfg.paths.runs) / cfg.experiment_name / run_name)
     run_dir.clear()
     run_dir.write_config(resolved)

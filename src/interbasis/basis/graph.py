@@ -81,7 +81,7 @@ def build_graph(
     n_sources: int | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
     fast_paths: bool = True,
 ) -> Graph:
     """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
@@ -102,6 +102,7 @@ def build_graph(
         n_sources: None for the exact sum over output positions, or R random +-1 probes.
         seed: seed of the stochastic sources.
         device: where to compute (default: the model's device); results are float64 on CPU.
+        progress: progress bars; None shows them only when stderr is a terminal.
         fast_paths: use a section's exact analytic form when the model offers one
             (``linearize_section``); False forces the generic autograd path everywhere.
     Returns:
@@ -138,7 +139,8 @@ def build_graph(
         layer_bases[-1] = bases.pca_basis(grams[last], moments[last].mean, center,
                                           truncation_threshold)
     timings["basis"] = timings["edges"] = 0.0
-    steps = tqdm(range(n_layers - 2, -1, -1), desc=f"{method} sections", disable=not progress)
+    steps = tqdm(range(n_layers - 2, -1, -1), desc=f"{method} sections",
+                 disable=tqdm_disable(progress))
     for index in steps:
         name_in, name_out = node_layers[index], node_layers[index + 1]
         C_next = layer_bases[index + 1].C.to(device=device, dtype=dtype)
@@ -183,6 +185,11 @@ def build_graph(
                  settings=settings)
 
 
+def tqdm_disable(progress: bool | None) -> bool | None:
+    """tqdm's ``disable`` flag for a progress setting: None hides bars off a terminal."""
+    return None if progress is None else not progress
+
+
 def _validate(method: str, node_layers: list[str], tau: float, n_sources: int | None) -> None:
     if method not in bases.METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {bases.METHODS}")
@@ -206,7 +213,8 @@ def _statistics(model: nn.Module, batches: Batches, node_layers: list[str], cent
     positions: dict[str, int] = {}
     first = True
     with torch.no_grad():
-        for inputs in tqdm(batches, desc="statistics", disable=not progress, leave=False):
+        for inputs in tqdm(batches, desc="statistics", disable=tqdm_disable(progress),
+                           leave=False):
             try:
                 acts = capture(model, inputs, node_layers)
             except NodeLayerError:

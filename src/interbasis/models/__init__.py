@@ -1,0 +1,5 @@
+"""Model families; each folds its own biases (``fold_bias()``, spec section 2)."""
+
+from interbasis.models.modadd import HookPoint, ModAddTransformer, ModAddTransformerConfig
+
+__all__ = ["HookPoint", "ModAddTransformer", "ModAddTransformerConfig"]
