@@ -62,6 +62,8 @@ class AblationConfig(Strict):
     edge_delta: float = Field(0.001, gt=0, description="tolerance of the edge-ablation bisection")
     edges: bool = Field(True, description="run the edge-ablation bisection (the slow part)")
     batch_size: int = Field(1024, ge=1, description="samples per batch while ablating")
+    dtype: Literal["float32", "float64"] = Field(
+        "float32", description="ablation precision (the spec allows float32; bases stay float64)")
 
 
 class LoggerConfig(Strict):

@@ -63,16 +63,18 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
 
     start = time.perf_counter()
     ablation = cfg.ablation
+    dtype = getattr(torch, ablation.dtype)
     layers = [name for name in cfg.model.node_layers if name != OUTPUT]
     node_curves = [node_ablation_curve(prepared.model, graph, name, prepared.ablation_data,
-                                       score=prepared.score, batch_size=ablation.batch_size)
+                                       score=prepared.score, batch_size=ablation.batch_size,
+                                       dtype=dtype)
                    for name in tqdm(layers, desc="node ablations",
                                     disable=tqdm_disable(cfg.progress))]
     edge_results = []
     if ablation.edges:
         edge_results = [edge_ablation(prepared.model, graph, index, prepared.ablation_data,
                                       score=prepared.score, delta=ablation.edge_delta,
-                                      batch_size=ablation.batch_size)
+                                      batch_size=ablation.batch_size, dtype=dtype)
                         for index in tqdm(range(len(graph.edges)), desc="edge ablations",
                                           disable=tqdm_disable(cfg.progress))]
     timings["time/ablation_s"] = time.perf_counter() - start

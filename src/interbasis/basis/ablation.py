@@ -191,7 +191,9 @@ def edge_ablated_forward(folded: nn.Module, graph: Graph, index: int, mask: Tens
             return rotated.index_select(-1, i.reshape(1)).squeeze(-1)
 
         n_out = mask.shape[0]
-        chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, features.numel() * C_next.shape[0]))
+        # one vmapped row holds a few tensors of the section's size, not r_out of them
+        widest = max(features.shape[-1], C_pinv.shape[1], C_next.shape[0])
+        chunk = max(1, MAX_CHUNK_ELEMENTS // (4 * features.shape[0] * features.shape[1] * widest))
         columns = torch.func.vmap(output_feature, chunk_size=chunk)(mask, torch.arange(n_out))
         next_features = columns.movedim(0, -1)  # (n, P_out, r_next)
         x_next = (next_features @ C_next_pinv).reshape(acts[layer_out.name].shape)
