@@ -57,9 +57,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (tiny models: more threads add overhead)")
     parser.add_argument("--out", type=Path, help="write the metrics of every method as JSON")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     inputs, labels, train_index = modular_addition(args.p, args.seed)
     model = train(inputs, labels, train_index, args.hidden, args.steps, args.seed)
