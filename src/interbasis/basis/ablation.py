@@ -10,7 +10,6 @@ Scores are computed by a :class:`Scorer` (accuracy by default, cross-entropy for
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from interbasis.basis.fold import fold_bias
+from interbasis.basis.fold import frozen_folded_copy
 from interbasis.basis.sections import (
     OUTPUT,
     capture,
@@ -90,10 +89,7 @@ def iter_pairs(data: tuple[Tensor, Tensor] | Iterable, batch_size: int = 4096
 
 def prepare_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """The folded copy the graph's bases live in, in eval mode and ``dtype``."""
-    folded = copy.deepcopy(fold_bias(model)).to(dtype).eval()
-    for parameter in folded.parameters():
-        parameter.requires_grad_(False)
-    return folded
+    return frozen_folded_copy(model, dtype)
 
 
 def _cast(inputs: Tensor, dtype: torch.dtype) -> Tensor:

@@ -60,6 +60,14 @@ def fold_bias(model: nn.Module) -> nn.Module:
     )
 
 
+def frozen_folded_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A folded copy of ``model`` in ``dtype``, in eval mode with frozen parameters."""
+    folded = copy.deepcopy(fold_bias(model)).to(dtype).eval()
+    for parameter in folded.parameters():
+        parameter.requires_grad_(False)
+    return folded
+
+
 def constant_preimage(act: nn.Module) -> float:
     """The pre-activation r1 with act(r1) = 1: 1 for ReLU and identity, solved for GELU."""
     if isinstance(act, (nn.ReLU, nn.Identity)):

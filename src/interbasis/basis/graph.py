@@ -11,7 +11,6 @@ from the last backwards, one Jacobian pass for M' (and LIB's basis) and one for 
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Iterable, Iterator
 
@@ -20,7 +19,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from interbasis.basis import bases
-from interbasis.basis.fold import fold_bias
+from interbasis.basis.fold import frozen_folded_copy
 from interbasis.basis.jacobian import EdgeSum, JacobianGram, integration_points, jacobian_rows
 from interbasis.basis.linearized import (
     LinearizedEdgeSum,
@@ -110,9 +109,7 @@ def build_graph(
     """
     _validate(method, node_layers, truncation_threshold, n_sources)
     alphas, weights = integration_points(integration, n_intervals)
-    folded = copy.deepcopy(fold_bias(model)).to(dtype).eval()
-    for parameter in folded.parameters():
-        parameter.requires_grad_(False)
+    folded = frozen_folded_copy(model, dtype)
     if device is None:
         device = next((p.device for p in folded.parameters()), torch.device("cpu"))
     device = torch.device(device)
