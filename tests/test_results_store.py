@@ -194,6 +194,20 @@ def test_write_json_refuses_summary_and_meta(tmp_path):
         RunDirectory(tmp_path).write_json("meta.json", {})
 
 
+def test_write_table_round_trips_and_is_refused_after_the_summary(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    table = pd.DataFrame({"feature": [1, 2], "purity": [0.5, 0.97], "term": ["cos 4a", "sin b"]})
+    run.write_table("fourier", table)
+    pd.testing.assert_frame_equal(run.read_table("fourier"), table)
+    with pytest.raises(ValueError, match="write_curves"):
+        run.write_table("curves", table)
+    run.write_summary({"a": 1})
+    with pytest.raises(RuntimeError, match="already holds a summary"):
+        run.write_table("other", table)
+    run.clear()
+    assert not (run.path / "fourier.csv").exists()
+
+
 def test_write_config_accepts_omegaconf(tmp_path):
     from omegaconf import OmegaConf
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -19,6 +21,7 @@ from tqdm.auto import tqdm
 from interbasis.basis import build_graph, edge_ablation, node_ablation_curve
 from interbasis.basis.graph import tqdm_disable
 from interbasis.basis.sections import OUTPUT
+from interbasis.basis.types import Graph
 from interbasis.config import RunConfig
 from interbasis.metrics import summarize
 from interbasis.results import RunDirectory, curves_frame
@@ -34,6 +37,9 @@ class Prepared:
     ablation_data: tuple[Tensor, Tensor]  # (inputs, targets) the ablations are scored on
     score: str = "accuracy"
     summary: dict[str, float | int | str] = field(default_factory=dict)
+    # Family-specific analysis of the finished graph (e.g. Fourier purity of modular-addition
+    # features, mean feature value per image class): each table is written as <name>.csv.
+    analyse: Callable[[nn.Module, Graph], dict[str, pd.DataFrame]] | None = None
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -81,6 +87,9 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
 
     curves = curves_frame(node_curves, edge_results)
     run_dir.write_curves(curves)
+    if prepared.analyse is not None:
+        for name, table in prepared.analyse(prepared.model, graph).items():
+            run_dir.write_table(name, table)
     tracker.log_curves(curves)
     summary = summarize(graph, node_curves, edge_results, deltas=ablation.deltas,
                         tau=method.truncation_threshold)

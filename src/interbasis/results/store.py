@@ -202,6 +202,15 @@ class RunDirectory:
         self._check_not_complete(file_name)
         return self._write_text(file_name, _dumps(obj))
 
+    def write_table(self, name: str, frame: pd.DataFrame) -> Path:
+        """Write a family's analysis table (e.g. Fourier purity per feature) to ``<name>.csv``."""
+        file_name = name if name.endswith(".csv") else f"{name}.csv"
+        _check_file_name(file_name)
+        if file_name == CURVES_FILE:
+            raise ValueError(f"{CURVES_FILE} is written by write_curves only")
+        self._check_not_complete(file_name)
+        return self._write_text(file_name, frame.to_csv(index=False))
+
     def write_summary(self, summary: Mapping[str, Any]) -> Path:
         """Write the flat metrics as ``summary.json`` with ``"status": "complete"``: call it LAST.
 
@@ -266,6 +275,10 @@ class RunDirectory:
     def read_json(self, name: str) -> Any:
         """A file written by ``write_json``."""
         return _read_json(self.path / (name if name.endswith(".json") else f"{name}.json"))
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        """A table written by ``write_table``."""
+        return pd.read_csv(self.path / (name if name.endswith(".csv") else f"{name}.csv"))
 
     def read_curves(self) -> pd.DataFrame:
         """The curves written by ``write_curves``."""
