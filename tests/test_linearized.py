@@ -67,3 +67,22 @@ def test_residual_fast_path_equals_generic(activation):
     generic = build_graph(model, x, ["pre", "post", "output"], fast_paths=False, batch_size=64)
     assert_same_graph(fast, generic)
     assert fast.layers[0].n_positions == 3
+
+
+@pytest.mark.parametrize("method", ["lib", "pca"])
+def test_modadd_fast_paths_equal_generic(method):
+    """The transformer's MLP-block and unembedding fast paths (attention stays generic)."""
+    from interbasis.data.modadd import all_pairs
+    from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
+
+    cfg = ModAddTransformerConfig(d_vocab=8, d_model=12, n_heads=2, d_head=5, d_mlp=20)
+    model = ModAddTransformer(cfg, seed=1).double()
+    tokens = all_pairs(7)[0]
+    layers = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post",
+              "output"]
+    folded = model.fold_bias()
+    assert folded.linearize_section(*layers[1:3]) is not None
+    assert folded.linearize_section(*layers[2:4]) is not None
+    fast = build_graph(model, tokens, layers, method=method)
+    generic = build_graph(model, tokens, layers, method=method, fast_paths=False)
+    assert_same_graph(fast, generic)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from interbasis.basis.fold import frozen_folded_copy
+from interbasis.basis.masked import masked_next_features, section_input_map
 from interbasis.basis.sections import (
     OUTPUT,
     capture,
@@ -165,20 +166,21 @@ def edge_mask(edges: Tensor, n_keep: int, to_constant: bool) -> Tensor:
 
 
 def edge_ablated_forward(folded: nn.Module, graph: Graph, index: int, mask: Tensor,
-                         dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
+                         dtype: torch.dtype, fast_paths: bool = True
+                         ) -> Callable[[Tensor], Tensor]:
     """Model whose features at layer index+1 are each computed from their kept inputs only.
 
-    Ablated input features are set to 0, which for centred features is mean ablation.
+    Ablated input features are set to 0, which for centred features is mean ablation. Sections
+    with an input map (basis/masked.py) are evaluated at a cost proportional to the kept edges;
+    others by one vmapped section run per output feature.
     """
     layer_in, layer_out = graph.layers[index], graph.layers[index + 1]
     C, C_pinv = layer_in.C.to(dtype), layer_in.C_pinv.to(dtype)
     C_next, C_next_pinv = layer_out.C.to(dtype), layer_out.C_pinv.to(dtype)
-    mask = mask.to(dtype)
+    input_map = section_input_map(folded, layer_in.name, layer_out.name) if fast_paths else None
+    mask_values = mask.to(dtype)
 
-    def forward(inputs: Tensor) -> Tensor:
-        acts = capture(folded, inputs, [layer_in.name, layer_out.name])
-        x = acts[layer_in.name]
-        features = as_positions(x) @ C
+    def generic_next_features(inputs: Tensor, x: Tensor, features: Tensor) -> Tensor:
         run_section = section(folded, inputs, layer_in.name, layer_out.name)
 
         def output_feature(mask_row: Tensor, i: Tensor) -> Tensor:
@@ -190,8 +192,18 @@ def edge_ablated_forward(folded: nn.Module, graph: Graph, index: int, mask: Tens
         # one vmapped row holds a few tensors of the section's size, not r_out of them
         widest = max(features.shape[-1], C_pinv.shape[1], C_next.shape[0])
         chunk = max(1, MAX_CHUNK_ELEMENTS // (4 * features.shape[0] * features.shape[1] * widest))
-        columns = torch.func.vmap(output_feature, chunk_size=chunk)(mask, torch.arange(n_out))
-        next_features = columns.movedim(0, -1)  # (n, P_out, r_next)
+        columns = torch.func.vmap(output_feature, chunk_size=chunk)(mask_values,
+                                                                    torch.arange(n_out))
+        return columns.movedim(0, -1)  # (n, P_out, r_next)
+
+    def forward(inputs: Tensor) -> Tensor:
+        acts = capture(folded, inputs, [layer_in.name, layer_out.name])
+        x = acts[layer_in.name]
+        features = as_positions(x) @ C
+        if input_map is None:
+            next_features = generic_next_features(inputs, x, features)
+        else:
+            next_features = masked_next_features(input_map, features, mask, C_pinv, C_next)
         x_next = (next_features @ C_next_pinv).reshape(acts[layer_out.name].shape)
         return run_replacing(folded, inputs, layer_out.name, x_next)
 
@@ -221,8 +233,11 @@ def bisect_smallest(within: Callable[[int], bool], n_total: int, tolerance: int 
 
 def edge_ablation(model: nn.Module, graph: Graph, index: int, data, score="accuracy",
                   delta: float = 0.001, tolerance: int = 1, dtype: torch.dtype = torch.float64,
-                  batch_size: int = 1024) -> EdgeAblationResult:
-    """Bisect the smallest number of non-constant edges of transition ``index`` (spec 6.2)."""
+                  batch_size: int = 1024, fast_paths: bool = True) -> EdgeAblationResult:
+    """Bisect the smallest number of non-constant edges of transition ``index`` (spec 6.2).
+
+    ``fast_paths=False`` forces the generic vmapped evaluation (for testing the fast one).
+    """
     if graph.edges is None:
         raise ValueError("the graph has no edges: build it with edges=True")
     if not 0 <= index < len(graph.edges):
@@ -239,7 +254,7 @@ def edge_ablation(model: nn.Module, graph: Graph, index: int, data, score="accur
     def score_keeping(n: int) -> float:
         if n not in evaluations:
             mask = edge_mask(edges, n, to_constant)
-            forward = edge_ablated_forward(folded, graph, index, mask, dtype)
+            forward = edge_ablated_forward(folded, graph, index, mask, dtype, fast_paths)
             evaluations[n] = evaluate(forward, data, scorer, dtype, batch_size)
         return evaluations[n]
 

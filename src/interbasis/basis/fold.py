@@ -116,7 +116,8 @@ class FoldedSequential(nn.Sequential):
             return None
         identity = torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
         return LinearizedSection(out_map=identity, in_map=weight,
-                                 gate=activation_gate(lambda x: x @ weight.T, modules[1]))
+                                 gate=activation_gate(lambda x: x @ weight.T, modules[1]),
+                                 activation=modules[1])
 
 
 def fold_sequential(model: nn.Sequential) -> FoldedSequential:

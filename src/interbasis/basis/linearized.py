@@ -39,6 +39,9 @@ class LinearizedSection:
     in_map: Tensor  # (d_h, d_in)
     gate: Callable[[Tensor, list[float], list[float]], Tensor]
     skip: Tensor | None = None  # (d_out, d_in)
+    # The activation itself (not only its slope): lets edge ablations run the section's forward
+    # from its masked pre-activations (basis/masked.py). None: ablations take the generic path.
+    activation: Callable[[Tensor], Tensor] | None = None
 
 
 def activation_gate(pre_activation: Callable[[Tensor], Tensor],
@@ -136,4 +139,4 @@ def residual_mlp_section(w_in: Tensor, w_out: Tensor,
     identity = torch.eye(w_in.shape[1], dtype=w_in.dtype, device=w_in.device)
     return LinearizedSection(out_map=w_out, in_map=w_in,
                              gate=activation_gate(lambda x: x @ w_in.T, activation),
-                             skip=identity)
+                             skip=identity, activation=activation)

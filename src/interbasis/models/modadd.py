@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from interbasis.basis.linearized import LinearizedSection, residual_mlp_section
+from interbasis.basis.masked import InputMap
 
 
 class HookPoint(nn.Identity):
@@ -118,10 +119,37 @@ class Attention(nn.Module):
         return self._attend_from_last(q, k, v)
 
     def _attend_from_last(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """One query (B, 1, h, e) per sample: broadcasting beats a batch of (1 x e) @ (e x P)
-        matmuls, and the last position sees every key, so there is no mask."""
+        return self._output(self._mix_from_last(q, k, v))
+
+    def _mix_from_last(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Per-head results (B, 1, h, e_v) for one query (B, 1, h, e) per sample.
+
+        Broadcasting beats a batch of (1 x e) @ (e x P) matmuls, and the last position sees every
+        key, so there is no mask.
+        """
         scores = (q * k).sum(-1) * self.scale  # (B, P, h)
-        return self._output((scores.softmax(dim=1)[..., None] * v).sum(1, keepdim=True))
+        return (scores.softmax(dim=1)[..., None] * v).sum(1, keepdim=True)
+
+    def input_map(self) -> InputMap:
+        """Folded attention sublayer resid_pre -> resid_mid as an :class:`InputMap`.
+
+        resid_mid = resid_pre[:, -1] + mix(resid_pre @ [W_Q | W_K | W_V]) @ W_O: the stream enters
+        only through the skip and the Q/K/V projections, so edge ablations can mask it cheaply.
+        """
+        h, d_resid, e = self.W_Q.shape
+        e_v = self.W_V.shape[2]
+        stacked = [w.transpose(0, 1).reshape(d_resid, -1) for w in (self.W_Q, self.W_K, self.W_V)]
+
+        def core(z: Tensor) -> Tensor:  # (B, P, 2 h e + h e_v) -> (B, 1, h e_v)
+            q, k, v = z.split([h * e, h * e, h * e_v], dim=-1)
+            mixed = self._mix_from_last(q[:, -1:].unflatten(-1, (h, e)),
+                                        k.unflatten(-1, (h, e)), v.unflatten(-1, (h, e_v)))
+            return mixed.flatten(-2)
+
+        identity = torch.eye(d_resid, dtype=self.W_Q.dtype, device=self.W_Q.device)
+        return InputMap(in_weight=torch.cat(stacked, dim=1), core=core,
+                        out_weight=self.W_O.flatten(0, 1), skip=identity,
+                        skip_positions=slice(-1, None))
 
     def _output(self, z: Tensor) -> Tensor:
         """Per-head results z (B, Q, h, e_v) -> (B, Q, d); heads are summed inside the matmul."""
@@ -248,12 +276,27 @@ class ModAddTransformer(nn.Module):
         return self.unembed(self.blocks[0](self.embed(tokens), last_only=False))
 
     def linearize_section(self, name_in: str, name_out: str) -> LinearizedSection | None:
-        """Exact fast path of the folded MLP block (resid_mid -> resid_post) for build_graph."""
-        if not self.is_bias_folded or (name_in, name_out) != ("blocks.0.hook_resid_mid",
-                                                              "blocks.0.hook_resid_post"):
+        """Exact fast paths of the folded MLP block (resid_mid -> resid_post) and the unembedding
+        (resid_post -> output) for build_graph and the edge ablations."""
+        if not self.is_bias_folded:
             return None
-        mlp = self.blocks[0].mlp
-        return residual_mlp_section(mlp.W_in.T, mlp.W_out.T, F.relu)
+        if (name_in, name_out) == ("blocks.0.hook_resid_mid", "blocks.0.hook_resid_post"):
+            mlp = self.blocks[0].mlp
+            return residual_mlp_section(mlp.W_in.T, mlp.W_out.T, F.relu)
+        if (name_in, name_out) == ("blocks.0.hook_resid_post", "output"):
+            W_U = self.unembed.W_U  # logits = resid_post[:, -1] @ W_U, a linear section
+            return LinearizedSection(out_map=W_U.new_zeros(W_U.shape[1], 0),
+                                     in_map=W_U.new_zeros(0, W_U.shape[0]),
+                                     gate=lambda x, alphas, weights: x.new_zeros(x.shape[0], 0),
+                                     skip=W_U.T)
+        return None
+
+    def section_input_map(self, name_in: str, name_out: str) -> InputMap | None:
+        """The attention sublayer's input map for fast edge ablations (basis/masked.py)."""
+        if self.is_bias_folded and (name_in, name_out) == ("blocks.0.hook_resid_pre",
+                                                           "blocks.0.hook_resid_mid"):
+            return self.blocks[0].attn.input_map()
+        return None
 
     def fold_bias(self) -> ModAddTransformer:
         """A new model with every bias folded into a constant last coordinate (spec section 2).
