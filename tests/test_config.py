@@ -53,6 +53,8 @@ def test_paper_preset_matches_the_spec():
         128, 4, 32, 512)
     assert cfg.method.truncation_threshold == 1e-15 and cfg.method.basis_split == "train"
     assert cfg.ablation.split == "test" and cfg.ablation.edge_delta == 0.001
+    assert cfg.ablation.max_samples is None  # the paper scores the whole test split
+    assert validate(composed([])).ablation.max_samples == 2000  # the quick default run
 
 
 def test_results_path_follows_the_environment(monkeypatch, tmp_path):

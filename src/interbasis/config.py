@@ -58,6 +58,8 @@ class TrainConfig(Strict):
 
 class AblationConfig(Strict):
     split: Literal["train", "test"] = Field("test", description="data the ablations are scored on")
+    max_samples: int | None = Field(None, ge=1, description="score the ablations on a fixed "
+                                    "random subset of this many samples; null = the whole split")
     deltas: list[float] = Field([0.001, 0.01, 0.05], description="k_required tolerances")
     edge_delta: float = Field(0.001, gt=0, description="tolerance of the edge-ablation bisection")
     edges: bool = Field(True, description="run the edge-ablation bisection (the slow part)")

@@ -44,7 +44,21 @@ class Prepared:
 
 def prepare(cfg: RunConfig) -> Prepared:
     family = importlib.import_module(f"interbasis.training.{cfg.model.family}")
-    return family.prepare(cfg)
+    prepared = family.prepare(cfg)
+    if cfg.ablation.max_samples is not None:
+        prepared.ablation_data = subsample(prepared.ablation_data, cfg.ablation.max_samples)
+    return prepared
+
+
+def subsample(data: tuple[Tensor, Tensor], n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A fixed random subset of n (input, target) pairs, the same for every method and seed,
+    so that runs compared with each other ablate the same samples."""
+    inputs, targets = data
+    if n >= len(inputs):
+        return data
+    order = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed))[:n]
+    index = order.sort().values
+    return inputs[index], targets[index]
 
 
 def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
@@ -94,6 +108,7 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     summary = summarize(graph, node_curves, edge_results, deltas=ablation.deltas,
                         tau=method.truncation_threshold)
     summary.update(prepared.summary)
+    summary["ablation/n_samples"] = len(prepared.ablation_data[0])
     summary.update({k: round(v, 3) for k, v in timings.items()})
     summary.update(model=cfg.model.family, method=method.name, seed=cfg.seed,
                    experiment=cfg.experiment_name)

@@ -31,6 +31,7 @@ from interbasis.results import (
     run_name_from_overrides,
     utc_now,
 )
+from interbasis.results.report import format_run_summary
 from interbasis.tracking import make_tracker
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,7 @@ def execute(cfg: RunConfig, resolved: dict, overrides: list[str]) -> dict:
         summary = pipeline.run(cfg, run_dir, tracker)
         run_dir.write_summary(summary)
         exit_code = 0
+        print(format_run_summary(summary))
         print(f"run complete: {run_dir.path}")
         return summary
     except BaseException as error:
