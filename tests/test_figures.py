@@ -10,8 +10,9 @@ import torch
 from interbasis.analysis.fourier import COLUMNS, fourier_purity
 from interbasis.analysis.partition import eps_from_results, partition_record
 from interbasis.basis.types import EdgeAblationResult, Graph, NodeAblationCurve, NodeLayer
-from interbasis.figures import fig10_cross_architecture
+from interbasis.figures import fig03_lib_graph, fig10_cross_architecture
 from interbasis.figures.__main__ import main
+from interbasis.figures.data import MissingResults
 from interbasis.figures.registry import FIGURES
 from interbasis.metrics import summarize
 from interbasis.results import RunDirectory, curves_frame, load_runs
@@ -140,6 +141,13 @@ def test_missing_analysis_files_name_the_backfill_command(tmp_path, capsys):
     for number, line in zip((3, 4), lines):
         assert line.startswith(f"figure {number} (") and "fourier.csv is missing" in line
         assert "python -m interbasis.analysis.backfill results/runs/modadd_paper" in line
+
+
+def test_a_resolution_that_was_not_stored_says_how_to_add_it(tmp_path):
+    results = synthetic_store(tmp_path / "results", 1)
+    with pytest.raises(MissingResults, match=r"holds resolutions \[1.0, 0.5\], not 2.0; .*"
+                       r"--force --resolutions 1 2.0"):
+        fig03_lib_graph.make(results, tmp_path / "out", resolution=2.0)
 
 
 def test_regenerating_unchanged_results_gives_identical_files(tmp_path):

@@ -64,8 +64,8 @@ def make(results: Path, out: Path, experiment: str = data.PAPER_EXPERIMENT) -> l
     score_name = str(curves["score_name"].iloc[0])
     fig.suptitle(f"Modular addition: {score_name} with only the first k features of one layer "
                  f"kept ({experiment})\n"
-                 "dashed: unablated; dotted: mean k required to stay within 0.001; "
-                 "band: lowest to highest seed",
+                 "dashed: unablated; dotted: mean k required to stay within 0.001"
+                 + ("; band: lowest to highest seed" if runs["seed"].nunique() > 1 else ""),
                  fontsize=10.5)
     fig.tight_layout()
     return style.save(fig, out, STEM)
