@@ -1,5 +1,5 @@
 # Everyday commands; the README's set-up lines are the source of truth for a fresh machine.
-.PHONY: install check test test-all bench demo
+.PHONY: install check test test-all bench demo figures
 
 install:
 	pip install -q torch==2.13.0 && pip install -q -e '.[dev]'
@@ -18,3 +18,6 @@ bench:
 
 demo:
 	python -m interbasis.demo
+
+figures:
+	python -m interbasis.figures

@@ -66,6 +66,9 @@ class AblationConfig(Strict):
     batch_size: int = Field(1024, ge=1, description="samples per batch while ablating")
     dtype: Literal["float32", "float64"] = Field(
         "float32", description="ablation precision (the spec allows float32; bases stay float64)")
+    modularity_resolutions: list[float] = Field(
+        [1.0, 0.5], min_length=1, description="Leiden resolutions whose partitions are stored in "
+        "modularity.json (paper: 1 for Q, 0.5 for the main-text graph)")
 
 
 class LoggerConfig(Strict):

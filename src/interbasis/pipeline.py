@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from interbasis.analysis.partition import MODULARITY_RECORD, eps_from_results, partition_record
 from interbasis.basis import build_graph, edge_ablation, node_ablation_curve
 from interbasis.basis.graph import tqdm_disable
 from interbasis.basis.sections import OUTPUT
@@ -101,6 +102,10 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
 
     curves = curves_frame(node_curves, edge_results)
     run_dir.write_curves(curves)
+    eps = eps_from_results(graph, edge_results) if graph.edges is not None else None
+    if eps is not None:  # the partition itself, for figures (summarize keeps only Q)
+        run_dir.write_json(MODULARITY_RECORD, partition_record(
+            graph, eps[1], eps[0], ablation.modularity_resolutions))
     if prepared.analyse is not None:
         for name, table in prepared.analyse(prepared.model, graph).items():
             run_dir.write_table(name, table)

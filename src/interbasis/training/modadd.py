@@ -22,12 +22,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from interbasis.analysis.fourier import modadd_analysis
 from interbasis.config import RunConfig
 from interbasis.data.modadd import ModAddDataConfig, make_modadd_split
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
@@ -303,10 +305,9 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def prepare(cfg: RunConfig) -> Prepared:
-    """The pipeline's hook: the cached (or trained) model, train pairs for the basis, test pairs
-    for the ablations, and the training record for the run summary."""
-    run = ModAddRun(
+def run_from_config(cfg: RunConfig) -> ModAddRun:
+    """The training run a validated run config asks for (its checkpoint is the cache entry)."""
+    return ModAddRun(
         seed=cfg.seed,
         model=ModAddTransformerConfig(d_vocab=cfg.data.p + 1, d_model=cfg.model.d_model,
                                       n_heads=cfg.model.n_heads, d_head=cfg.model.d_head,
@@ -318,6 +319,12 @@ def prepare(cfg: RunConfig) -> Prepared:
                                 warmup_steps=cfg.train.warmup_steps,
                                 eval_every=cfg.train.eval_every, save_every=cfg.train.save_every,
                                 threads=cfg.threads))
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """The pipeline's hook: the cached (or trained) model, train pairs for the basis, test pairs
+    for the ablations, and the training record for the run summary."""
+    run = run_from_config(cfg)
     result = load_or_train(run, Path(cfg.paths.checkpoints) / FAMILY,
                            log=None if cfg.progress is False else print)
     split = make_modadd_split(run.data)
@@ -328,4 +335,4 @@ def prepare(cfg: RunConfig) -> Prepared:
                "train/checkpoint": result.path.name if result.path else ""}
     return Prepared(model=result.model, basis_inputs=split.split(cfg.method.basis_split)[0],
                     ablation_data=split.split(cfg.ablation.split), score="accuracy",
-                    summary=summary)
+                    summary=summary, analyse=partial(modadd_analysis, p=cfg.data.p))

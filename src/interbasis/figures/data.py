@@ -1,0 +1,98 @@
+"""What figures read from ``results/`` and how they say what is missing.
+
+Figures read only the results store: ``load_runs`` (summaries), ``load_curves``, the graph files and
+the analysis files a run stores (``fourier.csv``, ``modularity.json``). When something is missing a
+figure raises :class:`MissingResults` with one line naming the files and the command that writes
+them; the figures command prints that line and goes on with the next figure.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from interbasis.results import load_curves, load_runs
+
+PAPER_EXPERIMENT = "modadd_paper"
+SWEEP_COMMAND = "python -m interbasis.run -m sweep=paper_modadd"
+BACKFILL_COMMAND = "python -m interbasis.analysis.backfill results/runs/{experiment}"
+
+
+class MissingResults(Exception):
+    """The results a figure needs are not in the store (the message is the one line to print)."""
+
+
+def sweep_command(experiment: str) -> str:
+    if experiment == PAPER_EXPERIMENT:
+        return SWEEP_COMMAND
+    return f"python -m interbasis.run -m experiment={experiment} method=lib,pca seed=0,1,2,3,4"
+
+
+def method_runs(results: Path, experiment: str, methods: tuple[str, ...] = ("lib", "pca")
+                ) -> pd.DataFrame:
+    """Complete runs of ``experiment`` for each of ``methods`` (at least one each), by seed."""
+    runs = load_runs(results / "runs")
+    if not runs.empty:
+        runs = runs[runs["experiment"] == experiment]
+    missing = [m for m in methods
+               if runs.empty or "method" not in runs or not (runs["method"] == m).any()]
+    if missing:
+        raise MissingResults(
+            f"no complete {'/'.join(missing)} runs in {results}/runs/{experiment}/; "
+            f"`{sweep_command(experiment)}` writes them")
+    runs = runs[runs["method"].isin(methods)]
+    return runs.sort_values(["method", "seed"], kind="stable").reset_index(drop=True)
+
+
+def node_layers(run_path: str | Path) -> list[str]:
+    """The run's node layers in model order, from its config."""
+    config = yaml.safe_load((Path(run_path) / "config.yaml").read_text(encoding="utf-8"))
+    return list(config["model"]["node_layers"])
+
+
+def curves(run_path: str | Path) -> pd.DataFrame:
+    try:
+        return load_curves(run_path)
+    except FileNotFoundError:
+        raise MissingResults(f"{run_path}/curves.csv is missing; rerun that run") from None
+
+
+def run_file(run_path: str | Path, name: str, experiment: str) -> Path:
+    """Path of an analysis file of a run, or MissingResults naming the backfill command."""
+    path = Path(run_path) / name
+    if not path.is_file():
+        raise MissingResults(
+            f"{path} is missing; `{BACKFILL_COMMAND.format(experiment=experiment)}` writes it "
+            "for finished runs (new runs write it themselves)")
+    return path
+
+
+def fourier_table(run_path: str | Path, experiment: str) -> pd.DataFrame:
+    return pd.read_csv(run_file(run_path, "fourier.csv", experiment))
+
+
+def partition(run_path: str | Path, experiment: str, resolution: float) -> dict:
+    """The stored Leiden partition of a run at ``resolution``."""
+    path = run_file(run_path, "modularity.json", experiment)
+    record = json.loads(path.read_text(encoding="utf-8"))
+    for entry in record["partitions"]:
+        if abs(entry["resolution"] - resolution) < 1e-12:
+            return {**entry, "eps": record["eps"]}
+    stored = [entry["resolution"] for entry in record["partitions"]]
+    raise MissingResults(
+        f"{path} holds resolutions {stored}, not {resolution}; `"
+        f"{BACKFILL_COMMAND.format(experiment=experiment)} --force --resolutions 1 {resolution}`"
+        " adds it")
+
+
+def graph(run_path: str | Path, method: str):
+    """The run's stored graph (the plain container reader; no basis computation)."""
+    from interbasis.basis.types import load_graph  # torch only when a figure needs a graph
+
+    path = Path(run_path) / f"graph_{method}.pt"
+    if not path.is_file():
+        raise MissingResults(f"{path} is missing; rerun that run")
+    return load_graph(path)

@@ -1,0 +1,65 @@
+"""Every paper figure (experiments.md, "Figures to regenerate"): its module, inputs and command.
+
+A figure with a ``module`` is drawn by ``<module>.make(results, out)``; one without is listed so
+that the figures command says in one line which results it waits for and what will produce them.
+``paper_figures/README.md`` is this table in prose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interbasis.figures.data import BACKFILL_COMMAND, PAPER_EXPERIMENT, SWEEP_COMMAND
+
+RUNS = f"results/runs/{PAPER_EXPERIMENT}/method={{lib,pca}},seed=*/"
+BACKFILL = BACKFILL_COMMAND.format(experiment=PAPER_EXPERIMENT)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    number: int
+    title: str
+    module: str | None  # under interbasis.figures; None: no module yet
+    results: str  # the files it reads
+    command: str  # what writes those files
+
+
+FIGURES = (
+    FigureSpec(1, "modular addition: accuracy vs kept features (3 layers, LIB vs PCA)",
+               "fig01_node_ablation", RUNS + " curves.csv, summary.json", SWEEP_COMMAND),
+    FigureSpec(2, "modular addition: edges required per transition and in total",
+               "fig02_edges_required", RUNS + " summary.json", SWEEP_COMMAND),
+    FigureSpec(3, "modular addition: the LIB interaction graph",
+               "fig03_lib_graph", RUNS.replace("{lib,pca}", "lib")
+               + " graph_lib.pt, modularity.json, fourier.csv",
+               f"{SWEEP_COMMAND} (older runs: {BACKFILL})"),
+    FigureSpec(4, "modular addition: Fourier purity of LIB vs PCA features",
+               "fig04_fourier_purity", RUNS + " fourier.csv, graph_*.pt",
+               f"{SWEEP_COMMAND} (older runs: {BACKFILL})"),
+    FigureSpec(5, "vision MLP: LIB graph and edge sparsity vs PCA", None,
+               "results/runs/<vision MLP experiment>/method={lib,pca},seed=0/",
+               "no vision-MLP family yet (experiments.md E2); its LIB and PCA runs will"),
+    FigureSpec(6, "language models: CE-loss increase vs edges kept", None,
+               "results/runs/<language-model experiment>/method={lib,pca},seed=*/",
+               "no language-model family yet (experiments.md E3); its LIB and PCA runs will"),
+    FigureSpec(7, "eigen-spectra per layer (Gram D and LIB Lambda), every model",
+               "fig07_spectra", "results/runs/*/method={lib,pca},seed=*/ graph_*.pt",
+               SWEEP_COMMAND),
+    FigureSpec(8, "degeneracy: the three ranks per layer, every model; modadd over training",
+               None, "per-layer rank/* and degeneracy/relu_sync summaries, and ranks logged at "
+               "training checkpoints", "no run logs relu_sync or ranks over training yet "
+               "(experiments.md E4)"),
+    FigureSpec(9, "incidental polysemanticity: polysemantic neurons vs m", None,
+               "results/runs/<toy-model experiment>/ (16 instances per m)",
+               "no toy-model family yet (experiments.md E5)"),
+    FigureSpec(10, "LIB / PCA ratios across architectures (table and chart)",
+               "fig10_cross_architecture", "results/runs/*/*/summary.json of every experiment "
+               "with LIB and PCA runs", SWEEP_COMMAND + " (and each model family's sweep)"),
+)
+
+
+def by_number(number: int) -> FigureSpec:
+    for spec in FIGURES:
+        if spec.number == number:
+            return spec
+    raise KeyError(f"no figure {number}; figures are {[s.number for s in FIGURES]}")

@@ -1,0 +1,103 @@
+"""One look for every figure: method colours, markers and names, layer names, how files are saved.
+
+LIB and PCA keep the same colour and marker everywhere, so a reader who learns them in figure 1
+can read every later figure without its legend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display here, and none wanted in CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+METHOD_COLORS = {"lib": "#1f5fa8", "pca": "#d9741c", "neuron": "#5a9a3c"}
+METHOD_MARKERS = {"lib": "o", "pca": "s", "neuron": "^"}
+METHOD_LABELS = {"lib": "LIB", "pca": "PCA", "neuron": "neurons"}
+METHODS = ("lib", "pca")
+
+# Hook-point names (the metric vocabulary) -> what a reader of the paper calls those layers.
+LAYER_LABELS = {
+    "blocks.0.hook_resid_pre": "before attention",
+    "blocks.0.hook_resid_mid": "between attention and MLP",
+    "blocks.0.hook_resid_post": "after MLP",
+    "output": "logits",
+}
+LAYER_SHORT = {
+    "blocks.0.hook_resid_pre": "pre-attn",
+    "blocks.0.hook_resid_mid": "attn-MLP",
+    "blocks.0.hook_resid_post": "post-MLP",
+    "output": "logits",
+}
+
+RC = {
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "font.size": 10,
+    "axes.titlesize": 10.5,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "grid.linewidth": 0.6,
+    "savefig.bbox": "tight",
+    "pdf.fonttype": 42,  # editable text in the PDF
+}
+
+
+def method_label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def method_color(method: str) -> str:
+    return METHOD_COLORS.get(method, "#555555")
+
+
+def method_marker(method: str) -> str:
+    return METHOD_MARKERS.get(method, "D")
+
+
+def seeds_label(method: str, seeds: list) -> str:
+    """"LIB (seed 0)" or "LIB (mean of 5 seeds)"."""
+    if len(seeds) == 1:
+        return f"{method_label(method)} (seed {seeds[0]})"
+    return f"{method_label(method)} (mean of {len(seeds)} seeds)"
+
+
+def layer_label(name: str, short: bool = False) -> str:
+    """A layer's reader-facing name; unknown layers keep their hook name."""
+    return (LAYER_SHORT if short else LAYER_LABELS).get(name, name)
+
+
+def transition_label(name: str) -> str:
+    """"a->b" as "short(a) -> short(b)"."""
+    if name == "total":
+        return "total"
+    earlier, _, later = name.partition("->")
+    return f"{layer_label(earlier, short=True)} \u2192 {layer_label(later, short=True)}"
+
+
+def figure(*args, **kwargs):
+    """``plt.subplots`` under the shared style.
+
+    The style is set process-wide (titles and labels read it when they are drawn, after this
+    returns); the figures command is its own process, so nothing else is affected.
+    """
+    plt.rcParams.update(RC)
+    return plt.subplots(*args, **kwargs)
+
+
+def save(fig, out_dir: Path, stem: str) -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` and close the figure; returns both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    # no timestamps or versions in the files: regenerating unchanged results changes nothing
+    fig.savefig(paths[0], metadata={"Software": None})
+    fig.savefig(paths[1], metadata={"CreationDate": None, "Producer": None, "Creator": None})
+    plt.close(fig)
+    return paths

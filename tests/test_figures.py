@@ -1,0 +1,174 @@
+"""Every figure from a tiny synthetic results store; skips say what is missing and the fix."""
+
+import importlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from interbasis.analysis.fourier import COLUMNS, fourier_purity
+from interbasis.analysis.partition import eps_from_results, partition_record
+from interbasis.basis.types import EdgeAblationResult, Graph, NodeAblationCurve, NodeLayer
+from interbasis.figures import fig03_lib_graph, fig10_cross_architecture
+from interbasis.figures.__main__ import main
+from interbasis.figures.data import MissingResults
+from interbasis.figures.registry import FIGURES
+from interbasis.metrics import summarize
+from interbasis.results import RunDirectory, curves_frame, load_runs
+
+LAYERS = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post",
+          "output"]
+DRAWN = [spec for spec in FIGURES if spec.module is not None]
+
+
+def random_graph(method: str, rng: np.random.Generator) -> Graph:
+    """Three rotated layers (width 7, rank 6, constant first) and unrotated logits (5)."""
+    layers = []
+    for name in LAYERS:
+        width, rank = (5, 5) if name == "output" else (7, 6)
+        C = torch.tensor(rng.normal(size=(width, rank)))
+        eigenvalues = torch.tensor(np.sort(rng.uniform(0.1, 10, rank))[::-1].copy())
+        layers.append(NodeLayer(name=name, C=C, C_pinv=torch.linalg.pinv(C),
+                                eigenvalues=eigenvalues,
+                                mean=torch.zeros(width, dtype=torch.float64),
+                                gram_eigenvalues=torch.tensor(rng.uniform(0, 5, width)),
+                                has_constant=name != "output"))
+    edges = [torch.tensor(rng.exponential(size=(b.rank, a.rank)) ** 3)
+             for a, b in zip(layers, layers[1:])]
+    return Graph(layers=layers, edges=edges, method=method)
+
+
+def write_run(root, experiment: str, method: str, seed: int, model: str = "modadd") -> None:
+    rng = np.random.default_rng([seed, method == "lib"])
+    graph = random_graph(method, rng)
+    ks = list(range(7))
+    node_curves = [NodeAblationCurve(layer=name, ks=ks, base_score=1.0,
+                                     scores=list(np.minimum(1.0, np.array(ks) / rng.uniform(2, 6))))
+                   for name in LAYERS[:-1]]
+    edge_results = []
+    for name, E in zip(graph.transition_names, graph.edges):
+        block = E[:, 1:].flatten() if name.endswith("output") else E[1:, 1:].flatten()
+        n = int(rng.integers(2, block.numel()))
+        edge_results.append(EdgeAblationResult(
+            transition=name, n_required=n, n_possible=block.numel(),
+            eps=block.topk(n).values[-1].item(), base_score=1.0, score_at_required=0.9995,
+            delta=0.001, evaluations={n: 0.9995, block.numel(): 1.0, n // 2: 0.5}))
+    run_dir = RunDirectory.for_run(root, experiment, f"method={method},seed={seed}")
+    run_dir.write_config({"model": {"family": model, "node_layers": LAYERS},
+                          "method": {"name": method}, "ablation": {"edge_delta": 0.001}})
+    run_dir.write_graph(graph)
+    run_dir.write_curves(curves_frame(node_curves, edge_results))
+    delta, eps = eps_from_results(graph, edge_results)
+    run_dir.write_json("modularity", partition_record(graph, eps, delta))
+    tables = []
+    for layer in graph.layers:  # features of random grids over a 5 x 5 "input grid"
+        table = fourier_purity(rng.normal(size=(5, 5, 1, layer.rank)))
+        table.insert(0, "layer", layer.name)
+        table.insert(2, "constant", layer.has_constant & (table["feature"] == 0))
+        tables.append(table)
+    run_dir.write_table("fourier", pd.concat(tables)[COLUMNS])
+    summary = summarize(graph, node_curves, edge_results)
+    summary.update(model=model, method=method, seed=seed, experiment=experiment)
+    run_dir.write_summary(summary)
+
+
+def synthetic_store(root, n_seeds: int, experiment: str = "modadd_paper", model: str = "modadd"):
+    for method in ("lib", "pca"):
+        for seed in range(n_seeds):
+            write_run(root, experiment, method, seed, model)
+    return root
+
+
+@pytest.mark.parametrize("n_seeds", [1, 3])
+def test_every_figure_is_drawn_from_a_synthetic_store(tmp_path, capsys, n_seeds):
+    results = synthetic_store(tmp_path / "results", n_seeds)
+    out = tmp_path / "figures"
+    assert main(["--results", str(results), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for spec in DRAWN:
+        stem = importlib.import_module(f"interbasis.figures.{spec.module}").STEM
+        for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF")):
+            path = out / f"{stem}{suffix}"
+            assert path.read_bytes()[:4] == magic, path
+        assert f"figure {spec.number}: " in printed
+    assert f"{len(DRAWN)} figures written" in printed and "0 failed" in printed
+
+
+def test_the_cross_architecture_table_has_one_row_per_model_and_true_ratios(tmp_path):
+    results = synthetic_store(tmp_path / "results", 2)
+    synthetic_store(results, 1, experiment="mlp_paper", model="mlp")
+    paths = fig10_cross_architecture.make(results, tmp_path / "out")
+    assert {path.suffix for path in paths} == {".png", ".pdf", ".csv", ".md"}
+    table = pd.read_csv(tmp_path / "out" / "fig10_cross_architecture.csv")
+    assert list(table["experiment"]) == ["mlp_paper", "modadd_paper"]
+    assert list(table["model"]) == ["mlp", "modadd"]
+    runs = load_runs(results / "runs")
+    runs = runs[runs["experiment"] == "modadd_paper"]
+    means = runs.groupby("method")
+    row = table[table["experiment"] == "modadd_paper"].iloc[0]
+    edges = means["ablation/edges_required@0.001/total"].mean()
+    assert row["edges_required_ratio"] == pytest.approx(edges["lib"] / edges["pca"], rel=1e-5)
+    q = means["modularity/q"].mean()
+    assert row["modularity_ratio"] == pytest.approx(q["lib"] / q["pca"], rel=1e-5)
+    k_cols = [c for c in runs if c.startswith("ablation/k_required@0.001/")]
+    features = runs[k_cols].mean(axis=1).groupby(runs["method"]).mean()
+    assert row["features_required_ratio"] == pytest.approx(features["lib"] / features["pca"],
+                                                           rel=1e-5)
+    assert row["seeds_lib"] == 2 and row["seeds_pca"] == 2
+    markdown = (tmp_path / "out" / "fig10_cross_architecture.md").read_text()
+    assert markdown.count("| modadd_paper |") == 1 and markdown.count("| mlp_paper |") == 1
+
+
+def test_an_empty_store_skips_every_figure_with_one_line_naming_the_command(tmp_path, capsys):
+    (tmp_path / "results" / "runs").mkdir(parents=True)
+    out = tmp_path / "figures"
+    assert main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(FIGURES) + 1  # one per figure and the closing count
+    for spec, line in zip(FIGURES, lines):
+        assert line.startswith(f"figure {spec.number} (") and "skipped" in line
+        assert "python -m interbasis.run" in line or spec.module is None
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_missing_analysis_files_name_the_backfill_command(tmp_path, capsys):
+    results = synthetic_store(tmp_path / "results", 1)
+    (results / "runs/modadd_paper/method=lib,seed=0/fourier.csv").unlink()
+    assert main(["--results", str(results), "--out", str(tmp_path / "out"),
+                 "--only", "3", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    for number, line in zip((3, 4), lines):
+        assert line.startswith(f"figure {number} (") and "fourier.csv is missing" in line
+        assert "python -m interbasis.analysis.backfill results/runs/modadd_paper" in line
+
+
+def test_a_resolution_that_was_not_stored_says_how_to_add_it(tmp_path):
+    results = synthetic_store(tmp_path / "results", 1)
+    with pytest.raises(MissingResults, match=r"holds resolutions \[1.0, 0.5\], not 2.0; .*"
+                       r"--force --resolutions 1 2.0"):
+        fig03_lib_graph.make(results, tmp_path / "out", resolution=2.0)
+
+
+def test_regenerating_unchanged_results_gives_identical_files(tmp_path):
+    results = synthetic_store(tmp_path / "results", 1)
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out in (first, second):
+        assert main(["--results", str(results), "--out", str(out), "--only", "2"]) == 0
+    for name in ("fig02_edges_required.png", "fig02_edges_required.pdf"):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+
+
+def test_bad_arguments_get_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--only", "11"])
+    assert "unknown figure(s) [11]" in capsys.readouterr().err
+    assert main(["--results", str(tmp_path / "nowhere")]) == 1
+    assert capsys.readouterr().err.strip().startswith("no results store at")
+
+
+def test_the_registry_lists_every_figure_of_the_spec():
+    assert [spec.number for spec in FIGURES] == list(range(1, 11))
+    for spec in DRAWN:
+        module = importlib.import_module(f"interbasis.figures.{spec.module}")
+        assert callable(module.make) and module.STEM.startswith(f"fig{spec.number:02d}_")
