@@ -1,9 +1,12 @@
 """The vision MLP and its training: the E2 shape, folding, learning, and the checkpoint cache."""
 
+from pathlib import Path
+
+import pytest
 import torch
 
 from interbasis.basis.fold import fold_bias
-from interbasis.data.vision import load_fashion_mnist
+from interbasis.data.vision import FASHION_DEFAULT_ROOT, load_fashion_mnist
 from interbasis.models.vision import make_mlp, node_layer_names
 from interbasis.training.checkpoint import load_checkpoint
 from interbasis.training.vision import VisionRun, load_or_train, model_from_checkpoint
@@ -60,3 +63,12 @@ def test_the_cache_key_covers_what_changes_the_trajectory(tmp_path):
                     small_run(data, train_samples=30),
                     VisionRun.for_data(data, hidden=(8, 16))):
         assert changed.trajectory() != base.trajectory()
+
+
+@pytest.mark.skipif(not Path(FASHION_DEFAULT_ROOT).is_dir(),
+                    reason="real Fashion-MNIST absent (apt-get install dataset-fashion-mnist)")
+def test_one_epoch_on_real_fashion_mnist_beats_80_percent(tmp_path):
+    data = load_fashion_mnist()
+    result = load_or_train(VisionRun.for_data(data, epochs=1, threads=1), data, tmp_path, log=None)
+    assert result.steps_trained == 938  # ceil(60000 / 64)
+    assert result.checkpoint["test_acc"] > 0.8  # an MLP reaches ~84% after one epoch
