@@ -57,6 +57,12 @@ def test_paper_preset_matches_the_spec():
     assert validate(composed([])).ablation.max_samples == 2000  # the quick default run
 
 
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_experiment_presets_score_the_whole_split(experiment):
+    """Only the bare default run ablates on a subset; a preset reproduces a paper setting."""
+    assert validate(composed([f"experiment={experiment}"])).ablation.max_samples is None
+
+
 def test_results_path_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("INTERBASIS_RESULTS", str(tmp_path))
     cfg = validate(composed([]))

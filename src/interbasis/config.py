@@ -3,6 +3,10 @@
 Every field has a type, a range where one makes sense, and a description; unknown keys are errors.
 :func:`validate` turns a composed Hydra config into a :class:`RunConfig` or raises
 :class:`ConfigError` with one line per problem naming the field, the bad value and what is allowed.
+
+Each model family has its own model, data and train sections: ``model.family`` picks the schema
+(:data:`FAMILIES`), so a field of another family is an unknown key and error locations stay plain
+(``model.d_mlp``, not a union member's name).
 """
 
 from __future__ import annotations
@@ -17,16 +21,28 @@ class Strict(BaseModel):
 
 
 class ModelConfig(Strict):
+    """What every family's model section has: the family and the node layers."""
+
+    family: str = Field(description="model family (a module in interbasis.training)")
+    node_layers: list[str] = Field(min_length=2, description="hook points whose input is a node "
+                                   "layer, in model order, optionally ending with 'output'")
+
+
+class ModAddModelConfig(ModelConfig):
     family: Literal["modadd"] = Field(description="model family (a module in interbasis.models)")
     d_model: int = Field(128, ge=1, description="residual stream width")
     n_heads: int = Field(4, ge=1, description="attention heads")
     d_head: int = Field(32, ge=1, description="width of each head")
     d_mlp: int = Field(512, ge=1, description="MLP hidden width")
-    node_layers: list[str] = Field(min_length=2, description="hook points whose input is a node "
-                                   "layer, in model order, optionally ending with 'output'")
 
 
-class DataConfig(Strict):
+class VisionModelConfig(ModelConfig):
+    family: Literal["vision"] = Field(description="MLP on flattened images (experiments.md E2)")
+    hidden: list[int] = Field([100, 100], min_length=1, description="hidden widths (ReLU after "
+                              "each); input and output widths come from the dataset")
+
+
+class ModAddDataConfig(Strict):
     name: Literal["modadd"] = Field(description="dataset (a module in interbasis.data)")
     p: int = Field(113, ge=2, description="modulus of the modular-addition task")
     train_fraction: float = Field(0.3, gt=0, lt=1, description="share of pairs used to train")
@@ -46,7 +62,17 @@ class MethodConfig(Strict):
     batch_size: int = Field(4096, ge=1, description="samples per batch while building the basis")
 
 
-class TrainConfig(Strict):
+class ImageDataConfig(Strict):
+    name: Literal["fashion_mnist", "cifar10"] = Field(description="image dataset "
+                                                      "(interbasis.data.vision)")
+    root: str = Field(description="folder holding the dataset files")
+    download: bool = Field(False, description="fetch the official archive if the files are missing "
+                           "(CIFAR-10 only; its checksum is verified)")
+    basis_samples: int | None = Field(None, ge=1, description="first N images of the basis split "
+                                      "the basis is built on; null = all")
+
+
+class ModAddTrainConfig(Strict):
     steps: int = Field(60_000, ge=0, description="optimizer steps (full batch)")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(1.0, ge=0, description="AdamW weight decay")
@@ -54,6 +80,15 @@ class TrainConfig(Strict):
     warmup_steps: int = Field(10, ge=0, description="linear warm-up steps")
     eval_every: int = Field(500, ge=1, description="steps between training-curve points")
     save_every: int = Field(1000, ge=1, description="steps between checkpoint saves")
+
+
+class VisionTrainConfig(Strict):
+    epochs: int = Field(12, ge=0, description="passes over the training images")
+    batch_size: int = Field(64, ge=1, description="images per Adam step")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas")
+    train_samples: int | None = Field(None, ge=1, description="first N training images used to "
+                                      "train; null = all")
 
 
 class AblationConfig(Strict):
@@ -87,17 +122,32 @@ class PathsConfig(Strict):
 
 
 class RunConfig(Strict):
+    """The sections every run has; one subclass per family adds its model, data and train."""
+
     experiment_name: str = Field("default", min_length=1, description="results/runs/<this>/")
     seed: int = Field(0, ge=0, description="model seed (initialisation and training)")
     threads: int = Field(2, ge=1, description="torch threads (1 when jobs run in parallel)")
     progress: bool | None = Field(None, description="progress bars: null = only on a terminal")
     model: ModelConfig
-    data: DataConfig
     method: MethodConfig
-    train: TrainConfig
     ablation: AblationConfig
     logger: LoggerConfig
     paths: PathsConfig
+
+
+class ModAddRunConfig(RunConfig):
+    model: ModAddModelConfig
+    data: ModAddDataConfig
+    train: ModAddTrainConfig
+
+
+class VisionRunConfig(RunConfig):
+    model: VisionModelConfig
+    data: ImageDataConfig
+    train: VisionTrainConfig
+
+
+FAMILIES: dict[str, type[RunConfig]] = {"modadd": ModAddRunConfig, "vision": VisionRunConfig}
 
 
 class ConfigError(ValueError):
@@ -105,9 +155,14 @@ class ConfigError(ValueError):
 
 
 def validate(container: dict) -> RunConfig:
-    """Check a resolved config dict against :class:`RunConfig`."""
+    """Check a resolved config dict against the schema of its ``model.family``."""
+    model = container.get("model")
+    family = model.get("family") if isinstance(model, dict) else None
+    if family not in FAMILIES:
+        allowed = " or ".join(repr(name) for name in FAMILIES)
+        raise ConfigError(f"config error: model.family = {family!r}: Input should be {allowed}")
     try:
-        return RunConfig.model_validate(container)
+        return FAMILIES[family].model_validate(container)
     except ValidationError as error:
         raise ConfigError("\n".join(_describe(problem, container)
                                     for problem in error.errors())) from None

@@ -39,8 +39,9 @@ class Prepared:
     score: str = "accuracy"
     summary: dict[str, float | int | str] = field(default_factory=dict)
     # Family-specific analysis of the finished graph (e.g. Fourier purity of modular-addition
-    # features, mean feature value per image class): each table is written as <name>.csv.
-    analyse: Callable[[nn.Module, Graph], dict[str, pd.DataFrame]] | None = None
+    # features, mean feature value per image class): each table is written as <name>.csv, and
+    # plain numbers (one per run, e.g. the best class separation of one feature) join the summary.
+    analyse: Callable[[nn.Module, Graph], dict[str, pd.DataFrame | float | int]] | None = None
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -106,14 +107,19 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     if eps is not None:  # the partition itself, for figures (summarize keeps only Q)
         run_dir.write_json(MODULARITY_RECORD, partition_record(
             graph, eps[1], eps[0], ablation.modularity_resolutions))
+    analysis_summary = {}
     if prepared.analyse is not None:
-        for name, table in prepared.analyse(prepared.model, graph).items():
-            run_dir.write_table(name, table)
+        for name, result in prepared.analyse(prepared.model, graph).items():
+            if isinstance(result, pd.DataFrame):
+                run_dir.write_table(name, result)
+            else:
+                analysis_summary[name] = result
     tracker.log_curves(curves)
     summary = summarize(graph, node_curves, edge_results, deltas=ablation.deltas,
                         tau=method.truncation_threshold)
     summary.update(prepared.summary)
     summary["ablation/n_samples"] = len(prepared.ablation_data[0])
+    summary.update(analysis_summary)
     summary.update({k: round(v, 3) for k, v in timings.items()})
     summary.update(model=cfg.model.family, method=method.name, seed=cfg.seed,
                    experiment=cfg.experiment_name)

@@ -1,0 +1,241 @@
+"""Training the vision MLP (experiments.md E2) with Adam in minibatches, with a checkpoint cache.
+
+The paper recipe: Adam lr 1e-3, batch 64, 12 epochs, cross-entropy, seed 0 (we run several). Each
+epoch shuffles the training images with a generator seeded by (seed, epoch), so a run to 6 epochs
+is a prefix of a run to 12: the cache key (:meth:`VisionRun.trajectory`) leaves the epoch count
+out, and a shorter cached run is resumed. The key includes a fingerprint of the training images,
+so fixture data and the real dataset never share a checkpoint.
+
+From Python::
+
+    data = load_image_split("fashion_mnist", "/usr/share/datasets/fashion-mnist")
+    result = load_or_train(VisionRun.for_data(data, seed=0), data, "results/checkpoints/vision")
+
+The pipeline calls :func:`prepare` (``python -m interbasis.run experiment=fashion_mlp``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from interbasis.analysis.classes import classifier_analysis
+from interbasis.config import RunConfig
+from interbasis.data.vision import ImageSplit, load_image_split
+from interbasis.models.vision import make_mlp
+from interbasis.pipeline import Prepared
+from interbasis.training.checkpoint import (
+    CheckpointError,
+    check_config_matches,
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+FAMILY = "vision"
+CURVE_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc")
+
+
+@dataclass(frozen=True)
+class VisionRun:
+    """One training run. Everything but ``epochs`` and ``threads`` is in the cache key."""
+
+    dataset: str
+    fingerprint: str  # ImageSplit.fingerprint of the training data
+    d_in: int
+    d_out: int
+    hidden: tuple[int, ...] = (100, 100)
+    seed: int = 0
+    train_samples: int | None = None  # first N training images; None = all
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    batch_size: int = 64
+    epochs: int = 12
+    threads: int | None = field(default=None, compare=False)
+
+    @classmethod
+    def for_data(cls, data: ImageSplit, **settings) -> VisionRun:
+        return cls(dataset=data.name, fingerprint=data.fingerprint, d_in=data.n_features,
+                   d_out=len(data.classes), **settings)
+
+    def trajectory(self) -> dict:
+        """Everything that determines the parameters after every epoch: the cache key."""
+        return {"family": FAMILY, "seed": self.seed, "dataset": self.dataset,
+                "fingerprint": self.fingerprint, "train_samples": self.train_samples,
+                "model": {"d_in": self.d_in, "hidden": list(self.hidden), "d_out": self.d_out},
+                "optim": {"lr": self.lr, "betas": list(self.betas),
+                          "batch_size": self.batch_size}}
+
+
+@dataclass
+class TrainResult:
+    """A trained model, its checkpoint, and the optimizer steps this call trained (0: cache hit)."""
+
+    model: nn.Sequential
+    checkpoint: dict
+    path: Path | None
+    steps_trained: int
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: Tensor, labels: Tensor,
+             batch_size: int = 8192) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over a split."""
+    loss, correct = 0.0, 0
+    for x, y in zip(images.split(batch_size), labels.split(batch_size), strict=True):
+        logits = model(x)
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(-1) == y).sum().item()
+    return loss / len(labels), correct / len(labels)
+
+
+def epoch_order(run: VisionRun, epoch: int, n: int) -> Tensor:
+    """The shuffled image order of ``epoch`` (0-based): a function of (seed, epoch) only."""
+    generator = torch.Generator().manual_seed(run.seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+def train(run: VisionRun, data: ImageSplit, path: Path | None = None, resume: dict | None = None,
+          log: Callable[[str], None] | None = print) -> TrainResult:
+    """Train ``run`` from scratch or from the checkpoint dict ``resume``, saving each epoch."""
+    if run.fingerprint != data.fingerprint or run.d_in != data.n_features:
+        raise ValueError(f"run is for {run.dataset} data {run.fingerprint} with {run.d_in} inputs, "
+                         f"got {data.name} data {data.fingerprint} with {data.n_features}")
+    previous_threads = torch.get_num_threads()
+    if run.threads is not None:
+        torch.set_num_threads(run.threads)
+    try:
+        return _train(run, data, path, resume, log or (lambda line: None))
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(run: VisionRun, data: ImageSplit, path: Path | None, resume: dict | None,
+           log: Callable[[str], None]) -> TrainResult:
+    images, labels = data.train_images[:run.train_samples], data.train_labels[:run.train_samples]
+    model = make_mlp(run.d_in, list(run.hidden), run.d_out, seed=run.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=run.betas)
+    curve: dict[str, list] = {key: [] for key in CURVE_KEYS}
+    epoch = step = 0
+    if resume is not None:
+        check_config_matches(resume["trajectory"], run.trajectory(), "training", path)
+        model.load_state_dict(resume["model_state"])
+        optimizer.load_state_dict(resume["optimizer_state"])
+        curve = {key: list(values) for key, values in resume["curve"].items()}
+        epoch, step = resume["epoch"], resume["step"]
+    start_step, started = step, time.perf_counter()
+
+    def record() -> None:
+        train_loss, train_acc = evaluate(model, images, labels)
+        test_loss, test_acc = evaluate(model, data.test_images, data.test_labels)
+        if not torch.isfinite(torch.tensor([train_loss, test_loss])).all():
+            raise RuntimeError(f"training diverged: non-finite loss after epoch {epoch} "
+                               f"(seed {run.seed}, lr {run.lr})")
+        for key, value in zip(CURVE_KEYS, (epoch, step, train_loss, train_acc, test_loss,
+                                           test_acc), strict=True):
+            curve[key].append(value)
+        log(f"epoch {epoch:>3}/{run.epochs}  train_loss {train_loss:.4f}  train_acc "
+            f"{train_acc:.4f}  test_loss {test_loss:.4f}  test_acc {test_acc:.4f}  "
+            f"{time.perf_counter() - started:.1f}s")
+
+    if not curve["epoch"]:
+        record()
+    model.train()
+    while epoch < run.epochs:
+        order = epoch_order(run, epoch, len(labels))
+        for batch in order.split(run.batch_size):
+            loss = F.cross_entropy(model(images[batch]), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+        epoch += 1
+        record()
+        if path is not None:
+            save_checkpoint(path, _checkpoint(run, model, optimizer, epoch, step, curve))
+    model.eval()
+    checkpoint = _checkpoint(run, model, optimizer, epoch, step, curve)
+    return TrainResult(model, checkpoint, path, step - start_step)
+
+
+def _checkpoint(run: VisionRun, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                step: int, curve: dict[str, list]) -> dict:
+    return {
+        "family": FAMILY,
+        "seed": run.seed,
+        "epoch": epoch,
+        "step": step,
+        "trajectory": run.trajectory(),
+        "run_config": {**asdict(run), "hidden": list(run.hidden), "betas": list(run.betas)},
+        "model_state": {name: value.detach().clone() for name, value in model.state_dict().items()},
+        "optimizer_state": optimizer.state_dict(),
+        "curve": {key: list(values) for key, values in curve.items()},
+        "train_acc": curve["train_acc"][-1],
+        "test_acc": curve["test_acc"][-1],
+        "torch_version": str(torch.__version__),
+    }
+
+
+def load_or_train(run: VisionRun, data: ImageSplit, checkpoint_dir: str | Path,
+                  log: Callable[[str], None] | None = print) -> TrainResult:
+    """The model of ``run`` after ``run.epochs`` epochs: from the cache, resumed, or trained."""
+    path = checkpoint_path(checkpoint_dir, FAMILY, run.seed, run.trajectory())
+    if not path.exists():
+        return train(run, data, path, None, log)
+    checkpoint = load_checkpoint(path)
+    if checkpoint["epoch"] > run.epochs:
+        raise CheckpointError(f"checkpoint {path} is at epoch {checkpoint['epoch']}, past the "
+                              f"{run.epochs} epochs asked for")
+    if checkpoint["epoch"] < run.epochs:
+        if log:
+            log(f"resuming {path} from epoch {checkpoint['epoch']}")
+        return train(run, data, path, checkpoint, log)
+    check_config_matches(checkpoint["trajectory"], run.trajectory(), "training", path)
+    return TrainResult(model_from_checkpoint(checkpoint), checkpoint, path, steps_trained=0)
+
+
+def model_from_checkpoint(checkpoint: dict | str | Path) -> nn.Sequential:
+    """The trained MLP stored in ``checkpoint`` (a dict or a file), in eval mode."""
+    if not isinstance(checkpoint, dict):
+        checkpoint = load_checkpoint(checkpoint)
+    model_cfg = checkpoint["trajectory"]["model"]
+    model = make_mlp(model_cfg["d_in"], model_cfg["hidden"], model_cfg["d_out"], seed=0)
+    model.load_state_dict(checkpoint["model_state"])
+    return model.eval()
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """The pipeline's hook: the cached (or trained) MLP, the first ``data.basis_samples`` images
+    of the basis split, the ablation split, the class analysis, and the training record."""
+    data = load_image_split(cfg.data.name, cfg.data.root, download=cfg.data.download)
+    run = VisionRun.for_data(data, hidden=tuple(cfg.model.hidden), seed=cfg.seed,
+                             train_samples=cfg.train.train_samples, lr=cfg.train.lr,
+                             betas=tuple(cfg.train.betas), batch_size=cfg.train.batch_size,
+                             epochs=cfg.train.epochs, threads=cfg.threads)
+    result = load_or_train(run, data, Path(cfg.paths.checkpoints) / FAMILY,
+                           log=None if cfg.progress is False else print)
+    test_images, test_labels = data.split("test")
+    checkpoint = result.checkpoint
+    summary = {"train/epoch": int(checkpoint["epoch"]), "train/step": int(checkpoint["step"]),
+               "train/train_acc": checkpoint["train_acc"], "train/test_acc": checkpoint["test_acc"],
+               "train/steps_trained_now": result.steps_trained,
+               "train/checkpoint": result.path.name if result.path else "",
+               "data/fingerprint": data.fingerprint}
+    hidden_layers = [name for name in cfg.model.node_layers[1:] if name != "output"]
+
+    def analyse(model: nn.Module, graph) -> dict:
+        # class views on the test split (held out, like the ablations), hidden layers only: the
+        # pixel layer's per-class means are the class-mean images, not features of the model
+        return classifier_analysis(model, graph, hidden_layers, test_images, test_labels,
+                                   data.classes, data.groups, summary_layer=hidden_layers[0])
+
+    return Prepared(model=result.model,
+                    basis_inputs=data.split(cfg.method.basis_split)[0][:cfg.data.basis_samples],
+                    ablation_data=data.split(cfg.ablation.split), score="accuracy",
+                    summary=summary, analyse=analyse if hidden_layers else None)
