@@ -28,3 +28,21 @@ def test_checkpoint_reproduces_its_recorded_test_accuracy(path):
     assert accuracy == pytest.approx(checkpoint["test_acc"], abs=1e-3)
     if checkpoint["step"] >= 10_000:  # grokked by then in every seed seen so far
         assert accuracy > 0.99
+
+
+@pytest.mark.parametrize("overrides", [[], ["experiment=modadd_paper"]], ids=["default", "paper"])
+def test_default_and_paper_runs_reuse_the_committed_seed0_checkpoint(overrides, monkeypatch):
+    """The README's main job must load, not retrain: its cache entry is committed at 60k steps."""
+    from test_config import composed
+
+    from interbasis.config import validate
+    from interbasis.training.checkpoint import checkpoint_path
+    from interbasis.training.modadd import FAMILY, run_from_config
+
+    monkeypatch.delenv("INTERBASIS_RESULTS", raising=False)
+    cfg = validate(composed(overrides))
+    run = run_from_config(cfg)
+    path = checkpoint_path(Path(cfg.paths.checkpoints) / FAMILY, FAMILY, run.seed,
+                           run.trajectory())
+    assert path in CHECKPOINTS
+    assert load_checkpoint(path)["step"] == cfg.train.steps == 60_000
