@@ -86,3 +86,18 @@ def test_print_composed_config():
     out = subprocess.run([sys.executable, "-m", "interbasis.run", "--cfg", "job",
                           "experiment=modadd_paper"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "experiment_name: modadd_paper" in out.stdout
+
+
+def test_console_script_does_not_depend_on_the_working_directory(tmp_path):
+    from pathlib import Path
+
+    from interbasis.run import PROJECT_ROOT
+
+    script = Path(sys.executable).parent / "interbasis-run"
+    assert script.is_file(), "the package's console script is not installed beside python"
+    env = {key: value for key, value in os.environ.items() if key != "INTERBASIS_RESULTS"}
+    out = subprocess.run([str(script), "--cfg", "job", "--resolve"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"results: {PROJECT_ROOT}/results\n" in out.stdout
+    assert not any(tmp_path.iterdir())  # nothing written where it was started
