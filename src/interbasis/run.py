@@ -53,10 +53,11 @@ if not OmegaConf.has_resolver("interbasis_root"):
     OmegaConf.register_new_resolver("interbasis_root", lambda: str(PROJECT_ROOT))
 
 
-# Overrides that choose the folder (experiment, debug), the grid (sweep) or how to run (rerun,
-# fail_fast) do not name a run: a forced rerun must land in the directory it redoes.
-RUN_NAME_IGNORES = (*DEFAULT_IGNORED_OVERRIDES, "experiment", "debug", "sweep", "rerun",
-                    "fail_fast")
+# Overrides that choose the folder (experiment, experiment_name, debug), the grid (sweep) or how
+# to run (rerun, fail_fast) do not name a run: a forced rerun must land in the directory it redoes,
+# and a W&B sweep (which passes experiment_name) must find the runs of the same Hydra grid.
+RUN_NAME_IGNORES = (*DEFAULT_IGNORED_OVERRIDES, "experiment", "experiment_name", "debug", "sweep",
+                    "rerun", "fail_fast")
 
 
 def run_directory(cfg: RunConfig, overrides: list[str]) -> RunDirectory:
