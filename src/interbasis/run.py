@@ -66,7 +66,8 @@ def run_directory(cfg: RunConfig, overrides: list[str]) -> RunDirectory:
     return RunDirectory(Path(cfg.paths.runs) / cfg.experiment_name / run_name)
 
 
-def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory) -> dict | None:
+def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory,
+            overrides: list[str] | None = None) -> dict | None:
     """Run one validated config in ``run_dir``; None when it was complete already (skipped)."""
     complete = run_dir.is_complete
     if complete and not cfg.rerun:
@@ -79,7 +80,8 @@ def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory) -> dict | Non
     wandb_id = _wandb_run_id(cfg, None if complete else previous.get("wandb_run_id"))
     attempt = previous.get("attempt", 1 if previous else 0) + 1
     # The id is in meta.json before W&B starts, so a run killed during wandb.init resumes it too.
-    run_dir.write_meta({**collect_meta(), "attempt": attempt, "wandb_run_id": wandb_id})
+    run_dir.write_meta({**collect_meta(), "overrides": list(overrides or []), "attempt": attempt,
+                        "wandb_run_id": wandb_id})
     tracker = _start_tracker(cfg, resolved, run_dir, wandb_id)
     run_dir.update_meta(wandb_run_id=tracker.run_id, wandb_run_path=tracker.run_path)
     exit_code = 1
@@ -114,7 +116,7 @@ def main(hydra_cfg: DictConfig) -> None:
         run_dir = run_directory(cfg, overrides)
         if sweep_dir is not None:
             record_job(sweep_dir, job, overrides, "running", run_dir.path)
-        summary = execute(cfg, resolved, run_dir)
+        summary = execute(cfg, resolved, run_dir, overrides)
         if sweep_dir is not None:
             status = "skipped" if summary is None else "complete"
             record_job(sweep_dir, job, overrides, status, run_dir.path)
