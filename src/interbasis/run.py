@@ -71,7 +71,8 @@ def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory,
     """Run one validated config in ``run_dir``; None when it was complete already (skipped)."""
     complete = run_dir.is_complete
     if complete and not cfg.rerun:
-        print(f"skipped, already complete (rerun=true redoes it): {run_dir.path}")
+        # flush: joblib workers' stdout is a pipe and the worker may never exit cleanly
+        print(f"skipped, already complete (rerun=true redoes it): {run_dir.path}", flush=True)
         _report_to_wandb_agent(cfg, resolved, run_dir)
         return None
     previous = run_dir.read_meta()  # before clear(): a resumed run keeps its W&B run and counts
@@ -89,7 +90,7 @@ def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory,
         summary = pipeline.run(cfg, run_dir, tracker)
         run_dir.write_summary(summary)
         exit_code = 0
-        print(f"run complete: {run_dir.path}")
+        print(f"run complete: {run_dir.path}", flush=True)
         return summary
     except BaseException as error:
         run_dir.mark_failed(error)
@@ -105,7 +106,7 @@ def main(hydra_cfg: DictConfig) -> None:
     overrides = list(hydra_conf.overrides.task)
     # In a multirun a failure is recorded and the sweep goes on; SweepReport sums up at the end.
     sweep_dir = hydra_conf.sweep.dir if hydra_conf.mode == RunMode.MULTIRUN else None
-    job = hydra_conf.job.num
+    job = hydra_conf.job.num if sweep_dir is not None else 0  # unset outside a multirun
     run_dir = None
     if sweep_dir is not None and stop_requested(sweep_dir):
         record_job(sweep_dir, job, overrides, "cancelled")
@@ -125,7 +126,7 @@ def main(hydra_cfg: DictConfig) -> None:
     except Exception as error:
         config_error = isinstance(error, ConfigError)
         cause = str(error) if config_error else f"{type(error).__name__}: {error}"
-        print(cause if config_error else f"run failed: {cause}", file=sys.stderr)
+        print(cause if config_error else f"run failed: {cause}", file=sys.stderr, flush=True)
         if sweep_dir is None:
             sys.exit(2 if config_error else 1)
         record_job(sweep_dir, job, overrides, "failed", run_dir and run_dir.path,
