@@ -72,6 +72,7 @@ def test_fail_fast_stops_the_sweep_with_the_traceback(tmp_path):
         "train.lr=1e+30,train.steps=30"]
 
 
+@pytest.mark.slow  # two W&B offline service start-ups: ~15 s on 2 shared cores
 def test_an_unfinished_run_continues_its_wandb_run(tmp_path):
     args = [*TINY, "train.lr=1e30", "logger=offline"]
     first = run_cli(*args, results=tmp_path, env={"WANDB_MODE": "offline"})
