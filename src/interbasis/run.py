@@ -22,6 +22,7 @@ at the first failure).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import secrets
@@ -66,6 +67,13 @@ def run_directory(cfg: RunConfig, overrides: list[str]) -> RunDirectory:
     return RunDirectory(Path(cfg.paths.runs) / cfg.experiment_name / run_name)
 
 
+@functools.cache
+def process_meta() -> dict:
+    """``collect_meta()`` once per process: the git state and library versions are those of the
+    code this process imported, and a multirun job then pays no git calls (~10 ms each)."""
+    return collect_meta()
+
+
 def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory,
             overrides: list[str] | None = None) -> dict | None:
     """Run one validated config in ``run_dir``; None when it was complete already (skipped)."""
@@ -81,7 +89,8 @@ def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory,
     wandb_id = _wandb_run_id(cfg, None if complete else previous.get("wandb_run_id"))
     attempt = previous.get("attempt", 1 if previous else 0) + 1
     # The id is in meta.json before W&B starts, so a run killed during wandb.init resumes it too.
-    run_dir.write_meta({**collect_meta(), "overrides": list(overrides or []), "attempt": attempt,
+    run_dir.write_meta({**process_meta(), "start_time": utc_now(),
+                        "overrides": list(overrides or []), "attempt": attempt,
                         "wandb_run_id": wandb_id})
     tracker = _start_tracker(cfg, resolved, run_dir, wandb_id)
     run_dir.update_meta(wandb_run_id=tracker.run_id, wandb_run_path=tracker.run_path)
