@@ -139,3 +139,26 @@ def test_killed_sweep_redoes_exactly_the_missing_runs(tmp_path, launcher):
         assert (runs / "debug" / name / "summary.json").read_bytes() == summary
     assert f"sweep: 6 jobs: {6 - len(done_before)} ran, {len(done_before)} skipped" in (
         second.stdout)
+
+
+@pytest.mark.slow
+def test_submitit_launcher_runs_jobs_in_other_processes(tmp_path):
+    # submitit_local is the SLURM preset's launcher code without a cluster: the task is pickled
+    # and run in fresh processes; the records and the summary must still come together.
+    args = ["-m", *TINY, "train.lr=1e-3,1e30", "hydra/launcher=submitit_local"]
+    out = run_cli(*args, results=tmp_path)
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "sweep: 2 jobs: 1 ran, 0 skipped (already complete), 1 failed" in out.stderr
+    assert (tmp_path / "runs/debug/train.lr=0.001,train.steps=30/summary.json").is_file()
+    assert (tmp_path / "runs/debug/train.lr=1e+30,train.steps=30/FAILED").is_file()
+
+
+@pytest.mark.slow
+def test_a_skipped_run_reports_its_summary_to_a_wandb_agent(tmp_path):
+    assert run_cli(*TINY, results=tmp_path).returncode == 0
+    # What `wandb agent` sets for the process it starts (offline here: no server).
+    agent = {"WANDB_MODE": "offline", "WANDB_SWEEP_ID": "sweep1", "WANDB_RUN_ID": "agentrun1"}
+    out = run_cli(*TINY, "logger=offline", results=tmp_path, env=agent)
+    assert out.returncode == 0 and "skipped, already complete" in out.stdout
+    (record,) = (tmp_path / "wandb" / "wandb").glob("offline-run-*-agentrun1/run-agentrun1.wandb")
+    assert b"ablation/edges_required@0.001/total" in record.read_bytes()  # the stored summary

@@ -176,4 +176,8 @@ def _report_to_wandb_agent(cfg: RunConfig, resolved: dict, run_dir: RunDirectory
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable interbasis.run.main, not this __main__ copy: launchers that pickle the
+    # task (submitit) can then load it by name in another process or on another node.
+    from interbasis.run import main as importable_main
+
+    importable_main()
