@@ -46,20 +46,25 @@ def test_complete_run_is_skipped_unless_rerun(tmp_path):
 
 
 def test_multirun_records_a_failure_goes_on_and_exits_nonzero(tmp_path):
-    # lr 1e30 diverges at once; the sweep must still run the other job and then report.
-    args = ["-m", *TINY, "train.lr=1e30,1e-3"]
+    # lr 1e30 diverges at once and seed -1 is a config error; the sweep must still run the good
+    # job and then report all three failures.
+    args = ["-m", *TINY, "train.lr=1e30,1e-3", "seed=0,-1"]
     out = run_cli(*args, results=tmp_path)
     assert out.returncode == 1, out.stderr[-2000:]
     runs = tmp_path / "runs" / "debug"
-    failed, good = runs / "train.lr=1e+30,train.steps=30", runs / "train.lr=0.001,train.steps=30"
+    failed = runs / "seed=0,train.lr=1e+30,train.steps=30"
+    good = runs / "seed=0,train.lr=0.001,train.steps=30"
+    assert sorted(runs.iterdir()) == [good, failed]  # config errors leave no run directory
     assert "Traceback" in (failed / "FAILED").read_text()
     assert not (failed / "summary.json").exists() and (good / "summary.json").is_file()
-    assert "sweep: 2 jobs: 1 ran, 0 skipped (already complete), 1 failed" in out.stderr
-    assert f"failed: debug=tiny train.steps=30 train.lr=1e+30 [{failed}]: TrainingDiverged" in (
-        out.stderr)
+    assert "sweep: 4 jobs: 1 ran, 0 skipped (already complete), 3 failed" in out.stderr
+    assert (f"failed: debug=tiny train.steps=30 train.lr=1e+30 seed=0 [{failed}]: "
+            "TrainingDiverged") in out.stderr
+    assert ("failed: debug=tiny train.steps=30 train.lr=0.001 seed=-1: config error: seed = -1: "
+            "Input should be greater than or equal to 0") in out.stderr.splitlines()
     again = run_cli(*args, results=tmp_path)  # the complete one is skipped, the failed one redone
     assert again.returncode == 1
-    assert "sweep: 2 jobs: 0 ran, 1 skipped (already complete), 1 failed" in again.stderr
+    assert "sweep: 4 jobs: 0 ran, 1 skipped (already complete), 3 failed" in again.stderr
     assert meta(failed)["attempt"] == 2 and meta(good)["attempt"] == 1
 
 
