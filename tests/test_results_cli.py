@@ -44,6 +44,7 @@ def test_aggregate_writes_tables_from_complete_runs_only(store, capsys):
     runs = pd.read_csv(store / "tables" / "runs.csv")
     assert sorted(runs["run_name"]) == ["method.truncation_threshold=1e-09", "method=lib,seed=0",
                                        "method=pca,seed=1"]
+    assert "modadd_paper/method=lib,seed=0" in set(runs["path"])  # relative: no machine paths
     tau = runs.set_index("experiment").loc["modadd_tau"]
     assert tau["param/method.truncation_threshold"] == 1e-9
     assert "param/threads" not in runs and "param/rerun" not in runs  # not what a run computes

@@ -1,8 +1,8 @@
 """Tables for the figures, built from every complete run in the store: ``results/tables/*.csv``.
 
-- ``runs.csv``: one row per complete run (``load_runs``: experiment, run_name, path, meta columns,
-  every summary metric) plus ``overrides`` and one ``param/<key>`` column per Hydra override, so a
-  study's swept values (tau, d_mlp, ...) are columns.
+- ``runs.csv``: one row per complete run (``load_runs``: experiment, run_name, path relative to
+  the runs folder, meta columns, every summary metric) plus ``overrides`` and one
+  ``param/<key>`` column per Hydra override, so a study's swept values (tau, d_mlp) are columns.
 - ``curves.csv``: every run's ablation curves (``curves.csv``, long format) with the run's
   experiment, run_name, model, method and seed in front.
 - ``<name>.csv``: every other per-run table (e.g. a family's analysis tables), stacked the same way.
@@ -52,7 +52,9 @@ def aggregate(runs_root: str | os.PathLike, out_dir: str | os.PathLike,
         runs = runs[runs["experiment"].isin(list(experiments))].reset_index(drop=True)
     out = Path(out_dir)
     runs = _with_overrides(runs)
-    atomic_write_text(out / f"{RUNS_TABLE}.csv", runs.to_csv(index=False))
+    # Paths relative to the runs folder: committed tables must not carry one machine's paths.
+    table = runs.assign(path=[os.path.relpath(path, runs_root) for path in runs["path"]])
+    atomic_write_text(out / f"{RUNS_TABLE}.csv", table.to_csv(index=False))
     rows = {RUNS_TABLE: len(runs)}
     stacks: dict[str, _Stack] = {}
     for record in runs.to_dict("records"):
