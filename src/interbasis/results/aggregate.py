@@ -15,11 +15,14 @@ Every table is written atomically: a reader never sees a half-written one.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import fnmatch
 import io
 import json
 import os
+import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -143,3 +146,26 @@ def _csv_line(values: list[str]) -> str:
     csv.writer(buffer, lineterminator="").writerow(values)
     return buffer.getvalue()
 
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``aggregate`` to ``python -m interbasis.results``."""
+    parser = subparsers.add_parser("aggregate", help="write results/tables/*.csv from all runs")
+    parser.add_argument("--runs", type=Path, help="runs folder (default: <results>/runs)")
+    parser.add_argument("--out", type=Path, help="tables folder (default: <results>/tables)")
+    parser.add_argument("--experiment", action="append",
+                        help="only this experiment (repeat for several)")
+    parser.set_defaults(run=cli)
+
+
+def cli(args: argparse.Namespace) -> int:
+    runs = args.runs or default_results_root() / "runs"
+    out = args.out or default_results_root() / "tables"
+    if not runs.is_dir():
+        print(f"error: no runs folder at {runs}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    rows = aggregate(runs, out, args.experiment)
+    for name, count in rows.items():
+        print(f"{out / name}.csv: {count} rows")
+    print(f"aggregated {rows['runs']} complete runs in {time.perf_counter() - start:.1f} s")
+    return 0
