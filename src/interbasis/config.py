@@ -128,6 +128,10 @@ class RunConfig(Strict):
     seed: int = Field(0, ge=0, description="model seed (initialisation and training)")
     threads: int = Field(2, ge=1, description="torch threads (1 when jobs run in parallel)")
     progress: bool | None = Field(None, description="progress bars: null = only on a terminal")
+    rerun: bool = Field(False, description="run again even when the run directory already holds "
+                        "a complete result (by default a complete run is skipped)")
+    fail_fast: bool = Field(False, description="in a multirun, stop the sweep at the first failed "
+                            "run and print its traceback (default: record it and go on)")
     model: ModelConfig
     method: MethodConfig
     ablation: AblationConfig

@@ -1,6 +1,8 @@
 """Commands on the results store.
 
     python -m interbasis.results import-wandb ENTITY/PROJECT   # W&B runs -> results/runs/
+    python -m interbasis.results aggregate   # results/tables/*.csv from every complete run
+    python -m interbasis.results status      # complete / failed / unfinished runs
 
 Each subcommand is registered by one small function (``register(subparsers)`` in its module) and
 runs as ``args.run(args)``, so adding a command touches one line here.
@@ -11,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from interbasis.results import wandb_import
+from interbasis.results import aggregate, status, wandb_import
 
-COMMANDS = (wandb_import.register,)
+COMMANDS = (wandb_import.register, aggregate.register, status.register)
 
 
 def main(argv: list[str] | None = None) -> int:
