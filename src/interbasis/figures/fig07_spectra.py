@@ -1,9 +1,10 @@
 """Figure 7: eigen-spectra per node layer, for every model: Gram D (PCA) and LIB Lambda.
 
-One row per experiment with LIB and PCA runs, one panel per rotated node layer. Each spectrum is
-sorted and divided by its largest value (D and Lambda have different units; the shape is what
-counts: how fast importance falls off), on a log scale, the constant direction left out. One line
-per seed. Reads the graph files of every complete run.
+One row per experiment with LIB runs, one panel per rotated node layer. Each spectrum is sorted and
+divided by its largest value (D and Lambda have different units; the shape is what counts: how fast
+importance falls off), on a log scale, the constant direction left out. One line per seed. Both
+come from the LIB graph files: Lambda is the basis's, and D, PCA's spectrum, is the eigenvalues of
+the same Gram (``gram_eigenvalues``), so runs whose PCA graph was not kept still show it.
 """
 
 from __future__ import annotations
@@ -20,18 +21,25 @@ FLOOR = 1e-18  # spectra are clipped here: below it float64 eigenvalues are roun
 
 
 def experiments_with_graphs(results: Path) -> list[str]:
-    """Experiments holding complete LIB and PCA runs."""
+    """Experiments holding complete LIB runs."""
     runs = load_runs(results / "runs")
     if runs.empty or "method" not in runs:
         return []
-    methods = runs.groupby("experiment")["method"].agg(set)
-    return [name for name, found in methods.items() if {"lib", "pca"} <= found]
+    return sorted(runs[runs["method"] == "lib"]["experiment"].unique())
 
 
-def spectrum(layer) -> np.ndarray:
-    values = np.abs(layer.eigenvalues.numpy())
-    if layer.has_constant:
-        values = values[1:]
+def spectrum(layer, method: str, centred: bool = True) -> np.ndarray:
+    """LIB's Lambda ("lib") or the Gram's D ("pca"), sorted, relative, constant left out."""
+    if method == "lib":
+        values = np.abs(layer.eigenvalues.numpy())
+        if layer.has_constant:
+            values = values[1:]
+    else:
+        values = np.abs(layer.gram_eigenvalues.numpy())
+        if layer.has_constant and centred:
+            # the centred Gram's constant direction has eigenvalue exactly 1 (bases.gram_spectrum)
+            ones = np.flatnonzero(values == 1.0)
+            values = np.delete(values, ones[:1])
     values = np.sort(values)[::-1]
     return np.clip(values / values[0], FLOOR, None) if len(values) and values[0] > 0 else values
 
@@ -41,29 +49,27 @@ def make(results: Path, out: Path, experiments: list[str] | None = None) -> list
     if not experiments:
         raise data.MissingResults(f"no experiment in {results}/runs has complete LIB and PCA "
                                   f"runs; `{data.SWEEP_COMMAND}` writes the paper's")
-    rows = []  # (experiment, {method: [(seed, graph)]})
+    rows = []  # (experiment, [(seed, LIB graph)])
     for experiment in experiments:
-        runs = data.method_runs(results, experiment)
-        rows.append((experiment, {m: [(r.seed, data.graph(r.path, m))
-                                      for r in runs[runs["method"] == m].itertuples()]
-                                  for m in style.METHODS}))
-    n_cols = max(sum(layer.has_constant for layer in graphs["lib"][0][1].layers)
-                 for _, graphs in rows)
+        runs = data.method_runs(results, experiment, methods=("lib",))
+        rows.append((experiment, [(r.seed, data.graph(r.path, "lib")) for r in runs.itertuples()]))
+    n_cols = max(sum(layer.has_constant for layer in graphs[0][1].layers) for _, graphs in rows)
     fig, axes = style.figure(len(rows), n_cols, figsize=(3.8 * n_cols, 3.3 * len(rows)),
                              squeeze=False)
     for r, (experiment, graphs) in enumerate(rows):
-        names = [layer.name for layer in graphs["lib"][0][1].layers if layer.has_constant]
+        names = [layer.name for layer in graphs[0][1].layers if layer.has_constant]
         for c in range(n_cols):
             ax = axes[r, c]
             if c >= len(names):
                 ax.axis("off")
                 continue
             for method in style.METHODS:
-                for n, (_, graph) in enumerate(graphs[method]):
-                    values = spectrum(graph.layer(names[c]))
+                for n, (_, graph) in enumerate(graphs):
+                    values = spectrum(graph.layer(names[c]), method,
+                                      graph.settings.get("center", True))
                     symbol = "\u039b" if method == "lib" else "D"
                     ax.plot(np.arange(1, len(values) + 1), values, color=style.method_color(method),
-                            lw=1.3, alpha=0.9 if len(graphs[method]) == 1 else 0.5,
+                            lw=1.3, alpha=0.9 if len(graphs) == 1 else 0.5,
                             label=f"{style.method_label(method)} {symbol}" if n == 0 else None)
             ax.set_yscale("log")
             ax.set_ylim(bottom=FLOOR / 3, top=3)

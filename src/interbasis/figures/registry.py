@@ -36,9 +36,10 @@ FIGURES = (
     FigureSpec(4, "modular addition: Fourier purity of LIB vs PCA features",
                "fig04_fourier_purity", RUNS + " fourier.csv, graph_*.pt",
                f"{SWEEP_COMMAND} (older runs: {BACKFILL})"),
-    FigureSpec(5, "vision MLP: LIB graph and edge sparsity vs PCA", None,
-               "results/runs/<vision MLP experiment>/method={lib,pca},seed=0/",
-               "no vision-MLP family yet (experiments.md E2); its LIB and PCA runs will"),
+    FigureSpec(5, "vision MLP: LIB graph, edge sparsity vs PCA, class separation",
+               "fig05_vision", "results/runs/{fashion_mlp,cifar_paper}/method={lib,pca},seed=*/ "
+               "summary.json, edge_weight.csv, class_means.csv, class_separation.csv, graph_lib.pt,"
+               " modularity.json", "python -m interbasis.run -m sweep=paper_fashion"),
     FigureSpec(6, "language models: CE-loss increase vs edges kept", None,
                "results/runs/<language-model experiment>/method={lib,pca},seed=*/",
                "no language-model family yet (experiments.md E3); its LIB and PCA runs will"),
