@@ -77,7 +77,7 @@ def sparsity_figure(runs: pd.DataFrame, experiment: str, out: Path) -> list[Path
     for ax, transition in zip(axes[1], transitions):
         for method in style.METHODS:
             rows = weight[(weight["transition"] == transition) & (weight["method"] == method)]
-            for k, (seed, curve) in enumerate(rows.groupby("seed")):
+            for k, (_, curve) in enumerate(rows.groupby("seed")):
                 ax.plot(curve["n_edges"], curve["fraction"], color=style.method_color(method),
                         lw=1.6 if k == 0 else 0.8, alpha=1.0 if k == 0 else 0.5,
                         label=style.method_label(method) if k == 0 else None)
