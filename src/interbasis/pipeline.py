@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from interbasis.analysis.degeneracy import relu_sync_by_layer
 from interbasis.analysis.partition import MODULARITY_RECORD, eps_from_results, partition_record
 from interbasis.basis import build_graph, edge_ablation, node_ablation_curve
 from interbasis.basis.graph import tqdm_disable
@@ -42,6 +43,9 @@ class Prepared:
     # features, mean feature value per image class): each table is written as <name>.csv, and
     # plain numbers (one per run, e.g. the best class separation of one feature) join the summary.
     analyse: Callable[[nn.Module, Graph], dict[str, pd.DataFrame | float | int]] | None = None
+    # Modules whose input is a ReLU's output ("output" when the model ends in one): their firing
+    # patterns on the basis inputs give degeneracy/relu_sync/<layer> (spec section 7).
+    relu_layers: list[str] = field(default_factory=list)
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -71,6 +75,11 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     prepared = prepare(cfg)
     timings["time/prepare_s"] = time.perf_counter() - start
     tracker.log_metrics({k: v for k, v in prepared.summary.items() if isinstance(v, float | int)})
+
+    start = time.perf_counter()
+    relu_sync = relu_sync_by_layer(prepared.model, prepared.basis_inputs, prepared.relu_layers,
+                                   batch_size=cfg.method.batch_size)
+    timings["time/relu_sync_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     method = cfg.method
@@ -118,6 +127,7 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     summary = summarize(graph, node_curves, edge_results, deltas=ablation.deltas,
                         tau=method.truncation_threshold)
     summary.update(prepared.summary)
+    summary.update(relu_sync)
     summary["ablation/n_samples"] = len(prepared.ablation_data[0])
     summary.update(analysis_summary)
     summary.update({k: round(v, 3) for k, v in timings.items()})

@@ -43,6 +43,7 @@ from interbasis.training.checkpoint import (
 )
 
 FAMILY = "modadd"
+RELU_LAYER = "blocks.0.mlp.hook_post"  # its input: the MLP activations after the ReLU
 CURVE_KEYS = ("step", "train_loss", "train_acc", "test_loss", "test_acc")
 
 
@@ -335,4 +336,5 @@ def prepare(cfg: RunConfig) -> Prepared:
                "train/checkpoint": result.path.name if result.path else ""}
     return Prepared(model=result.model, basis_inputs=split.split(cfg.method.basis_split)[0],
                     ablation_data=split.split(cfg.ablation.split), score="accuracy",
-                    summary=summary, analyse=partial(modadd_analysis, p=cfg.data.p))
+                    summary=summary, analyse=partial(modadd_analysis, p=cfg.data.p),
+                    relu_layers=[RELU_LAYER])
