@@ -147,7 +147,38 @@ class VisionRunConfig(RunConfig):
     train: VisionTrainConfig
 
 
-FAMILIES: dict[str, type[RunConfig]] = {"modadd": ModAddRunConfig, "vision": VisionRunConfig}
+class PolyToyModelConfig(ModelConfig):
+    family: Literal["poly_toy"] = Field(description="incidental-polysemanticity toy "
+                                        "ReLU(x W W^T) (experiments.md E5)")
+    n: int = Field(256, ge=1, description="one-hot input features")
+    m: int = Field(256, ge=1, description="hidden neurons (the paper sweeps m >= n)")
+    graph: bool = Field(True, description="build the basis graph and its ablations; off in the "
+                        "paper sweep, where the toy's own counts are the result")
+
+
+class PolyToyDataConfig(Strict):
+    name: Literal["identity"] = Field(description="every one-hot feature once (the identity "
+                                      "batch), for training, the basis and the ablations")
+
+
+class PolyToyTrainConfig(Strict):
+    steps: int = Field(7500, ge=0, description="full-batch AdamW steps")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    l1_lambda: float = Field(1e-3, ge=0, description="lambda: weight of ||W||_1 in the loss")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay (torch's "
+                                "default; E5 names no value)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    log_every: int = Field(250, ge=1, description="steps between training-curve points")
+
+
+class PolyToyRunConfig(RunConfig):
+    model: PolyToyModelConfig
+    data: PolyToyDataConfig
+    train: PolyToyTrainConfig
+
+
+FAMILIES: dict[str, type[RunConfig]] = {"modadd": ModAddRunConfig, "vision": VisionRunConfig,
+                                        "poly_toy": PolyToyRunConfig}
 
 
 class ConfigError(ValueError):
