@@ -80,6 +80,8 @@ class ModAddTrainConfig(Strict):
     warmup_steps: int = Field(10, ge=0, description="linear warm-up steps")
     eval_every: int = Field(500, ge=1, description="steps between training-curve points")
     save_every: int = Field(1000, ge=1, description="steps between checkpoint saves")
+    snapshot_every: int = Field(0, ge=0, description="keep the model every this many steps and "
+                                "measure degeneracy and basis ranks at each (0: off)")
 
 
 class VisionTrainConfig(Strict):

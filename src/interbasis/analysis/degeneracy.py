@@ -9,15 +9,23 @@ input of its own (the firing matrix is (samples x positions, neurons)).
 
     relu_sync_by_layer(model, train_tokens, ["blocks.0.mlp.hook_post"])
     # {"degeneracy/relu_sync/blocks.0.mlp.hook_post": 0.98}
+
+:func:`measures_over_training` puts these and the basis ranks of every training snapshot in one
+table (modular addition with ``train.snapshot_every``: do they fall when the network groks?).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from interbasis.basis import build_graph
 from interbasis.basis.sections import capture
 from interbasis.metrics.degeneracy import FiringPatterns
+from interbasis.metrics.summary import summarize
 
 RELU_SYNC_KEY = "degeneracy/relu_sync"
 
@@ -44,3 +52,35 @@ def relu_sync_by_layer(model: nn.Module, inputs: Tensor, layers: list[str],
     """``{"degeneracy/relu_sync/<layer>": distinct patterns / neurons}`` for each ReLU layer."""
     return {f"{RELU_SYNC_KEY}/{name}": found.sync()
             for name, found in firing_patterns(model, inputs, layers, batch_size).items()}
+
+
+OVER_TRAINING = "degeneracy_over_training"  # the table's name in the store and on W&B
+TRACKED = ("rank/gram/", "rank/jacobian/", "rank/basis/", "sparsity/edges_99/",
+           "sparsity/lambda_99/")
+
+
+def measures_over_training(snapshots: list[tuple[int, nn.Module]], basis_inputs: Tensor,
+                           node_layers: list[str], relu_layers: list[str],
+                           scores: Callable[[nn.Module], dict[str, float]] | None = None,
+                           **build_settings) -> pd.DataFrame:
+    """One row per (step, model): the three degeneracy measures and the basis ranks.
+
+    Columns: ``step``, whatever ``scores(model)`` returns (e.g. train and test accuracy), the
+    per-layer ``rank/gram``, ``rank/jacobian``, ``rank/basis``, ``sparsity/lambda_99`` and
+    per-transition ``sparsity/edges_99`` of the graph built on ``basis_inputs`` with
+    ``build_settings`` (as ``build_graph``'s keywords), and ``degeneracy/relu_sync/<layer>``.
+    Names are the run-summary keys, so a row reads like the summary of a run at that step.
+    """
+    tau = build_settings.get("truncation_threshold")
+    rows = []
+    for step, model in snapshots:
+        graph = build_graph(model, basis_inputs, list(node_layers), progress=False,
+                            **build_settings)
+        metrics = summarize(graph, tau=tau)
+        row: dict[str, float | int] = {"step": int(step)}
+        row.update(scores(model) if scores is not None else {})
+        row.update({key: value for key, value in metrics.items() if key.startswith(TRACKED)})
+        row.update(relu_sync_by_layer(model, basis_inputs, relu_layers,
+                                      batch_size=build_settings.get("batch_size", 4096)))
+        rows.append(row)
+    return pd.DataFrame(rows)
