@@ -5,7 +5,14 @@ import torch
 from torch import nn
 
 from interbasis.analysis.degeneracy import firing_patterns, relu_sync_by_layer
-from interbasis.metrics.degeneracy import FiringPatterns, relu_sync
+from interbasis.basis.types import NodeLayer
+from interbasis.metrics.degeneracy import (
+    FiringPatterns,
+    rank_gram,
+    rank_gram_relative,
+    rank_jacobian,
+    relu_sync,
+)
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.models.vision import make_mlp
 from interbasis.training.vision import relu_layers
@@ -89,3 +96,14 @@ def test_a_model_ending_in_a_relu_can_name_its_output():
     x = torch.randn(40, 3, generator=torch.Generator().manual_seed(1))
     expected = relu_sync(model[0](x) > 0)
     assert relu_sync_by_layer(model, x, ["output"]) == {"degeneracy/relu_sync/output": expected}
+
+
+def test_relative_gram_rank_drops_directions_that_carry_almost_no_variance():
+    eigenvalues = torch.tensor([1.0, 0.5, 1e-3, 1e-8, 1e-13, 0.0], dtype=torch.float64)
+    layer = NodeLayer(name="x", C=torch.eye(6, dtype=torch.float64),
+                      C_pinv=torch.eye(6, dtype=torch.float64), eigenvalues=eigenvalues,
+                      mean=torch.zeros(6, dtype=torch.float64), gram_eigenvalues=eigenvalues * 4,
+                      jacobian_eigenvalues=eigenvalues)
+    assert rank_gram(layer, tau=1e-15) == 5  # the spec's absolute tau keeps 1e-13
+    assert rank_gram_relative(layer, rel=1e-6) == 3 and rank_gram_relative(layer, rel=1e-9) == 4
+    assert rank_jacobian(layer, rel=1e-6) == 3

@@ -63,6 +63,9 @@ def test_measures_over_training_match_a_run_summary_at_each_step(tmp_path):
         for kind in ("gram", "jacobian", "basis"):
             assert (table[f"rank/{kind}/{layer}"] <= 17).all()  # d_model + the constant
     assert table[f"degeneracy/relu_sync/{RELU_LAYER}"].between(0, 1, inclusive="right").all()
+    for layer in LAYERS[:-1]:  # the relative cut keeps at most what the absolute tau keeps
+        assert (table[f"rank/gram_rel/{layer}"] <= table[f"rank/gram/{layer}"]).all()
+        assert (table[f"rank/jacobian_rel/{layer}"] <= table[f"rank/jacobian/{layer}"]).all()
     assert "sparsity/edges_99/blocks.0.hook_resid_post->output" in table
     # the row at the last step is what a run of the final model reports
     final = relu_sync_by_layer(result.model, split.train_tokens, [RELU_LAYER])

@@ -100,6 +100,8 @@ def write_over_training_run(root) -> None:
     for layer in LAYERS:
         table[f"rank/gram/{layer}"] = 7 - steps // 100
         table[f"rank/basis/{layer}"] = 6 - steps // 100
+        table[f"rank/gram_rel/{layer}"] = 6 - steps // 100
+        table[f"sparsity/lambda_99/{layer}"] = 5 - steps // 100
         if layer != "output":
             table[f"rank/jacobian/{layer}"] = 7 - steps // 200
     run_dir.write_table("degeneracy_over_training", pd.DataFrame(table))

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from interbasis.basis import build_graph
 from interbasis.basis.sections import capture
-from interbasis.metrics.degeneracy import FiringPatterns
+from interbasis.metrics.degeneracy import FiringPatterns, rank_gram_relative, rank_jacobian
 from interbasis.metrics.summary import summarize
 
 RELU_SYNC_KEY = "degeneracy/relu_sync"
@@ -57,6 +57,9 @@ def relu_sync_by_layer(model: nn.Module, inputs: Tensor, layers: list[str],
 OVER_TRAINING = "degeneracy_over_training"  # the table's name in the store and on W&B
 TRACKED = ("rank/gram/", "rank/jacobian/", "rank/basis/", "sparsity/edges_99/",
            "sparsity/lambda_99/")
+# Relative cut for the effective ranks (rank/gram_rel, rank/jacobian_rel) over training: the
+# spec's ranks (tau 1e-15 absolute, 1e-12 relative) count float noise as directions.
+EFFECTIVE_REL = 1e-6
 
 
 def measures_over_training(snapshots: list[tuple[int, nn.Module]], basis_inputs: Tensor,
@@ -68,7 +71,9 @@ def measures_over_training(snapshots: list[tuple[int, nn.Module]], basis_inputs:
     Columns: ``step``, whatever ``scores(model)`` returns (e.g. train and test accuracy), the
     per-layer ``rank/gram``, ``rank/jacobian``, ``rank/basis``, ``sparsity/lambda_99`` and
     per-transition ``sparsity/edges_99`` of the graph built on ``basis_inputs`` with
-    ``build_settings`` (as ``build_graph``'s keywords), and ``degeneracy/relu_sync/<layer>``.
+    ``build_settings`` (as ``build_graph``'s keywords), and ``degeneracy/relu_sync/<layer>``;
+    also ``rank/gram_rel`` and ``rank/jacobian_rel``: eigenvalues above EFFECTIVE_REL x the
+    largest.
     Names are the run-summary keys, so a row reads like the summary of a run at that step.
     """
     tau = build_settings.get("truncation_threshold")
@@ -80,6 +85,11 @@ def measures_over_training(snapshots: list[tuple[int, nn.Module]], basis_inputs:
         row: dict[str, float | int] = {"step": int(step)}
         row.update(scores(model) if scores is not None else {})
         row.update({key: value for key, value in metrics.items() if key.startswith(TRACKED)})
+        for layer in graph.layers:
+            row[f"rank/gram_rel/{layer.name}"] = rank_gram_relative(layer, EFFECTIVE_REL)
+            jacobian = rank_jacobian(layer, rel=EFFECTIVE_REL)
+            if jacobian is not None:
+                row[f"rank/jacobian_rel/{layer.name}"] = jacobian
         row.update(relu_sync_by_layer(model, basis_inputs, relu_layers,
                                       batch_size=build_settings.get("batch_size", 4096)))
         rows.append(row)

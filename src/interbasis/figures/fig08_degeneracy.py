@@ -4,9 +4,9 @@ Top row, one panel per experiment with LIB runs: per node layer the activation-G
 (``rank/gram``, source 1), the Jacobian-Gram rank (``rank/jacobian``, source 2) and the LIB basis
 rank (``rank/basis``), mean over seeds; the panel title gives the distinct ReLU firing patterns
 per neuron (``degeneracy/relu_sync``, source 3) of each ReLU layer. Bottom row, modular addition
-over training (``degeneracy_over_training.csv`` of the over-training run): accuracy, the Gram and
-basis ranks, the Jacobian rank and the ReLU sync per snapshot, with a line where test accuracy
-first reaches 99%.
+over training (``degeneracy_over_training.csv`` of the over-training run): accuracy, the Gram rank
+and the LIB lambda_99, the Jacobian rank and the ReLU sync per snapshot (ranks at the relative cut
+``rank/*_rel`` where stored), with a line where test accuracy first reaches 99%.
 """
 
 from __future__ import annotations
@@ -110,11 +110,21 @@ def _training_panels(axes, run_path: str, table: pd.DataFrame) -> None:
     ax.set_ylabel("accuracy")
     ax.set_title(f"{Path(run_path).parent.name}: accuracy", fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
-    for ax, kinds, title in ((axes[1], ("gram", "basis"), "Gram rank (solid), LIB rank (dotted)"),
-                             (axes[2], ("jacobian",), "Jacobian-Gram rank")):
+    # the spec's ranks (tau 1e-15) count float noise as directions; the relative cut, where
+    # stored, shows the directions that stop carrying variance
+    gram = "rank/gram_rel" if any(k.startswith("rank/gram_rel/") for k in table) else "rank/gram"
+    jacobian = ("rank/jacobian_rel" if any(k.startswith("rank/jacobian_rel/") for k in table)
+                else "rank/jacobian")
+    cut = " (> 1e-6 x largest)"
+    panels = ((axes[1], (gram, "sparsity/lambda_99"),
+               f"Gram rank{cut if gram.endswith('rel') else ''} (solid),\n"
+               "LIB features holding 99% of \u039b (dotted)"),
+              (axes[2], (jacobian,),
+               f"Jacobian-Gram rank{cut if jacobian.endswith('rel') else ''}"))
+    for ax, kinds, title in panels:
         for color, layer in zip(colors, layers, strict=False):
             for kind, ls in zip(kinds, ("-", ":"), strict=False):
-                key = f"rank/{kind}/{layer}"
+                key = f"{kind}/{layer}"
                 if key in table:
                     ax.plot(steps, table[key], color=color, ls=ls, lw=1.4,
                             label=style.layer_label(layer, short=True) if ls == "-" else None)

@@ -37,6 +37,18 @@ def rank_jacobian(layer: NodeLayer, rel: float = 1e-12) -> int | None:
     return int(np.count_nonzero(eigenvalues > rel * eigenvalues.max()))
 
 
+def rank_gram_relative(layer: NodeLayer, rel: float) -> int:
+    """Gram eigenvalues above ``rel`` times the largest: an effective activation dimension.
+
+    ``rank_gram`` counts against the absolute tau of the basis (1e-15), which float noise in
+    activations already clears; a relative cut shows directions that carry almost no variance.
+    """
+    eigenvalues = np.abs(as_float64(layer.gram_eigenvalues))
+    if eigenvalues.size == 0 or eigenvalues.max() == 0:
+        return 0
+    return int(np.count_nonzero(eigenvalues > rel * eigenvalues.max()))
+
+
 def rank_basis(layer: NodeLayer) -> int:
     """r: the number of kept basis directions (after both truncations for LIB)."""
     return layer.rank
