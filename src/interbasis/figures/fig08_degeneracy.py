@@ -108,7 +108,8 @@ def _training_panels(axes, run_path: str, table: pd.DataFrame) -> None:
         if column in table:
             ax.plot(steps, table[column], ls=style_, color="0.2", label=column.replace("_", " "))
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{Path(run_path).parent.name}: accuracy", fontsize=9)
+    ax.set_title(f"{Path(run_path).parent.name}: accuracy\n(grey line: test accuracy first "
+                 "\u2265 0.99)", fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
     # the spec's ranks (tau 1e-15) count float noise as directions; the relative cut, where
     # stored, shows the directions that stop carrying variance
