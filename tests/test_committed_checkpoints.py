@@ -26,7 +26,9 @@ def test_checkpoint_reproduces_its_recorded_test_accuracy(path):
         predictions = model(split.test_tokens).argmax(-1)
     accuracy = (predictions == split.test_labels).double().mean().item()
     assert accuracy == pytest.approx(checkpoint["test_acc"], abs=1e-3)
-    if checkpoint["step"] >= 10_000:  # grokked by then in every seed seen so far
+    # Seeds grok at different steps (seed 2 by 8,000, seed 1 not yet at 10,000), so only a
+    # finished checkpoint must have generalised; a partial one is labelled by its step.
+    if checkpoint["step"] >= checkpoint["train_config"]["steps"]:
         assert accuracy > 0.99
 
 

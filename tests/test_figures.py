@@ -95,10 +95,49 @@ def vision_tables(graph: Graph, rng: np.random.Generator) -> dict[str, pd.DataFr
             "class_separation": separation}
 
 
+def write_toy_runs(root, ms=(256, 512, 1024), seeds=(0, 1, 2), n: int = 256) -> None:
+    """Toy runs whose polysemantic counts follow n^2 / (4m) times a seed-dependent factor."""
+    for m in ms:
+        for seed in seeds:
+            run_dir = RunDirectory.for_run(root, "poly_paper", f"model.m={m},seed={seed}")
+            run_dir.write_config({"model": {"family": "poly_toy", "n": n, "m": m,
+                                            "node_layers": ["0", "1", "output"]},
+                                  "train": {"l1_lambda": 1e-3}})
+            count = round(n * n / (4 * m) * (0.8 + 0.2 * seed))
+            run_dir.write_table("toy_training", pd.DataFrame(
+                {"step": [0, 100, 200], "polysemantic_neurons": [0, count // 2, count]}))
+            run_dir.write_summary({"toy/polysemantic_neurons": count, "model": "poly_toy",
+                                   "method": "lib", "seed": seed, "experiment": "poly_paper"})
+
+
+def write_over_training_run(root) -> None:
+    """A LIB run that stored degeneracy_over_training.csv (ranks fall as test accuracy rises)."""
+    write_run(root, "modadd_degeneracy", "lib", 0)
+    run_dir = RunDirectory(root / "runs" / "modadd_degeneracy" / "method=lib,seed=0")
+    summary = run_dir.read_summary()
+    (run_dir.path / "summary.json").unlink()
+    steps = np.arange(0, 500, 100)
+    table = {"step": steps, "train_acc": np.ones(5), "test_acc": [0.1, 0.3, 0.9, 0.995, 1.0],
+             "degeneracy/relu_sync/blocks.0.mlp.hook_post": [1.0, 0.95, 0.9, 0.85, 0.8]}
+    for layer in LAYERS:
+        table[f"rank/gram/{layer}"] = 7 - steps // 100
+        table[f"rank/basis/{layer}"] = 6 - steps // 100
+        table[f"rank/gram_rel/{layer}"] = 6 - steps // 100
+        table[f"sparsity/lambda_99/{layer}"] = 5 - steps // 100
+        if layer != "output":
+            table[f"rank/jacobian/{layer}"] = 7 - steps // 200
+    run_dir.write_table("degeneracy_over_training", pd.DataFrame(table))
+    summary["degeneracy/relu_sync/blocks.0.mlp.hook_post"] = 0.8
+    run_dir.write_summary(summary)
+
+
 def synthetic_store(root, n_seeds: int, experiment: str = "modadd_paper", model: str = "modadd"):
     for method in ("lib", "pca"):
         for seed in range(n_seeds):
             write_run(root, experiment, method, seed, model)
+    if experiment == "modadd_paper":
+        write_toy_runs(root)
+        write_over_training_run(root)
     return root
 
 

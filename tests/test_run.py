@@ -38,6 +38,9 @@ def test_debug_tiny_runs_write_complete_records(tiny_runs):
                 "ablation/edges_required@0.001/total",
                 "sparsity/edges_99/blocks.0.hook_resid_post->output"):
         assert key in runs.columns and row[key] >= 0
+    # degeneracy source 3: distinct MLP firing patterns per neuron, a share in (0, 1]
+    assert 0 < row["degeneracy/relu_sync/blocks.0.mlp.hook_post"] <= 1
+    assert "rank/jacobian/blocks.0.hook_resid_pre" in runs.columns
     run_dir = results / "runs" / "debug" / "method=lib"
     for name in ("config.yaml", "meta.json", "summary.json", "curves.csv", "graph_lib.pt"):
         assert (run_dir / name).is_file(), name

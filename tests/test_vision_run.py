@@ -62,6 +62,8 @@ def test_cifar_preset_runs_on_official_format_batches(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["rank/gram/0"] <= 3073 and summary["train/step"] == 5  # 300 images, batch 64
     assert "class_separation/best_eta2_groups/2" in summary
+    for layer in ("2", "4"):  # both hidden ReLU layers report degeneracy source 3
+        assert 0 < summary[f"degeneracy/relu_sync/{layer}"] <= 1
 
 
 @pytest.mark.parametrize(("experiment", "hint"), [("fashion_mlp", "apt-get install"),

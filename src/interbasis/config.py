@@ -80,6 +80,8 @@ class ModAddTrainConfig(Strict):
     warmup_steps: int = Field(10, ge=0, description="linear warm-up steps")
     eval_every: int = Field(500, ge=1, description="steps between training-curve points")
     save_every: int = Field(1000, ge=1, description="steps between checkpoint saves")
+    snapshot_every: int = Field(0, ge=0, description="keep the model every this many steps and "
+                                "measure degeneracy and basis ranks at each (0: off)")
 
 
 class VisionTrainConfig(Strict):
@@ -151,7 +153,38 @@ class VisionRunConfig(RunConfig):
     train: VisionTrainConfig
 
 
-FAMILIES: dict[str, type[RunConfig]] = {"modadd": ModAddRunConfig, "vision": VisionRunConfig}
+class PolyToyModelConfig(ModelConfig):
+    family: Literal["poly_toy"] = Field(description="incidental-polysemanticity toy "
+                                        "ReLU(x W W^T) (experiments.md E5)")
+    n: int = Field(256, ge=1, description="one-hot input features")
+    m: int = Field(256, ge=1, description="hidden neurons (the paper sweeps m >= n)")
+    graph: bool = Field(True, description="build the basis graph and its ablations; off in the "
+                        "paper sweep, where the toy's own counts are the result")
+
+
+class PolyToyDataConfig(Strict):
+    name: Literal["identity"] = Field(description="every one-hot feature once (the identity "
+                                      "batch), for training, the basis and the ablations")
+
+
+class PolyToyTrainConfig(Strict):
+    steps: int = Field(7500, ge=0, description="full-batch AdamW steps")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    l1_lambda: float = Field(1e-3, ge=0, description="lambda: weight of ||W||_1 in the loss")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay (torch's "
+                                "default; E5 names no value)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    log_every: int = Field(250, ge=1, description="steps between training-curve points")
+
+
+class PolyToyRunConfig(RunConfig):
+    model: PolyToyModelConfig
+    data: PolyToyDataConfig
+    train: PolyToyTrainConfig
+
+
+FAMILIES: dict[str, type[RunConfig]] = {"modadd": ModAddRunConfig, "vision": VisionRunConfig,
+                                        "poly_toy": PolyToyRunConfig}
 
 
 class ConfigError(ValueError):

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from interbasis.analysis.degeneracy import relu_sync_by_layer
 from interbasis.analysis.partition import MODULARITY_RECORD, eps_from_results, partition_record
 from interbasis.basis import build_graph, edge_ablation, node_ablation_curve
 from interbasis.basis.graph import tqdm_disable
@@ -42,6 +43,15 @@ class Prepared:
     # features, mean feature value per image class): each table is written as <name>.csv, and
     # plain numbers (one per run, e.g. the best class separation of one feature) join the summary.
     analyse: Callable[[nn.Module, Graph], dict[str, pd.DataFrame | float | int]] | None = None
+    # Modules whose input is a ReLU's output ("output" when the model ends in one): their firing
+    # patterns on the basis inputs give degeneracy/relu_sync/<layer> (spec section 7).
+    relu_layers: list[str] = field(default_factory=list)
+    # Tables over training, each with a "step" column (e.g. a toy's polysemantic count): written
+    # as <name>.csv and logged to W&B row by row at that step, as <name>/<column>.
+    history: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # False: no basis, ablations or graph metrics; the family's own numbers are the result
+    # (e.g. the toy-model sweep, whose hidden layer can be 4096 wide).
+    build_graph: bool = True
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -70,7 +80,19 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     start = time.perf_counter()
     prepared = prepare(cfg)
     timings["time/prepare_s"] = time.perf_counter() - start
+    for name, table in prepared.history.items():
+        run_dir.write_table(name, table)
+        for row in table.to_dict(orient="records"):  # first, so that W&B steps only increase
+            tracker.log_metrics({f"{name}/{k}": v for k, v in row.items() if k != "step"},
+                                step=int(row["step"]))
     tracker.log_metrics({k: v for k, v in prepared.summary.items() if isinstance(v, float | int)})
+
+    start = time.perf_counter()
+    relu_sync = relu_sync_by_layer(prepared.model, prepared.basis_inputs, prepared.relu_layers,
+                                   batch_size=cfg.method.batch_size)
+    timings["time/relu_sync_s"] = time.perf_counter() - start
+    if not prepared.build_graph:
+        return _finish(cfg, tracker, {**prepared.summary, **relu_sync}, timings)
 
     start = time.perf_counter()
     method = cfg.method
@@ -118,10 +140,15 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     summary = summarize(graph, node_curves, edge_results, deltas=ablation.deltas,
                         tau=method.truncation_threshold)
     summary.update(prepared.summary)
+    summary.update(relu_sync)
     summary["ablation/n_samples"] = len(prepared.ablation_data[0])
     summary.update(analysis_summary)
+    return _finish(cfg, tracker, summary, timings)
+
+
+def _finish(cfg: RunConfig, tracker: Tracker, summary: dict, timings: dict[str, float]) -> dict:
     summary.update({k: round(v, 3) for k, v in timings.items()})
-    summary.update(model=cfg.model.family, method=method.name, seed=cfg.seed,
+    summary.update(model=cfg.model.family, method=cfg.method.name, seed=cfg.seed,
                    experiment=cfg.experiment_name)
     tracker.set_summary({k: v for k, v in summary.items()
                          if not (isinstance(v, float) and math.isnan(v))})

@@ -21,11 +21,13 @@ FLOOR = 1e-18  # spectra are clipped here: below it float64 eigenvalues are roun
 
 
 def experiments_with_graphs(results: Path) -> list[str]:
-    """Experiments holding complete LIB runs."""
+    """Experiments holding complete LIB runs with a stored graph (toy-count runs have none)."""
     runs = load_runs(results / "runs")
     if runs.empty or "method" not in runs:
         return []
-    return sorted(runs[runs["method"] == "lib"]["experiment"].unique())
+    lib = runs[runs["method"] == "lib"]
+    has_graph = [(Path(path) / "graph_lib.pt").is_file() for path in lib["path"]]
+    return sorted(lib[has_graph]["experiment"].unique())
 
 
 def spectrum(layer, method: str, centred: bool = True) -> np.ndarray:
@@ -52,6 +54,7 @@ def make(results: Path, out: Path, experiments: list[str] | None = None) -> list
     rows = []  # (experiment, [(seed, LIB graph)])
     for experiment in experiments:
         runs = data.method_runs(results, experiment, methods=("lib",))
+        runs = runs[[(Path(path) / "graph_lib.pt").is_file() for path in runs["path"]]]
         rows.append((experiment, [(r.seed, data.graph(r.path, "lib")) for r in runs.itertuples()]))
     n_cols = max(sum(layer.has_constant for layer in graphs[0][1].layers) for _, graphs in rows)
     fig, axes = style.figure(len(rows), n_cols, figsize=(3.8 * n_cols, 3.3 * len(rows)),

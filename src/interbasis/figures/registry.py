@@ -47,12 +47,14 @@ FIGURES = (
                "fig07_spectra", "results/runs/*/method={lib,pca},seed=*/ graph_*.pt",
                SWEEP_COMMAND),
     FigureSpec(8, "degeneracy: the three ranks per layer, every model; modadd over training",
-               None, "per-layer rank/* and degeneracy/relu_sync summaries, and ranks logged at "
-               "training checkpoints", "no run logs relu_sync or ranks over training yet "
-               "(experiments.md E4)"),
-    FigureSpec(9, "incidental polysemanticity: polysemantic neurons vs m", None,
-               "results/runs/<toy-model experiment>/ (16 instances per m)",
-               "no toy-model family yet (experiments.md E5)"),
+               "fig08_degeneracy", "results/runs/*/method=lib,*/ summary.json (rank/*, "
+               "degeneracy/relu_sync/*); results/runs/modadd_degeneracy/*/ "
+               "degeneracy_over_training.csv",
+               f"{SWEEP_COMMAND} (every family's runs) and "
+               "python -m interbasis.run experiment=modadd_degeneracy"),
+    FigureSpec(9, "incidental polysemanticity: polysemantic neurons vs m",
+               "fig09_polysemanticity", "results/runs/poly_paper/*/ summary.json, config.yaml, "
+               "toy_training.csv", "python -m interbasis.run -m sweep=paper_poly"),
     FigureSpec(10, "LIB / PCA ratios across architectures (table and chart)",
                "fig10_cross_architecture", "results/runs/*/*/summary.json of every experiment "
                "with LIB and PCA runs", SWEEP_COMMAND + " (and each model family's sweep)"),

@@ -6,7 +6,13 @@ metric dict every run stores. ``relu_sync`` takes the firing matrix of a ReLU la
 """
 
 from interbasis.metrics.ablation import degradation, k_required
-from interbasis.metrics.degeneracy import rank_basis, rank_gram, rank_jacobian, relu_sync
+from interbasis.metrics.degeneracy import (
+    FiringPatterns,
+    rank_basis,
+    rank_gram,
+    rank_jacobian,
+    relu_sync,
+)
 from interbasis.metrics.modularity import ModularityResult, modularity
 from interbasis.metrics.sparsity import (
     count_holding,
@@ -19,6 +25,7 @@ from interbasis.metrics.sparsity import (
 from interbasis.metrics.summary import summarize
 
 __all__ = [
+    "FiringPatterns",
     "ModularityResult",
     "count_holding",
     "degradation",

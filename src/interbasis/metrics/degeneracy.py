@@ -8,6 +8,8 @@ that span fewer dimensions (``rank_gram``), (2) directions the rest of the netwo
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -30,6 +32,18 @@ def rank_jacobian(layer: NodeLayer, rel: float = 1e-12) -> int | None:
     if layer.jacobian_eigenvalues is None:
         return None
     eigenvalues = np.abs(as_float64(layer.jacobian_eigenvalues))
+    if eigenvalues.size == 0 or eigenvalues.max() == 0:
+        return 0
+    return int(np.count_nonzero(eigenvalues > rel * eigenvalues.max()))
+
+
+def rank_gram_relative(layer: NodeLayer, rel: float) -> int:
+    """Gram eigenvalues above ``rel`` times the largest: an effective activation dimension.
+
+    ``rank_gram`` counts against the absolute tau of the basis (1e-15), which float noise in
+    activations already clears; a relative cut shows directions that carry almost no variance.
+    """
+    eigenvalues = np.abs(as_float64(layer.gram_eigenvalues))
     if eigenvalues.size == 0 or eigenvalues.max() == 0:
         return 0
     return int(np.count_nonzero(eigenvalues > rel * eigenvalues.max()))
@@ -67,3 +81,56 @@ def relu_sync(firing: Tensor) -> float:  # firing: Bool[Tensor, "N n_neurons"]
     columns = np.ascontiguousarray(packed.T)  # one byte string per neuron
     as_bytes = columns.view(np.dtype((np.void, columns.shape[1]))).reshape(-1)
     return len(np.unique(as_bytes)) / n_neurons
+
+
+class FiringPatterns:
+    """``relu_sync`` over data seen in batches, in O(n_neurons) memory.
+
+    Each batch's firing columns are bit-packed and fed to one BLAKE2b hash per neuron, so two
+    neurons end with the same digest exactly when they fired on the same inputs (a false match
+    needs a 128-bit collision). Every neuron sees the same batch boundaries, so the padding
+    bits of a batch whose size is not a multiple of 8 are the same for all and change nothing.
+
+        patterns = FiringPatterns()
+        for batch in batches:
+            patterns.update(preactivation(batch) > 0)   # Bool (B, n_neurons)
+        patterns.sync()                                 # == relu_sync(all rows stacked)
+    """
+
+    def __init__(self) -> None:
+        self._hashes: list | None = None
+        self.n_samples = 0
+
+    def update(self, firing: Tensor) -> None:  # firing: Bool[Tensor, "B n_neurons"]
+        if firing.ndim != 2 or firing.dtype != torch.bool:
+            raise ValueError(f"firing must be a bool (B, n_neurons) tensor, got {firing.dtype} "
+                             f"of shape {tuple(firing.shape)}")
+        n_neurons = firing.shape[1]
+        if self._hashes is None:
+            if n_neurons == 0:
+                raise ValueError("firing has no neurons")
+            self._hashes = [hashlib.blake2b(digest_size=16) for _ in range(n_neurons)]
+        elif n_neurons != len(self._hashes):
+            raise ValueError(f"a batch with {n_neurons} neurons after batches with "
+                             f"{len(self._hashes)}")
+        if firing.shape[0] == 0:
+            return
+        packed = np.packbits(firing.detach().cpu().numpy(), axis=0)
+        columns = np.ascontiguousarray(packed.T)
+        for digest, column in zip(self._hashes, columns, strict=True):
+            digest.update(column.tobytes())
+        self.n_samples += firing.shape[0]
+
+    @property
+    def n_neurons(self) -> int:
+        return 0 if self._hashes is None else len(self._hashes)
+
+    def distinct(self) -> int:
+        """Number of distinct firing patterns among the neurons."""
+        if self._hashes is None:
+            raise ValueError("no batch was given")
+        return len({digest.digest() for digest in self._hashes})
+
+    def sync(self) -> float:
+        """Distinct patterns / neurons, as :func:`relu_sync` (1 when every neuron differs)."""
+        return self.distinct() / self.n_neurons

@@ -25,10 +25,12 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from interbasis.analysis.degeneracy import OVER_TRAINING, measures_over_training
 from interbasis.analysis.fourier import modadd_analysis
 from interbasis.config import RunConfig
 from interbasis.data.modadd import ModAddDataConfig, make_modadd_split
@@ -43,6 +45,7 @@ from interbasis.training.checkpoint import (
 )
 
 FAMILY = "modadd"
+RELU_LAYER = "blocks.0.mlp.hook_post"  # its input: the MLP activations after the ReLU
 CURVE_KEYS = ("step", "train_loss", "train_acc", "test_loss", "test_acc")
 
 
@@ -61,6 +64,9 @@ class ModAddTrainConfig:
     eval_every: int = 500  # record the curve and print a line every this many steps
     save_every: int = 1000  # write the checkpoint every this many steps (and at the end)
     threads: int | None = None  # torch threads while training; None leaves the current setting
+    # keep the model every this many steps (and at 0) beside the checkpoint, for measures over
+    # training (interbasis.analysis.degeneracy); 0: none. Not in the hash: it changes no update.
+    snapshot_every: int = 0
 
 
 @dataclass(frozen=True)
@@ -184,10 +190,14 @@ def _train(run: ModAddRun, path: Path | None, resume: dict | None,
     if not curve["step"]:
         record()
         started = time.perf_counter()  # the rate counts training steps, not the first evaluation
+    if cfg.snapshot_every and step == 0 and path is not None:
+        save_snapshot(path, run, model, step)
     while step < cfg.steps:
-        # Train up to the next eval or save point without synchronising: losses go to a buffer.
+        # Train up to the next eval, save or snapshot point without synchronising: losses go to a
+        # buffer.
         chunk_end = min(cfg.steps, _next_multiple(step, cfg.eval_every),
-                        _next_multiple(step, cfg.save_every))
+                        _next_multiple(step, cfg.save_every),
+                        _next_multiple(step, cfg.snapshot_every or cfg.steps + 1))
         losses = torch.empty(chunk_end - step, dtype=torch.float64)
         for i in range(chunk_end - step):
             losses[i] = train_step(tokens, labels, lr_at(step + i, cfg))
@@ -201,6 +211,8 @@ def _train(run: ModAddRun, path: Path | None, resume: dict | None,
         step = chunk_end
         if step % cfg.eval_every == 0 or step == cfg.steps:
             record()
+        if path is not None and cfg.snapshot_every and step % cfg.snapshot_every == 0:
+            save_snapshot(path, run, model, step)
         if path is not None and (step % cfg.save_every == 0 or step == cfg.steps):
             save_checkpoint(path, _checkpoint(run, model, optimizer, step, curve))
     checkpoint = _checkpoint(run, model, optimizer, step, curve)
@@ -211,6 +223,32 @@ def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 
 
+def snapshot_path(path: Path, step: int) -> Path:
+    """Where the model at ``step`` of the run cached at ``path`` is kept."""
+    return path.with_suffix(".snapshots") / f"step{step:07d}.pt"
+
+
+def save_snapshot(path: Path, run: ModAddRun, model: ModAddTransformer, step: int) -> None:
+    save_checkpoint(snapshot_path(path, step), {
+        "family": FAMILY, "seed": run.seed, "step": step, "trajectory": run.trajectory(),
+        "model_config": asdict(run.model),
+        "model_state": {name: value.detach().clone() for name, value in model.state_dict().items()},
+    })
+
+
+def load_snapshots(path: Path, steps: list[int]) -> list[ModAddTransformer]:
+    """The snapshot models of the run cached at ``path`` at ``steps``; one error naming the
+    missing ones (a run trained without ``snapshot_every`` has none)."""
+    missing = [step for step in steps if not snapshot_path(path, step).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"no snapshots of {path.name} at steps {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''} in {path.with_suffix('.snapshots')}; the "
+            "cached run was trained without them: "
+            "train it again with that snapshot_every into an empty checkpoint dir")
+    return [model_from_checkpoint(snapshot_path(path, step)) for step in steps]
+
+
 def _check_run(run: ModAddRun) -> None:
     if run.model.d_vocab != run.data.p + 1 or run.model.n_ctx != 3:
         raise ValueError(
@@ -219,6 +257,8 @@ def _check_run(run: ModAddRun) -> None:
         )
     if min(run.train.eval_every, run.train.save_every) < 1 or run.train.steps < 0:
         raise ValueError("steps must be >= 0 and eval_every, save_every >= 1")
+    if run.train.snapshot_every < 0:
+        raise ValueError("snapshot_every must be >= 0 (0: no snapshots)")
 
 
 def _checkpoint(run: ModAddRun, model: ModAddTransformer, optimizer: torch.optim.Optimizer,
@@ -287,9 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-dir", default="results/checkpoints/modadd")
     parser.add_argument("--eval-every", type=int, default=ModAddTrainConfig.eval_every)
     parser.add_argument("--save-every", type=int, default=ModAddTrainConfig.save_every)
+    parser.add_argument("--snapshot-every", type=int, default=0,
+                        help="keep the model every N steps beside the checkpoint (0: never)")
     args = parser.parse_args(argv)
     train_cfg = ModAddTrainConfig(steps=args.steps, threads=args.threads,
-                                  eval_every=args.eval_every, save_every=args.save_every)
+                                  eval_every=args.eval_every, save_every=args.save_every,
+                                  snapshot_every=args.snapshot_every)
     try:
         result = load_or_train(ModAddRun(seed=args.seed, train=train_cfg), args.checkpoint_dir)
     except (CheckpointError, TrainingDiverged, ValueError) as error:
@@ -318,7 +361,7 @@ def run_from_config(cfg: RunConfig) -> ModAddRun:
                                 weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.betas),
                                 warmup_steps=cfg.train.warmup_steps,
                                 eval_every=cfg.train.eval_every, save_every=cfg.train.save_every,
-                                threads=cfg.threads))
+                                snapshot_every=cfg.train.snapshot_every, threads=cfg.threads))
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -333,6 +376,31 @@ def prepare(cfg: RunConfig) -> Prepared:
                "train/test_acc": checkpoint["test_acc"],
                "train/steps_trained_now": result.steps_trained,
                "train/checkpoint": result.path.name if result.path else ""}
-    return Prepared(model=result.model, basis_inputs=split.split(cfg.method.basis_split)[0],
+    basis_inputs = split.split(cfg.method.basis_split)[0]
+    history = {}
+    if run.train.snapshot_every and result.path is not None:
+        history[OVER_TRAINING] = snapshot_measures(cfg, run, result.path, split, basis_inputs)
+    return Prepared(model=result.model, basis_inputs=basis_inputs,
                     ablation_data=split.split(cfg.ablation.split), score="accuracy",
-                    summary=summary, analyse=partial(modadd_analysis, p=cfg.data.p))
+                    summary=summary, analyse=partial(modadd_analysis, p=cfg.data.p),
+                    relu_layers=[RELU_LAYER], history=history)
+
+
+def snapshot_measures(cfg: RunConfig, run: ModAddRun, path: Path, split,
+                      basis_inputs: Tensor) -> pd.DataFrame:
+    """Degeneracy and basis ranks (cfg.method's basis) at every snapshot of the run."""
+    steps = list(range(0, run.train.steps + 1, run.train.snapshot_every))  # where they were kept
+    method = cfg.method
+
+    def scores(model: ModAddTransformer) -> dict[str, float]:
+        _, train_acc = evaluate(model, split.train_tokens, split.train_labels)
+        _, test_acc = evaluate(model, split.test_tokens, split.test_labels)
+        return {"train_acc": train_acc, "test_acc": test_acc}
+
+    snapshots = list(zip(steps, load_snapshots(path, list(steps)), strict=True))
+    return measures_over_training(
+        snapshots, basis_inputs, list(cfg.model.node_layers), [RELU_LAYER], scores=scores,
+        method=method.name, center=method.center,
+        truncation_threshold=method.truncation_threshold, integration=method.integration,
+        n_intervals=method.n_intervals, n_sources=method.n_sources, seed=cfg.seed,
+        batch_size=method.batch_size)

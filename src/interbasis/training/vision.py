@@ -210,6 +210,13 @@ def model_from_checkpoint(checkpoint: dict | str | Path) -> nn.Sequential:
     return model.eval()
 
 
+def relu_layers(model: nn.Sequential) -> list[str]:
+    """Names of the Linear layers whose input is a ReLU's output (``"2"``, ``"4"`` for E2)."""
+    children = list(model.named_children())
+    return [name for (name, module), (_, before) in zip(children[1:], children[:-1])
+            if isinstance(module, nn.Linear) and isinstance(before, nn.ReLU)]
+
+
 def prepare(cfg: RunConfig) -> Prepared:
     """The pipeline's hook: the cached (or trained) MLP, the first ``data.basis_samples`` images
     of the basis split, the ablation split, the class analysis, and the training record."""
@@ -238,4 +245,5 @@ def prepare(cfg: RunConfig) -> Prepared:
     return Prepared(model=result.model,
                     basis_inputs=data.split(cfg.method.basis_split)[0][:cfg.data.basis_samples],
                     ablation_data=data.split(cfg.ablation.split), score="accuracy",
-                    summary=summary, analyse=analyse if hidden_layers else None)
+                    summary=summary, analyse=analyse if hidden_layers else None,
+                    relu_layers=relu_layers(result.model))

@@ -1,0 +1,130 @@
+"""Figure 9: incidental polysemanticity, polysemantic neurons vs m (log-log), and over training.
+
+Left: every toy instance (dots) and the mean per m (with its standard error) against the paper's
+prediction n^2 / (4 m), and a least-squares line through log10(count) vs log10(m) of the
+instances with a non-zero count (the slope and its standard error are in the legend; instances
+with no polysemantic neuron cannot enter a log fit and are counted in the title). Right: the
+count over training, mean over instances per m. Reads ``summary.json``, ``config.yaml`` (n, m,
+lambda) and ``toy_training.csv`` of every run of the toy experiment; the fit also goes to
+``fig09_polysemanticity.csv``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from matplotlib import ticker
+
+from interbasis.figures import data, style
+from interbasis.results import load_runs
+
+STEM = "fig09_polysemanticity"
+EXPERIMENT = "poly_paper"
+COMMAND = "python -m interbasis.run -m sweep=paper_poly"
+COUNT = "toy/polysemantic_neurons"
+
+
+def toy_runs(results: Path, experiment: str = EXPERIMENT) -> pd.DataFrame:
+    """Complete toy runs with their n, m and lambda (from each run's config)."""
+    runs = load_runs(results / "runs")
+    if not runs.empty:
+        runs = runs[runs["experiment"] == experiment]
+    if runs.empty or COUNT not in runs or runs[COUNT].isna().all():
+        raise data.MissingResults(f"no complete toy runs in {results}/runs/{experiment}/; "
+                                  f"`{COMMAND}` writes them")
+    runs = runs.dropna(subset=[COUNT]).reset_index(drop=True)
+    configs = [yaml.safe_load((Path(path) / "config.yaml").read_text(encoding="utf-8"))
+               for path in runs["path"]]
+    runs["n"] = [cfg["model"]["n"] for cfg in configs]
+    runs["m"] = [cfg["model"]["m"] for cfg in configs]
+    runs["l1_lambda"] = [cfg["train"]["l1_lambda"] for cfg in configs]
+    return runs
+
+
+def loglog_fit(m: np.ndarray, count: np.ndarray) -> tuple[float, float, float]:
+    """(slope, its standard error, intercept) of log10(count) = a + b log10(m), count > 0."""
+    keep = count > 0
+    x, y = np.log10(m[keep].astype(float)), np.log10(count[keep].astype(float))
+    if len(np.unique(x)) < 2:
+        raise data.MissingResults(f"the toy runs cover {len(np.unique(x))} value(s) of m with a "
+                                  f"non-zero count; a slope needs two; `{COMMAND}` adds them")
+    X = np.column_stack([np.ones_like(x), x])
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    residual = y - X @ coef
+    dof = max(len(x) - 2, 1)
+    covariance = residual @ residual / dof * np.linalg.inv(X.T @ X)
+    return float(coef[1]), float(np.sqrt(covariance[1, 1])), float(coef[0])
+
+
+def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
+    runs = toy_runs(results, experiment)
+    fig, (ax, ax_train) = style.figure(1, 2, figsize=(10.5, 4.2))
+    groups = list(runs.groupby(["n", "l1_lambda"]))
+    colors = ["#1f5fa8", "#b2182b", "#5a9a3c", "#7b3294"]
+    rows = []
+    for g, ((n, l1_lambda), group) in enumerate(groups):
+        color = colors[g % len(colors)]
+        tag = f"n={n}, \u03bb={l1_lambda:g}" if len(groups) > 1 else f"n={n}"
+        m, count = group["m"].to_numpy(), group[COUNT].to_numpy()
+        jitter = 10 ** np.random.default_rng(0).uniform(-0.012, 0.012, len(m))
+        ax.scatter(m * jitter, np.maximum(count, 0.5), s=12, color=color, alpha=0.35, lw=0)
+        per_m = group.groupby("m")[COUNT].agg(["mean", "sem", "count"]).reset_index()
+        ax.errorbar(per_m["m"], per_m["mean"], yerr=per_m["sem"].fillna(0), fmt="o",
+                    color=color, ms=5, capsize=3, label=f"{tag}: mean \u00b1 s.e. per m")
+        grid = np.geomspace(m.min(), m.max(), 50)
+        ax.plot(grid, n * n / (4 * grid), color="0.3", ls="--", lw=1.2,
+                label=f"n\u00b2/(4m), n={n} (slope \u22121)")
+        slope, slope_se, intercept = loglog_fit(m, count)
+        ax.plot(grid, 10 ** intercept * grid ** slope, color=color, lw=1.4,
+                label=f"fit: slope {slope:.2f} \u00b1 {slope_se:.2f} (s.e.)")
+        dropped = int((count <= 0).sum())
+        rows.append({"n": n, "l1_lambda": l1_lambda, "slope": slope, "slope_se": slope_se,
+                     "intercept": intercept, "instances": len(count),
+                     "zero_count_instances": dropped, "m_values": len(per_m)})
+        for step_m, curve in _training_means(group).groupby("m"):
+            shade = 0.25 + 0.75 * np.log(step_m / m.min()) / max(np.log(m.max() / m.min()), 1e-9)
+            ax_train.plot(curve["step"], curve["polysemantic_neurons"], color=color,
+                          alpha=float(shade), lw=1.3, label=f"m={step_m}" if g == 0 else None)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    # plain numbers: the reader compares counts and neuron numbers, not powers of ten
+    ax.set_xticks(sorted(runs["m"].unique()), [str(m) for m in sorted(runs["m"].unique())])
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel("hidden neurons m")
+    ax.set_ylabel("polysemantic neurons (at end of training)")
+    counts = runs.groupby("m").size()
+    zero = int((runs[COUNT] <= 0).sum())
+    per = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()}"
+    ax.set_title(f"{len(runs)} toys ({per} per m); "
+                 f"{zero} with none shown at 0.5, left out of the fit", fontsize=9.5)
+    ax.legend(loc="lower left", fontsize=8)
+    ax_train.set_xlabel("training step")
+    ax_train.set_ylabel("polysemantic neurons (mean over instances)")
+    ax_train.set_title("over training (darker: larger m)", fontsize=9.5)
+    ax_train.legend(loc="upper left", fontsize=7.5, ncol=2)
+    fig.suptitle("Incidental polysemanticity: ReLU(x W W\u1d40), one-hot features, "
+                 "L1-regularised (E5)", fontsize=10.5)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / f"{STEM}.csv"
+    pd.DataFrame(rows).to_csv(table, index=False, float_format="%.6g")
+    return [*style.save(fig, out, STEM), table]
+
+
+def _training_means(group: pd.DataFrame) -> pd.DataFrame:
+    """Polysemantic count per (m, step), mean over the group's instances with a training table."""
+    frames = []
+    for path, m in zip(group["path"], group["m"], strict=True):
+        table = Path(path) / "toy_training.csv"
+        if table.is_file():
+            frames.append(pd.read_csv(table).assign(m=m))
+    if not frames:
+        return pd.DataFrame(columns=["m", "step", "polysemantic_neurons"])
+    joined = pd.concat(frames, ignore_index=True)
+    return joined.groupby(["m", "step"], as_index=False)["polysemantic_neurons"].mean()
