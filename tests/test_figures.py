@@ -10,7 +10,7 @@ import torch
 from interbasis.analysis.fourier import COLUMNS, fourier_purity
 from interbasis.analysis.partition import eps_from_results, partition_record
 from interbasis.basis.types import EdgeAblationResult, Graph, NodeAblationCurve, NodeLayer
-from interbasis.figures import fig03_lib_graph, fig10_cross_architecture
+from interbasis.figures import fig03_lib_graph, fig06_lm_edges, fig10_cross_architecture
 from interbasis.figures.__main__ import main
 from interbasis.figures.data import MissingResults
 from interbasis.figures.registry import FIGURES
@@ -83,6 +83,7 @@ def synthetic_store(root, n_seeds: int, experiment: str = "modadd_paper", model:
 @pytest.mark.parametrize("n_seeds", [1, 3])
 def test_every_figure_is_drawn_from_a_synthetic_store(tmp_path, capsys, n_seeds):
     results = synthetic_store(tmp_path / "results", n_seeds)
+    synthetic_store(results, n_seeds, experiment="tiny_gpt", model="tiny_gpt")  # figure 6
     out = tmp_path / "figures"
     assert main(["--results", str(results), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -172,3 +173,18 @@ def test_the_registry_lists_every_figure_of_the_spec():
     for spec in DRAWN:
         module = importlib.import_module(f"interbasis.figures.{spec.module}")
         assert callable(module.make) and module.STEM.startswith(f"fig{spec.number:02d}_")
+
+
+def test_lm_figure_panels_are_the_attention_and_mlp_sections(tmp_path):
+    results = synthetic_store(tmp_path / "results", 2, experiment="tiny_gpt", model="tiny_gpt")
+    runs = fig06_lm_edges.data.method_runs(results, "tiny_gpt")
+    points = fig06_lm_edges.edge_points(runs)
+    assert (points["increase"] == points["score"] - points["base_score"]).all()
+    kinds = {t: fig06_lm_edges.section_kind(t) for t in points["layer"].unique()}
+    assert kinds == {"blocks.0.hook_resid_pre->blocks.0.hook_resid_mid": "attention",
+                     "blocks.0.hook_resid_mid->blocks.0.hook_resid_post": "MLP",
+                     "blocks.0.hook_resid_post->output": None}
+    paths = fig06_lm_edges.make(results, tmp_path / "out")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    with pytest.raises(MissingResults, match="experiment=tiny_gpt"):
+        fig06_lm_edges.make(tmp_path / "empty", tmp_path / "out")

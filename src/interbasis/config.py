@@ -89,8 +89,8 @@ class TextDataConfig(Strict):
     held_out_fraction: float = Field(0.1, gt=0, lt=1, description="last share of the text held "
                                      "out (ablations are scored there)")
     context: int = Field(64, ge=2, description="characters per window (the model's n_ctx)")
-    basis_samples: int = Field(256, ge=1, description="train windows the basis is built on")
-    ablation_samples: int = Field(128, ge=1, description="held-out windows the ablations score")
+    basis_samples: int = Field(64, ge=1, description="train windows the basis is built on")
+    ablation_samples: int = Field(32, ge=1, description="held-out windows the ablations score")
 
 
 class ModAddTrainConfig(Strict):
