@@ -9,6 +9,7 @@ import torch
 from interbasis import build_graph
 from interbasis.basis.sections import capture
 from interbasis.models.hf_lm import ModelNotAvailable, ResidualLM, load_causal_lm
+from interbasis.results import load_runs
 
 transformers = pytest.importorskip("transformers", reason="the lm extra (transformers) is not "
                                    "installed: pip install -e '.[lm]'")
@@ -94,3 +95,36 @@ def test_missing_model_offline_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(ModelNotAvailable, match="download it once online") as error:
         load_causal_lm(str(tmp_path / "no-such-model"))
     assert "\n" not in str(error.value)
+
+
+def test_hf_lm_family_runs_end_to_end_on_a_saved_model_and_tokenizer(tmp_path):
+    """experiment=smollm2_135m with model.name pointing at a tiny saved Llama and its tokenizer:
+    the same loading, tokenizing and CE-loss ablation path as the real SmolLM2 run."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    from test_run import run_cli
+
+    text = "In the beginning was the word, and the word was with the text. " * 60
+    vocabulary = {char: index for index, char in enumerate(["[UNK]", *sorted(set(text))])}
+    tokenizer = Tokenizer(models.WordLevel(vocabulary, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")  # one char a token
+    folder = tmp_path / "tiny-llama"
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer,
+                                         unk_token="[UNK]").save_pretrained(folder)
+    model_class, config = tiny_configs()["llama"]
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(folder)
+    corpus = tmp_path / "text.txt"
+    corpus.write_text(text)
+    out = run_cli("experiment=smollm2_135m", f"model.name={folder}", f"data.path={corpus}",
+                  "data.dump_kjv=false", "data.context=8", "data.basis_samples=6",
+                  "data.ablation_samples=3", "ablation.edges=true", "logger=none",
+                  "model.node_layers=[blocks.0.hook_resid_pre,blocks.1.hook_resid_pre,"
+                  "hook_resid_final]", results=tmp_path / "results")
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = load_runs(tmp_path / "results" / "runs")
+    row = runs.iloc[0]
+    assert row["model"] == "hf_lm" and row["ablation/n_samples"] == 3
+    assert row["model/d_model"] == 8 and row["data/context"] == 8
+    assert row["ablation/edges_required@0.05/total"] >= 0
+    assert "ablation/k_required@0.05/blocks.1.hook_resid_pre" in runs.columns

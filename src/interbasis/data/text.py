@@ -70,6 +70,17 @@ def load_corpus(path: str | Path, held_out_fraction: float = 0.1,
                 dump_kjv: bool = True) -> TextCorpus:
     """Read a UTF-8 text file as a character corpus; dump the KJV there first if it is missing
     and ``dump_kjv`` is set and Debian's ``bible`` program is installed."""
+    raw, text = read_text(path, dump_kjv)
+    vocabulary = "".join(sorted(set(text)))
+    lookup = {char: index for index, char in enumerate(vocabulary)}
+    tokens = torch.tensor([lookup[char] for char in text], dtype=torch.long)
+    return TextCorpus(tokens=tokens, vocabulary=vocabulary,
+                      fingerprint=hashlib.sha256(raw).hexdigest()[:12],
+                      held_out_fraction=held_out_fraction)
+
+
+def read_text(path: str | Path, dump_kjv: bool = True) -> tuple[bytes, str]:
+    """The file's bytes and text, after dumping the KJV there if asked and possible."""
     path = Path(path)
     if not path.is_file() and dump_kjv:
         dump_kjv_text(path)
@@ -85,12 +96,7 @@ def load_corpus(path: str | Path, held_out_fraction: float = 0.1,
                           f"{error.start})") from None
     if len(text) < 100:
         raise CorpusError(f"corpus {path} has only {len(text)} characters; give a real text")
-    vocabulary = "".join(sorted(set(text)))
-    lookup = {char: index for index, char in enumerate(vocabulary)}
-    tokens = torch.tensor([lookup[char] for char in text], dtype=torch.long)
-    return TextCorpus(tokens=tokens, vocabulary=vocabulary,
-                      fingerprint=hashlib.sha256(raw).hexdigest()[:12],
-                      held_out_fraction=held_out_fraction)
+    return raw, text
 
 
 def dump_kjv_text(path: Path) -> bool:
