@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,14 @@ from interbasis.config import validate
 from interbasis.data.text import CorpusError, load_corpus
 from interbasis.models.tiny_gpt import TinyGPT, TinyGPTConfig
 from interbasis.results import load_runs
-from interbasis.training.tiny_gpt import TinyGPTRun, load_or_train
+from interbasis.training.checkpoint import load_checkpoint
+from interbasis.training.tiny_gpt import (
+    EVAL_WINDOWS,
+    TinyGPTRun,
+    load_or_train,
+    mean_loss,
+    model_from_checkpoint,
+)
 from test_config import composed
 from test_run import run_cli
 
@@ -201,3 +209,22 @@ def test_kjv_is_dumped_as_plain_text(tmp_path):
     text = corpus.decode(corpus.tokens[:2000])
     assert "In the beginning God created the heaven and the earth." in text
     assert len(corpus.tokens) > 4_000_000 and corpus.d_vocab < 100
+
+
+KJV = Path(__file__).resolve().parents[1] / "data" / "kjv.txt"
+COMMITTED = sorted((Path(__file__).resolve().parents[1] / "results/checkpoints/tiny_gpt").glob(
+    "tiny_gpt-seed*.pt"))
+
+
+@pytest.mark.skipif(not KJV.is_file() or not COMMITTED,
+                    reason="needs data/kjv.txt (apt-get install bible-kjv, then any tiny_gpt "
+                    "run writes it) and the committed tiny_gpt checkpoints")
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_committed_checkpoint_reproduces_its_held_out_loss(path):
+    checkpoint = load_checkpoint(path)
+    corpus = load_corpus(KJV, checkpoint["trajectory"]["held_out_fraction"])
+    assert corpus.fingerprint == checkpoint["trajectory"]["fingerprint"]
+    model = model_from_checkpoint(checkpoint)
+    windows = corpus.windows("held_out", model.cfg.n_ctx, EVAL_WINDOWS, seed=12345)
+    assert mean_loss(model, *windows) == pytest.approx(checkpoint["held_out_loss"], abs=1e-4)
+    assert checkpoint["held_out_loss"] < 1.7  # a unigram model of the KJV is at ~3.1 nats

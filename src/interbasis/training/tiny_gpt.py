@@ -153,9 +153,16 @@ def load_or_train(run: TinyGPTRun, corpus: TextCorpus, checkpoint_dir: str | Pat
     if checkpoint["step"] < run.steps:
         return train(run, corpus, path, checkpoint, log)
     check_config_matches(checkpoint["trajectory"], run.trajectory(), "training", path)
+    return TrainResult(model_from_checkpoint(checkpoint), checkpoint, path, steps_trained=0)
+
+
+def model_from_checkpoint(checkpoint: dict | str | Path) -> TinyGPT:
+    """The trained GPT stored in ``checkpoint`` (a dict or a file), in eval mode."""
+    if not isinstance(checkpoint, dict):
+        checkpoint = load_checkpoint(checkpoint)
     model = TinyGPT(TinyGPTConfig(**checkpoint["trajectory"]["model"]))
     model.load_state_dict(checkpoint["model_state"])
-    return TrainResult(model.eval(), checkpoint, path, steps_trained=0)
+    return model.eval()
 
 
 def prepare(cfg: RunConfig) -> Prepared:
