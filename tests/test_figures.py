@@ -1,6 +1,7 @@
 """Every figure from a tiny synthetic results store; skips say what is missing and the fix."""
 
 import importlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -188,3 +189,22 @@ def test_lm_figure_panels_are_the_attention_and_mlp_sections(tmp_path):
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     with pytest.raises(MissingResults, match="experiment=tiny_gpt"):
         fig06_lm_edges.make(tmp_path / "empty", tmp_path / "out")
+
+
+def test_cross_architecture_rows_use_each_experiments_own_tolerance(tmp_path):
+    """A language model's summaries hold k_required@0.05 and edges_required@0.05 only: its row
+    uses them (and says so) instead of the missing @0.001 columns."""
+    results = synthetic_store(tmp_path / "results", 1)
+    synthetic_store(results, 1, experiment="tiny_gpt", model="tiny_gpt")
+    for path in (results / "runs" / "tiny_gpt").glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        summary = {key.replace("@0.001/", "@0.05/"): value for key, value in summary.items()}
+        path.write_text(json.dumps(summary))
+    table = fig10_cross_architecture.ratio_table(results)
+    row = table[table["experiment"] == "tiny_gpt"].iloc[0]
+    assert row["delta"] == "0.05" and table.loc[table["experiment"] == "modadd_paper",
+                                                 "delta"].item() == "0.001"
+    runs = load_runs(results / "runs")
+    lm = runs[runs["experiment"] == "tiny_gpt"].set_index("method")
+    edges = lm["ablation/edges_required@0.05/total"]
+    assert row["edges_required_ratio"] == pytest.approx(edges["lib"] / edges["pca"], rel=1e-5)
