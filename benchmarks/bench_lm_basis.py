@@ -9,7 +9,8 @@ Usage::
 For each (context, sources) case it builds the LIB basis of the section blocks.{b} -> blocks.{b+1}
 (``edges=False``: the basis alone; edges cost about as much again) on ``--windows`` KJV windows
 and prints the wall time and the peak extra resident memory (sampled every 5 ms from /proc, minus
-the memory in use just before the build). Exact sources need P_out x r_out vector-Jacobian
+the memory in use just before the build). The cost is proportional to r_out, the rank of the next
+layer's basis (at most the number of positions seen), printed with each row. Exact sources need P_out x r_out vector-Jacobian
 products per batch, each through P positions, so their cost grows like P^2; one stochastic
 source needs r_out of them, so its cost grows like P.
 """
@@ -67,6 +68,8 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--text", default="data/kjv.txt")
+    parser.add_argument("--tau", type=float, default=1e-10,
+                        help="truncation threshold (absolute; see conf/experiment/smollm2_135m)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -88,6 +91,7 @@ def main() -> None:
         with PeakMemory() as memory:
             start = time.perf_counter()
             graph = build_graph(model, windows, layers, method="lib", edges=False,
+                                truncation_threshold=args.tau,
                                 n_sources=n_sources, batch_size=args.windows)
             seconds = time.perf_counter() - start
         row = {"context": context, "sources": "exact" if n_sources is None else n_sources,
