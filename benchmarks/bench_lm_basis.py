@@ -9,10 +9,10 @@ Usage::
 For each (context, sources) case it builds the LIB basis of the section blocks.{b} -> blocks.{b+1}
 (``edges=False``: the basis alone; edges cost about as much again) on ``--windows`` KJV windows
 and prints the wall time and the peak extra resident memory (sampled every 5 ms from /proc, minus
-the memory in use just before the build). The cost is proportional to r_out, the rank of the next
-layer's basis (at most the number of positions seen), printed with each row. Exact sources need P_out x r_out vector-Jacobian
+the memory in use just before the build). Exact sources need P_out x r_out vector-Jacobian
 products per batch, each through P positions, so their cost grows like P^2; one stochastic
-source needs r_out of them, so its cost grows like P.
+source needs r_out of them, so its cost grows like P. r_out, the rank of the next layer's basis
+(at most the number of positions seen), is printed with each row.
 """
 
 from __future__ import annotations
