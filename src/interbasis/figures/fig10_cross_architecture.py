@@ -43,8 +43,9 @@ def tolerances(runs: pd.DataFrame) -> tuple[str, str]:
                 and runs[c].notna().any()}
 
     edge_deltas, k_deltas = stored("ablation/edges_required@"), stored("ablation/k_required@")
-    edge_delta = "0.001" if "0.001" in edge_deltas or not edge_deltas else min(edge_deltas,
-                                                                              key=float)
+    candidates = edge_deltas or k_deltas  # runs without edge ablations: their node deltas
+    edge_delta = "0.001" if "0.001" in candidates or not candidates else min(candidates,
+                                                                             key=float)
     if edge_delta in k_deltas or not k_deltas:
         return edge_delta, edge_delta
     return min(k_deltas, key=float), edge_delta
