@@ -1,6 +1,7 @@
 """Every figure from a tiny synthetic results store; skips say what is missing and the fix."""
 
 import importlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import torch
 from interbasis.analysis.fourier import COLUMNS, fourier_purity
 from interbasis.analysis.partition import eps_from_results, partition_record
 from interbasis.basis.types import EdgeAblationResult, Graph, NodeAblationCurve, NodeLayer
-from interbasis.figures import fig03_lib_graph, fig10_cross_architecture
+from interbasis.figures import fig03_lib_graph, fig06_lm_edges, fig10_cross_architecture
 from interbasis.figures.__main__ import main
 from interbasis.figures.data import MissingResults
 from interbasis.figures.registry import FIGURES
@@ -145,6 +146,7 @@ def synthetic_store(root, n_seeds: int, experiment: str = "modadd_paper", model:
 def test_every_figure_is_drawn_from_a_synthetic_store(tmp_path, capsys, n_seeds):
     results = synthetic_store(tmp_path / "results", n_seeds)
     synthetic_store(results, n_seeds, experiment="fashion_mlp", model="vision")
+    synthetic_store(results, n_seeds, experiment="tiny_gpt", model="tiny_gpt")  # figure 6
     out = tmp_path / "figures"
     assert main(["--results", str(results), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -235,3 +237,37 @@ def test_the_registry_lists_every_figure_of_the_spec():
     for spec in DRAWN:
         module = importlib.import_module(f"interbasis.figures.{spec.module}")
         assert callable(module.make) and module.STEM.startswith(f"fig{spec.number:02d}_")
+
+
+def test_lm_figure_panels_are_the_attention_and_mlp_sections(tmp_path):
+    results = synthetic_store(tmp_path / "results", 2, experiment="tiny_gpt", model="tiny_gpt")
+    runs = fig06_lm_edges.data.method_runs(results, "tiny_gpt")
+    points = fig06_lm_edges.edge_points(runs)
+    assert (points["increase"] == points["score"] - points["base_score"]).all()
+    kinds = {t: fig06_lm_edges.section_kind(t) for t in points["layer"].unique()}
+    assert kinds == {"blocks.0.hook_resid_pre->blocks.0.hook_resid_mid": "attention",
+                     "blocks.0.hook_resid_mid->blocks.0.hook_resid_post": "MLP",
+                     "blocks.0.hook_resid_post->output": None}
+    paths = fig06_lm_edges.make(results, tmp_path / "out")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    with pytest.raises(MissingResults, match="experiment=tiny_gpt"):
+        fig06_lm_edges.make(tmp_path / "empty", tmp_path / "out")
+
+
+def test_cross_architecture_rows_use_each_experiments_own_tolerance(tmp_path):
+    """A language model's summaries hold k_required@0.05 and edges_required@0.05 only: its row
+    uses them (and says so) instead of the missing @0.001 columns."""
+    results = synthetic_store(tmp_path / "results", 1)
+    synthetic_store(results, 1, experiment="tiny_gpt", model="tiny_gpt")
+    for path in (results / "runs" / "tiny_gpt").glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        summary = {key.replace("@0.001/", "@0.05/"): value for key, value in summary.items()}
+        path.write_text(json.dumps(summary))
+    table = fig10_cross_architecture.ratio_table(results)
+    row = table[table["experiment"] == "tiny_gpt"].iloc[0]
+    assert row["delta"] == "0.05" and table.loc[table["experiment"] == "modadd_paper",
+                                                 "delta"].item() == "0.001"
+    runs = load_runs(results / "runs")
+    lm = runs[runs["experiment"] == "tiny_gpt"].set_index("method")
+    edges = lm["ablation/edges_required@0.05/total"]
+    assert row["edges_required_ratio"] == pytest.approx(edges["lib"] / edges["pca"], rel=1e-5)

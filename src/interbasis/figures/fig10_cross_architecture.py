@@ -4,7 +4,8 @@ One row per experiment that holds complete LIB and PCA runs (a new model family 
 soon as its runs exist). Per run, from its summary:
 
 - features required: mean over node layers of ``ablation/k_required@0.001``;
-- edges required: ``ablation/edges_required@0.001/total``;
+- edges required: ``ablation/edges_required@0.001/total`` (language models, whose score is a
+  cross-entropy in nats, use their edge delta for both, shown in the ``delta`` column);
 - edges_99: ``sparsity/edges_99`` summed over transitions;
 - modularity: ``modularity/q``.
 
@@ -33,14 +34,42 @@ METRICS = (  # (column, what the reader sees, whether lower is better)
 HINTS = {True: "< 1: LIB needs fewer", False: "> 1: LIB more modular"}
 
 
+def tolerances(runs: pd.DataFrame) -> tuple[str, str]:
+    """(k_required delta, edges_required delta) of one experiment's runs: 0.001 where they have
+    it (accuracy scores), else the smallest edge delta stored (the cross-entropy tolerance of
+    language models), with k_required at that same delta when stored."""
+    def stored(prefix: str) -> set[str]:
+        return {c[len(prefix):].split("/")[0] for c in runs if c.startswith(prefix)
+                and runs[c].notna().any()}
+
+    edge_deltas, k_deltas = stored("ablation/edges_required@"), stored("ablation/k_required@")
+    candidates = edge_deltas or k_deltas  # runs without edge ablations: their node deltas
+    edge_delta = "0.001" if "0.001" in candidates or not candidates else min(candidates,
+                                                                             key=float)
+    if edge_delta in k_deltas or not k_deltas:
+        return edge_delta, edge_delta
+    return min(k_deltas, key=float), edge_delta
+
+
 def per_run(runs: pd.DataFrame) -> pd.DataFrame:
-    """The four metrics of every run."""
-    k_cols = [c for c in runs if c.startswith("ablation/k_required@0.001/")]
+    """The four metrics of every run (each experiment at its own tolerances)."""
+    frames = []
+    for _, group in runs.groupby("experiment", sort=False):
+        group = group.dropna(axis=1, how="all")
+        k_delta, edge_delta = tolerances(group)
+        frame = per_run_at(group, k_delta, edge_delta)
+        frame["delta"] = k_delta if k_delta == edge_delta else f"{k_delta} / {edge_delta}"
+        frames.append(frame)
+    return pd.concat(frames).loc[runs.index]
+
+
+def per_run_at(runs: pd.DataFrame, k_delta: str, edge_delta: str) -> pd.DataFrame:
+    k_cols = [c for c in runs if c.startswith(f"ablation/k_required@{k_delta}/")]
     e99_cols = [c for c in runs if c.startswith("sparsity/edges_99/")]
     frame = runs[["experiment", "method", "seed"]].copy()
     frame["model"] = runs["model"] if "model" in runs else runs["experiment"]
     frame["features_required"] = runs[k_cols].mean(axis=1) if k_cols else np.nan
-    frame["edges_required"] = runs.get("ablation/edges_required@0.001/total", np.nan)
+    frame["edges_required"] = runs.get(f"ablation/edges_required@{edge_delta}/total", np.nan)
     # min_count: a run without edges has no edges_99, not 0 of them
     frame["edges_99"] = runs[e99_cols].sum(axis=1, min_count=1) if e99_cols else np.nan
     frame["modularity"] = runs.get("modularity/q", np.nan)
@@ -60,7 +89,8 @@ def ratio_table(results: Path) -> pd.DataFrame:
         for experiment, group in metrics.groupby("experiment", sort=True):
             if set(group["method"]) != set(style.METHODS):
                 continue
-            row = {"experiment": experiment, "model": str(group["model"].iloc[0])}
+            row = {"experiment": experiment, "model": str(group["model"].iloc[0]),
+                   "delta": str(group["delta"].iloc[0])}
             means = group.groupby("method")[[m for m, _, _ in METRICS]].mean()
             for method in style.METHODS:
                 row[f"seeds_{method}"] = int((group["method"] == method).sum())
@@ -77,12 +107,12 @@ def ratio_table(results: Path) -> pd.DataFrame:
 
 def markdown(table: pd.DataFrame) -> str:
     """The table as GitHub markdown: means per method and the ratio for each metric."""
-    header = ["experiment", "model", "seeds (LIB/PCA)"]
+    header = ["experiment", "model", "seeds (LIB/PCA)", "delta"]
     for _, label, lower in METRICS:
         header.append(f"{label}: LIB / PCA = ratio ({HINTS[lower]})")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.itertuples():
-        cells = [row.experiment, row.model, f"{row.seeds_lib}/{row.seeds_pca}"]
+        cells = [row.experiment, row.model, f"{row.seeds_lib}/{row.seeds_pca}", row.delta]
         for column, _, _ in METRICS:
             lib, pca, ratio = (getattr(row, f"{column}_{s}") for s in ("lib", "pca", "ratio"))
             cells.append(f"{lib:.3g} / {pca:.3g} = **{ratio:.2f}**")

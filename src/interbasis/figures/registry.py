@@ -40,9 +40,9 @@ FIGURES = (
                "fig05_vision", "results/runs/{fashion_mlp,cifar_paper}/method={lib,pca},seed=*/ "
                "summary.json, edge_weight.csv, class_means.csv, class_separation.csv, graph_lib.pt,"
                " modularity.json", "python -m interbasis.run -m sweep=paper_fashion"),
-    FigureSpec(6, "language models: CE-loss increase vs edges kept", None,
-               "results/runs/<language-model experiment>/method={lib,pca},seed=*/",
-               "no language-model family yet (experiments.md E3); its LIB and PCA runs will"),
+    FigureSpec(6, "language models: CE-loss increase vs edges kept", "fig06_lm_edges",
+               "results/runs/tiny_gpt/method={lib,pca},seed=*/ curves.csv, summary.json",
+               "python -m interbasis.run -m experiment=tiny_gpt method=lib,pca seed=0,1,2"),
     FigureSpec(7, "eigen-spectra per layer (Gram D and LIB Lambda), every model",
                "fig07_spectra", "results/runs/*/method={lib,pca},seed=*/ graph_*.pt",
                SWEEP_COMMAND),

