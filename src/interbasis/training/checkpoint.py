@@ -22,9 +22,13 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
+
+Result = TypeVar("Result")
 
 CHECKPOINT_FORMAT = "interbasis.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -107,3 +111,29 @@ def _plain(value: object) -> object:
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     return value
+
+
+def load_resume_or_train(path: Path, progress: str, target: int, trajectory: dict,
+                         train: Callable[[dict | None], Result], loaded: Callable[[dict], Result],
+                         log: Callable[[str], None] | None = print) -> Result:
+    """The cache protocol every family shares, for the run whose cache entry is ``path``.
+
+    No entry: ``train(None)``. An entry whose ``checkpoint[progress]`` (step, epoch) is short of
+    ``target``: ``train(checkpoint)`` resumes it. One exactly at it: ``loaded(checkpoint)``,
+    without training. One past it raises :class:`CheckpointError` (the cache keeps only the
+    latest step).
+    """
+    if not path.exists():
+        return train(None)
+    checkpoint = load_checkpoint(path)
+    done = checkpoint[progress]
+    if done > target:
+        raise CheckpointError(
+            f"checkpoint {path} is at {progress} {done}, past the {target} {progress}s asked for; "
+            f"ask for at least that many {progress}s or use another checkpoint dir")
+    if done < target:
+        if log:
+            log(f"resuming {path} from {progress} {done}")
+        return train(checkpoint)
+    check_config_matches(checkpoint["trajectory"], trajectory, "training", path)
+    return loaded(checkpoint)

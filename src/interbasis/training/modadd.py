@@ -46,6 +46,7 @@ from interbasis.training.checkpoint import (
     check_config_matches,
     checkpoint_path,
     load_checkpoint,
+    load_resume_or_train,
     save_checkpoint,
 )
 
@@ -297,20 +298,12 @@ def load_or_train(run: ModAddRun, checkpoint_dir: str | Path,
     one past it raises :class:`CheckpointError` (the cache keeps only the latest step).
     """
     path = checkpoint_path(checkpoint_dir, FAMILY, run.seed, run.trajectory())
-    if not path.exists():
-        return train(run, path, None, log)
-    checkpoint = load_checkpoint(path)
-    if checkpoint["step"] > run.train.steps:
-        raise CheckpointError(
-            f"checkpoint {path} is at step {checkpoint['step']}, past the {run.train.steps} steps "
-            "asked for; ask for at least that many steps or use another checkpoint dir"
-        )
-    if checkpoint["step"] < run.train.steps:
-        if log:
-            log(f"resuming {path} from step {checkpoint['step']}")
-        return train(run, path, checkpoint, log)
-    model = model_from_checkpoint(checkpoint, run.model, path)
-    return TrainResult(model, checkpoint, path, steps_trained=0)
+    return load_resume_or_train(
+        path, "step", run.train.steps, run.trajectory(),
+        train=lambda resume: train(run, path, resume, log),
+        loaded=lambda checkpoint: TrainResult(model_from_checkpoint(checkpoint, run.model, path),
+                                              checkpoint, path, steps_trained=0),
+        log=log)
 
 
 def model_from_checkpoint(checkpoint: dict | str | Path,

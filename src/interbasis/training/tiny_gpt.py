@@ -25,10 +25,10 @@ from interbasis.data.text import TextCorpus, load_corpus
 from interbasis.models.tiny_gpt import TinyGPT, TinyGPTConfig
 from interbasis.pipeline import Prepared
 from interbasis.training.checkpoint import (
-    CheckpointError,
     check_config_matches,
     checkpoint_path,
     load_checkpoint,
+    load_resume_or_train,
     save_checkpoint,
 )
 
@@ -144,16 +144,12 @@ def load_or_train(run: TinyGPTRun, corpus: TextCorpus, checkpoint_dir: str | Pat
                   log: Callable[[str], None] | None = print) -> TrainResult:
     """The model of ``run`` after ``run.steps`` steps: from the cache, resumed, or trained."""
     path = checkpoint_path(checkpoint_dir, FAMILY, run.seed, run.trajectory())
-    if not path.exists():
-        return train(run, corpus, path, None, log)
-    checkpoint = load_checkpoint(path)
-    if checkpoint["step"] > run.steps:
-        raise CheckpointError(f"checkpoint {path} is at step {checkpoint['step']}, past the "
-                              f"{run.steps} steps asked for")
-    if checkpoint["step"] < run.steps:
-        return train(run, corpus, path, checkpoint, log)
-    check_config_matches(checkpoint["trajectory"], run.trajectory(), "training", path)
-    return TrainResult(model_from_checkpoint(checkpoint), checkpoint, path, steps_trained=0)
+    return load_resume_or_train(
+        path, "step", run.steps, run.trajectory(),
+        train=lambda resume: train(run, corpus, path, resume, log),
+        loaded=lambda checkpoint: TrainResult(model_from_checkpoint(checkpoint), checkpoint, path,
+                                              steps_trained=0),
+        log=log)
 
 
 def model_from_checkpoint(checkpoint: dict | str | Path) -> TinyGPT:

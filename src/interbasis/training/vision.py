@@ -31,10 +31,10 @@ from interbasis.data.vision import ImageSplit, load_image_split
 from interbasis.models.vision import make_mlp
 from interbasis.pipeline import Prepared
 from interbasis.training.checkpoint import (
-    CheckpointError,
     check_config_matches,
     checkpoint_path,
     load_checkpoint,
+    load_resume_or_train,
     save_checkpoint,
 )
 
@@ -186,18 +186,12 @@ def load_or_train(run: VisionRun, data: ImageSplit, checkpoint_dir: str | Path,
                   log: Callable[[str], None] | None = print) -> TrainResult:
     """The model of ``run`` after ``run.epochs`` epochs: from the cache, resumed, or trained."""
     path = checkpoint_path(checkpoint_dir, FAMILY, run.seed, run.trajectory())
-    if not path.exists():
-        return train(run, data, path, None, log)
-    checkpoint = load_checkpoint(path)
-    if checkpoint["epoch"] > run.epochs:
-        raise CheckpointError(f"checkpoint {path} is at epoch {checkpoint['epoch']}, past the "
-                              f"{run.epochs} epochs asked for")
-    if checkpoint["epoch"] < run.epochs:
-        if log:
-            log(f"resuming {path} from epoch {checkpoint['epoch']}")
-        return train(run, data, path, checkpoint, log)
-    check_config_matches(checkpoint["trajectory"], run.trajectory(), "training", path)
-    return TrainResult(model_from_checkpoint(checkpoint), checkpoint, path, steps_trained=0)
+    return load_resume_or_train(
+        path, "epoch", run.epochs, run.trajectory(),
+        train=lambda resume: train(run, data, path, resume, log),
+        loaded=lambda checkpoint: TrainResult(model_from_checkpoint(checkpoint), checkpoint, path,
+                                              steps_trained=0),
+        log=log)
 
 
 def model_from_checkpoint(checkpoint: dict | str | Path) -> nn.Sequential:
