@@ -10,6 +10,7 @@ every complete run of the experiment (default: ``tiny_gpt``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -60,12 +61,14 @@ def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
                 run = rows[rows["seed"] == seed].sort_values("x")
                 ax.plot(run["x"].clip(lower=1), run["increase"], color=style.method_color(method),
                         marker=style.method_marker(method), ms=3.5, lw=1.0, alpha=0.8,
-                        label=style.seeds_label(method, seeds) if index == 0 else None)
+                        label=(f"{style.method_label(method)} ({len(seeds)} seeds, one line "
+                               "each)") if index == 0 else None)
         ax.axhline(delta, color="0.3", ls=":", lw=1.0)
         ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=0.01)
-        ax.set_title(f"{section_kind(transition)}: {style.transition_label(transition)}",
-                     fontsize=9)
+        block = re.search(r"blocks\.(\d+)\.", transition)
+        ax.set_title(f"{section_kind(transition)}"
+                     + (f", block {block.group(1)}" if block else ""), fontsize=9.5)
         ax.set_xlabel("edges kept")
     axes[0, 0].set_ylabel("held-out CE increase (nats)")
     axes[0, 0].legend(loc="upper right", fontsize=8)
