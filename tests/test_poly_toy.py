@@ -1,9 +1,6 @@
 """The incidental-polysemanticity toy (E5): gradient, counts, training, cache and runs."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -18,6 +15,7 @@ from interbasis.models.poly_toy import (
     weight_stats,
 )
 from interbasis.training.poly_toy import PolyToyRun, feature_purity, load_or_train, train
+from test_run import run_cli
 
 
 @pytest.mark.parametrize("l1_lambda", [0.0, 1e-3, 0.5])
@@ -92,13 +90,6 @@ def test_the_cache_returns_the_same_weights_without_training(tmp_path):
     pd.testing.assert_frame_equal(first.history, second.history)
     other = load_or_train(PolyToyRun(n=5, m=7, seed=2, steps=30, l1_lambda=0.1), tmp_path)
     assert other.path != first.path and other.steps_trained == 30
-
-
-def run_cli(*overrides: str, results) -> subprocess.CompletedProcess:
-    env = {**os.environ, "INTERBASIS_RESULTS": str(results), "WANDB_MODE": "disabled",
-           "WANDB_SILENT": "true"}
-    return subprocess.run([sys.executable, "-m", "interbasis.run", *overrides], env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_toy_runs_through_the_hydra_entry_point_with_and_without_a_graph(tmp_path):
