@@ -3,6 +3,7 @@
     python -m interbasis.results import-wandb ENTITY/PROJECT   # W&B runs -> results/runs/
     python -m interbasis.results aggregate   # results/tables/*.csv from every complete run
     python -m interbasis.results status      # complete / failed / unfinished runs
+    python -m interbasis.results compare modadd_paper   # LIB vs PCA, mean [min-max] over seeds
 
 Each subcommand is registered by one small function (``register(subparsers)`` in its module) and
 runs as ``args.run(args)``, so adding a command touches one line here.
@@ -13,9 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from interbasis.results import aggregate, status, wandb_import
+from interbasis.results import aggregate, compare, status, wandb_import
 
-COMMANDS = (wandb_import.register, aggregate.register, status.register)
+COMMANDS = (wandb_import.register, aggregate.register, status.register, compare.register)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,124 @@
+"""``python -m interbasis.results compare EXPERIMENT``: the seed spread of the headline metrics,
+method against method, as the closing notes and READMEs quote them.
+
+    python -m interbasis.results compare modadd_paper
+    python -m interbasis.results compare modadd_paper --markdown
+
+One row per node layer (rank/basis, lambda_99, k_required@0.001) and per transition (edges_99,
+edges_required@0.001, then the total), one column per method and metric: ``mean [min-max]`` over
+the complete runs of each method, with the number of seeds in the header. A method whose runs lack
+a metric shows ``-``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from interbasis.results.aggregate import default_results_root
+from interbasis.results.report import LAYER_COLUMNS, TRANSITION_COLUMNS
+from interbasis.results.store import SUMMARY_FILE, load_runs
+
+
+def seed_spread(runs: pd.DataFrame, metrics: Sequence[str], rows: Sequence[str]) -> pd.DataFrame:
+    """``mean [min-max]`` of ``<metric>/<row>`` per method, over the runs (one per seed)."""
+    methods = sorted(runs["method"].dropna().unique())
+    table = pd.DataFrame(index=list(rows))
+    for metric in metrics:
+        for method in methods:
+            chosen = runs[runs["method"] == method]
+            label = f"{_short(metric)} {method.upper()}"
+            table[label] = [_spread(chosen.get(f"{metric}/{row}")) for row in rows]
+    return table
+
+
+def compare_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The node-layer table and the transition table (with ``total``) of one experiment."""
+    layers = _rows(runs, f"{LAYER_COLUMNS[0]}/")
+    transitions = [name for name in _rows(runs, f"{TRANSITION_COLUMNS[-1]}/") if name != "total"]
+    total = ["total"] if f"{TRANSITION_COLUMNS[-1]}/total" in runs else []
+    return (seed_spread(runs, LAYER_COLUMNS, layers),
+            seed_spread(runs, TRANSITION_COLUMNS, transitions + total))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``compare`` to ``python -m interbasis.results``."""
+    parser = subparsers.add_parser("compare", help="seed spread of the headline metrics, "
+                                                   "method against method")
+    parser.add_argument("experiment", help="folder under the runs folder, e.g. modadd_paper")
+    parser.add_argument("--runs", type=Path, help="runs folder (default: <results>/runs)")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.set_defaults(run=cli)
+
+
+def cli(args: argparse.Namespace) -> int:
+    root = args.runs or default_results_root() / "runs"
+    runs = load_runs(root)
+    runs = runs[runs["experiment"] == args.experiment]
+    if runs.empty:
+        print(f"no complete runs of {args.experiment!r} under {root}")
+        return 1
+    seeds = runs.groupby("method")["seed"].nunique()
+    print(f"{args.experiment}: " + ", ".join(
+        f"{method.upper()} {count} seed{'s' if count != 1 else ''}"
+        for method, count in seeds.items()) + "; mean [min-max] over seeds")
+    for header, table in zip(("node layer", "transition"), compare_tables(runs)):
+        if table.empty:
+            continue
+        table = table.rename_axis(header).reset_index()
+        print()
+        print(markdown(table) if args.markdown else table.to_string(index=False))
+    return 0
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A pipe table of a frame of strings (its index is not shown)."""
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |",
+             "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _rows(runs: pd.DataFrame, prefix: str) -> list[str]:
+    """Names after ``prefix`` that these runs report, in the order their summaries list them
+    (network order; ``load_runs`` sorts its columns and holds other experiments' keys too)."""
+    order = {key: index for index, key in enumerate(_summary_keys(runs))}
+    columns = [column for column in runs.columns
+               if column.startswith(prefix) and runs[column].notna().any()]
+    columns.sort(key=lambda column: order.get(column, len(order)))
+    return [column.removeprefix(prefix) for column in columns]
+
+
+def _summary_keys(runs: pd.DataFrame) -> list[str]:
+    if "path" not in runs or runs.empty:
+        return []
+    try:
+        return list(json.loads((Path(runs["path"].iloc[0]) / SUMMARY_FILE).read_text()))
+    except (OSError, ValueError):
+        return []
+
+
+def _short(metric: str) -> str:
+    return metric.removeprefix("sparsity/").removeprefix("ablation/")
+
+
+def _spread(values: pd.Series | None) -> str:
+    if values is None:
+        return "-"
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    if values.empty:
+        return "-"
+    low, high, mean = values.min(), values.max(), values.mean()
+    if low == high:
+        return _number(mean)
+    return f"{_number(mean)} [{_number(low)}-{_number(high)}]"
+
+
+def _number(value: float) -> str:
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.3g}"
