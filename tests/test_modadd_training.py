@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from interbasis.data.modadd import ModAddDataConfig
-from interbasis.models.modadd import ModAddTransformerConfig
+from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.training.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
@@ -54,6 +54,32 @@ def test_denormal_flushing_is_on_while_training_only() -> None:
     exact = train(tiny_run(steps=8, flush_denormal=False), log=None).model.state_dict()
     for name, value in flushed.items():
         torch.testing.assert_close(value, exact[name], rtol=1e-4, atol=1e-6)
+
+
+def test_two_thread_training_uses_the_plain_forward_and_matches_one_thread() -> None:
+    """One thread trains through forward_fast, more through forward (faster there); the two runs
+    agree to float32 rounding."""
+    one = train(tiny_run(steps=8), log=None).model.state_dict()
+    calls = []
+    original = ModAddTransformer.forward_fast
+
+    def counting(self, tokens):
+        calls.append(tokens.shape[0])
+        return original(self, tokens)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ModAddTransformer, "forward_fast", counting)
+        two = train(tiny_run(steps=8, threads=2), log=None).model.state_dict()
+        evals = len(calls)  # evaluation uses forward_fast at any thread count
+        train(tiny_run(steps=8), log=None)
+    assert evals == 2 * 3  # steps 0, 5, 8: train and test splits, no training step
+    assert len(calls) - evals == evals + 8  # one thread: the same evals plus 8 steps
+    for name, value in one.items():
+        if name.endswith("b_K"):
+            # The output does not depend on the key bias (it shifts every score of a query
+            # alike), so its gradient is rounding noise, which AdamW scales up to lr-sized steps.
+            continue
+        torch.testing.assert_close(value, two[name], rtol=1e-4, atol=1e-6)
 
 
 def test_training_is_deterministic() -> None:

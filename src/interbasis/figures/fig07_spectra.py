@@ -85,5 +85,5 @@ def make(results: Path, out: Path, experiments: list[str] | None = None) -> list
     fig.suptitle("Eigen-spectra per layer: Gram eigenvalues D (PCA) and LIB Lambda, each divided "
                  "by its largest\none line per seed; constant direction left out; clipped at "
                  f"{FLOOR:.0e}", fontsize=10.5)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # room for the 2-line title
     return style.save(fig, out, STEM)
