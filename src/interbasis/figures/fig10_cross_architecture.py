@@ -23,6 +23,7 @@ import pandas as pd
 
 from interbasis.figures import data, style
 from interbasis.results import atomic_write_text, load_runs
+from interbasis.results.report import pipe_table
 
 STEM = "fig10_cross_architecture"
 METRICS = (  # (column, what the reader sees, whether lower is better)
@@ -110,14 +111,14 @@ def markdown(table: pd.DataFrame) -> str:
     header = ["experiment", "model", "seeds (LIB/PCA)", "delta"]
     for _, label, lower in METRICS:
         header.append(f"{label}: LIB / PCA = ratio ({HINTS[lower]})")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for row in table.itertuples():
         cells = [row.experiment, row.model, f"{row.seeds_lib}/{row.seeds_pca}", row.delta]
         for column, _, _ in METRICS:
             lib, pca, ratio = (getattr(row, f"{column}_{s}") for s in ("lib", "pca", "ratio"))
             cells.append(f"{lib:.3g} / {pca:.3g} = **{ratio:.2f}**")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return pipe_table(header, rows) + "\n"
 
 
 def make(results: Path, out: Path) -> list[Path]:

@@ -13,15 +13,14 @@ a metric shows ``-``.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from interbasis.results.aggregate import default_results_root
-from interbasis.results.report import LAYER_COLUMNS, TRANSITION_COLUMNS
-from interbasis.results.store import SUMMARY_FILE, load_runs
+from interbasis.results.report import LAYER_COLUMNS, TRANSITION_COLUMNS, pipe_table, short_metric
+from interbasis.results.store import RunDirectory, load_runs
 
 
 def seed_spread(runs: pd.DataFrame, metrics: Sequence[str], rows: Sequence[str]) -> pd.DataFrame:
@@ -31,7 +30,7 @@ def seed_spread(runs: pd.DataFrame, metrics: Sequence[str], rows: Sequence[str])
     for metric in metrics:
         for method in methods:
             chosen = runs[runs["method"] == method]
-            label = f"{_short(metric)} {method.upper()}"
+            label = f"{short_metric(metric)} {method.upper()}"
             table[label] = [_spread(chosen.get(f"{metric}/{row}")) for row in rows]
     return table
 
@@ -71,16 +70,9 @@ def cli(args: argparse.Namespace) -> int:
             continue
         table = table.rename_axis(header).reset_index()
         print()
-        print(markdown(table) if args.markdown else table.to_string(index=False))
+        print(pipe_table(table.columns, table.itertuples(index=False)) if args.markdown
+              else table.to_string(index=False))
     return 0
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """A pipe table of a frame of strings (its index is not shown)."""
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |",
-             "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def _rows(runs: pd.DataFrame, prefix: str) -> list[str]:
@@ -94,16 +86,8 @@ def _rows(runs: pd.DataFrame, prefix: str) -> list[str]:
 
 
 def _summary_keys(runs: pd.DataFrame) -> list[str]:
-    if "path" not in runs or runs.empty:
-        return []
-    try:
-        return list(json.loads((Path(runs["path"].iloc[0]) / SUMMARY_FILE).read_text()))
-    except (OSError, ValueError):
-        return []
-
-
-def _short(metric: str) -> str:
-    return metric.removeprefix("sparsity/").removeprefix("ablation/")
+    """The summary keys of the first run, in the order the run wrote them."""
+    return list(RunDirectory(runs["path"].iloc[0]).read_summary()) if not runs.empty else []
 
 
 def _spread(values: pd.Series | None) -> str:

@@ -8,7 +8,7 @@ edges_required@0.001 (with the possible edges); then the total edges required an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 LAYER_COLUMNS = ("rank/basis", "sparsity/lambda_99", "ablation/k_required@0.001")
@@ -31,6 +31,18 @@ def format_run_summary(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def short_metric(metric: str) -> str:
+    """A metric's name without its ``sparsity/`` or ``ablation/`` group, for column headers."""
+    return metric.removeprefix("sparsity/").removeprefix("ablation/")
+
+
+def pipe_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown pipe table (no trailing newline); cells are shown with ``str``."""
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def _suffixes(summary: Mapping[str, Any], prefix: str) -> list[str]:
     return [key.removeprefix(prefix) for key in summary if key.startswith(prefix)]
 
@@ -40,7 +52,7 @@ def _table(header: str, rows: list[str], columns: tuple[str, ...],
     if not rows:
         return []
     width = max(len(header), *(len(row) for row in rows))
-    names = [column.removeprefix("sparsity/").removeprefix("ablation/") for column in columns]
+    names = [short_metric(column) for column in columns]
     lines = [f"  {header:<{width}}  " + "  ".join(f"{name:>18}" for name in names)]
     for row in rows:
         cells = [_show(summary.get(f"{column}/{row}")) for column in columns]
