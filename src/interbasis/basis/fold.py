@@ -60,6 +60,18 @@ def fold_bias(model: nn.Module) -> nn.Module:
     )
 
 
+def flagged_folded_copy(model: nn.Module, part_type: type[nn.Module]) -> nn.Module:
+    """For a :class:`SelfFolding` model whose parts read the stream differently once folded: a
+    deep copy with ``is_bias_folded`` set and ``folded = True`` on every ``part_type`` submodule.
+    The parameters are copies of the same values; ``model`` is left untouched."""
+    folded = copy.deepcopy(model)
+    folded.is_bias_folded = True
+    for module in folded.modules():
+        if isinstance(module, part_type):
+            module.folded = True
+    return folded
+
+
 def frozen_folded_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A folded copy of ``model`` in ``dtype``, in eval mode with frozen parameters."""
     folded = copy.deepcopy(fold_bias(model)).to(dtype).eval()

@@ -25,12 +25,13 @@ Offline, a model that is not in the local cache stops with one line naming what 
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from interbasis.basis.fold import flagged_folded_copy
 
 # attribute paths of (decoder layers, final norm) per transformers model_type
 ARCHITECTURES = {
@@ -130,12 +131,7 @@ class ResidualLM(nn.Module):
             return self
         # the layers' hooks are bound methods of the stream points, which deepcopy rebinds to the
         # copied points
-        folded = copy.deepcopy(self)
-        folded.is_bias_folded = True
-        for module in folded.modules():
-            if isinstance(module, StreamPoint):
-                module.folded = True
-        return folded
+        return flagged_folded_copy(self, StreamPoint)
 
 
 class StreamPoint(HookPoint):

@@ -28,7 +28,6 @@ with the bias as its weight, as LIB needs, and the outputs are unchanged.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -36,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
+
+from interbasis.basis.fold import flagged_folded_copy
 
 
 class HookPoint(nn.Identity):
@@ -211,9 +212,4 @@ class TinyGPT(nn.Module):
         """
         if self.is_bias_folded:
             return self
-        folded = copy.deepcopy(self)
-        folded.is_bias_folded = True
-        for module in folded.modules():
-            if isinstance(module, Folding):
-                module.folded = True
-        return folded
+        return flagged_folded_copy(self, Folding)
