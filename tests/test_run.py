@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from interbasis.results import load_curves, load_runs
@@ -17,20 +18,31 @@ def run_cli(*overrides: str, results, extra_env=None) -> subprocess.CompletedPro
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def tiny_runs(tmp_path_factory):
-    results = tmp_path_factory.mktemp("results")
-    outs = [run_cli("debug=tiny", f"method={m}", results=results) for m in ("lib", "pca")]
-    return results, outs
+def run_lib_and_pca(*overrides: str, results, extra_env=None) -> list:
+    """The same run for ``method=lib`` and ``method=pca`` (the method is the last override)."""
+    return [run_cli(*overrides, f"method={method}", results=results, extra_env=extra_env)
+            for method in ("lib", "pca")]
 
 
-def test_debug_tiny_runs_write_complete_records(tiny_runs):
-    results, outs = tiny_runs
+def lib_and_pca_runs(results, outs) -> pd.DataFrame:
+    """``load_runs`` of the two runs of :func:`run_lib_and_pca`, after checking both completed."""
     for out in outs:
         assert out.returncode == 0, out.stderr[-2000:]
         assert "run complete:" in out.stdout
     runs = load_runs(results / "runs")
     assert sorted(runs["method"]) == ["lib", "pca"]
+    return runs
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    return results, run_lib_and_pca("debug=tiny", results=results)
+
+
+def test_debug_tiny_runs_write_complete_records(tiny_runs):
+    results, _ = tiny_runs
+    runs = lib_and_pca_runs(*tiny_runs)
     assert set(runs["run_name"]) == {"method=lib", "method=pca"}
     row = runs[runs["method"] == "lib"].iloc[0]
     for key in ("rank/basis/blocks.0.hook_resid_pre",

@@ -16,7 +16,6 @@ from interbasis.basis.sections import capture
 from interbasis.config import validate
 from interbasis.data.text import CorpusError, load_corpus
 from interbasis.models.tiny_gpt import TinyGPT, TinyGPTConfig
-from interbasis.results import load_runs
 from interbasis.training.checkpoint import load_checkpoint
 from interbasis.training.tiny_gpt import (
     EVAL_WINDOWS,
@@ -26,7 +25,7 @@ from interbasis.training.tiny_gpt import (
     model_from_checkpoint,
 )
 from test_config import composed
-from test_run import run_cli
+from test_run import lib_and_pca_runs, run_lib_and_pca
 
 TINY = TinyGPTConfig(d_vocab=11, n_ctx=6, d_model=8, n_layers=2, n_heads=2, d_mlp=16)
 HOOKS = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.1.hook_resid_pre",
@@ -166,17 +165,13 @@ def lm_runs(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     text = tmp_path_factory.mktemp("text") / "corpus.txt"
     text.write_text(TEXT)
-    outs = [run_cli("debug=tiny_lm", f"data.path={text}", f"method={method}", results=results)
-            for method in ("lib", "pca")]
-    return results, outs
+    return results, run_lib_and_pca("debug=tiny_lm", f"data.path={text}", results=results)
 
 
 def test_debug_tiny_lm_runs_score_cross_entropy(lm_runs):
-    results, outs = lm_runs
-    for out in outs:
-        assert out.returncode == 0, out.stderr[-2000:]
-    runs = load_runs(results / "runs")
-    assert sorted(runs["method"]) == ["lib", "pca"] and set(runs["model"]) == {"tiny_gpt"}
+    results, _ = lm_runs
+    runs = lib_and_pca_runs(*lm_runs)
+    assert set(runs["model"]) == {"tiny_gpt"}
     row = runs[runs["method"] == "lib"].iloc[0]
     assert row["ablation/n_samples"] == 16 and row["data/context"] == 16
     for key in ("rank/basis/blocks.0.hook_resid_mid", "ablation/edges_required@0.05/total",
