@@ -124,7 +124,10 @@ def by_experiment(runs: list[Run]) -> dict[str, list[Run]]:
 
 
 def sweep_axes(runs: list[Run]) -> dict[str, list[Any]]:
-    """Config keys whose values differ between the runs, with their sorted distinct values."""
+    """Config keys with two or more distinct values among the runs that set them, sorted.
+
+    A run lacking a key (e.g. a failed run whose config was cut short) does not make it an axis.
+    """
     keys: dict[str, None] = {}
     for run in runs:
         keys.update(dict.fromkeys(run.config))
@@ -132,7 +135,7 @@ def sweep_axes(runs: list[Run]) -> dict[str, list[Any]]:
     for key in keys:
         if key.startswith(IGNORED_CONFIG_PREFIXES):
             continue
-        values = {_hashable(run.config.get(key)) for run in runs}
+        values = {_hashable(run.config[key]) for run in runs if key in run.config}
         if len(values) > 1:
             axes[key] = sorted(values, key=_sort_key)
     return axes

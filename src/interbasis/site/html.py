@@ -79,7 +79,8 @@ def plot_div(fig, div_id: str, *, clickable: bool = False) -> str:
     """A div and the script that draws ``fig`` into it (via ``IB.plot`` in site.js)."""
     if fig is None:
         return ""
-    spec = pio.to_json(fig, validate=False)
+    # "</" inside a label must not close the script element
+    spec = pio.to_json(fig, validate=False).replace("</", "<\\/")
     return (f'<div class="plot" id="{esc(div_id)}"></div>\n'
             f"<script>IB.plot({json.dumps(div_id)}, {spec}, {json.dumps(clickable)});</script>")
 

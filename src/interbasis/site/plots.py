@@ -49,17 +49,21 @@ def lower_is_better(score_name: str) -> bool:
     return any(word in score_name for word in ("entropy", "loss"))
 
 
-def _plateau_range(rows: pd.DataFrame) -> float | None:
-    """Twice the largest k at which a layer's curve first comes within 1% of its base score."""
-    reached = []
-    for _, part in rows.groupby("layer", sort=False):
-        part = part.sort_values("x")
-        close = (part["score"] - part["base_score"]).abs() <= 0.01 * part["base_score"].abs()
-        if close.any():
-            reached.append(float(part.loc[close.idxmax(), "x"]))
+def _plateau_range(*frames: pd.DataFrame) -> float | None:
+    """Twice the largest k at which a node curve first comes within 1% of its base score."""
+    reached, largest = [], 0.0
+    for frame in frames:
+        rows = frame[frame["kind"] == "node"]
+        for _, part in rows.groupby("layer", sort=False):
+            part = part.sort_values("x")
+            close = ((part["score"] - part["base_score"]).abs()
+                     <= 0.01 * part["base_score"].abs()).to_numpy()
+            largest = max(largest, float(part["x"].max()))
+            if close.any():
+                reached.append(float(part["x"].to_numpy()[close.argmax()]))
     if not reached:
         return None
-    return min(float(rows["x"].max()), 2 * max(reached) + 2)
+    return min(largest, 2 * max(reached) + 2)
 
 
 def node_curves(frame: pd.DataFrame, layers: list[str],
@@ -78,7 +82,7 @@ def node_curves(frame: pd.DataFrame, layers: list[str],
     score = rows["score_name"].iloc[0]
     fig.update_layout(title=title, xaxis_title="features kept (k, by importance)",
                       yaxis_title=score, **LAYOUT)
-    upper = _plateau_range(rows)
+    upper = _plateau_range(frame)
     if upper is not None:  # the curves are flat after this; the home button shows all
         fig.update_xaxes(range=[-0.5, upper])
     return fig
@@ -240,7 +244,7 @@ def compare_node_curves(curves: dict[str, pd.DataFrame], layers: list[str]) -> g
                                      showlegend=n == 0), row=1, col=n + 1)
     fig.update_layout(title="Node ablation: score with the first k features kept", height=400,
                       **{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}})
-    upper = _plateau_range(pd.concat([c[c["kind"] == "node"] for c in curves.values()]))
+    upper = _plateau_range(*curves.values())
     if upper is not None:
         fig.update_xaxes(range=[-0.5, upper])
     return fig
