@@ -17,6 +17,10 @@ from interbasis.site.collect import compare_groups, load_store, sweep_axes
 from interbasis.site.graph_json import EDGE_WEIGHT_SHARE, selected_edges
 from site_store import CLASSES, broken_links, write_run, write_site_store
 
+GRAPHS = ["graphs/lm_toy/method=lib,seed=0.json", "graphs/modadd_toy/method=lib,seed=0.json",
+          "graphs/modadd_toy/method=lib,seed=1.json",
+          "graphs/modadd_toy/method=neuron,seed=0.json",
+          "graphs/modadd_toy/method=pca,seed=0.json", "graphs/vision_toy/method=lib,seed=0.json"]
 DOC = Path(__file__).resolve().parents[1] / "docs" / "graph_schema.md"
 
 
@@ -35,19 +39,16 @@ def schema() -> dict:
 
 def test_site_has_every_page_and_graph(site):
     pages = sorted(str(p.relative_to(site)) for p in site.rglob("*.html"))
-    assert pages == [
+    graph_pages = [name.replace(".json", ".html") for name in GRAPHS]
+    assert pages == sorted([
         "compare/modadd_toy/seed=0.html", "compare/vision_toy/seed=0.html", "index.html",
         "runs/lm_toy/method=lib,seed=0.html",
         "runs/modadd_toy/method=lib,seed=0.html", "runs/modadd_toy/method=lib,seed=1.html",
         "runs/modadd_toy/method=neuron,seed=0.html", "runs/modadd_toy/method=pca,seed=0.html",
-        "runs/vision_toy/method=lib,seed=0.html", "runs/vision_toy/method=pca,seed=0.html"]
+        "runs/vision_toy/method=lib,seed=0.html", "runs/vision_toy/method=pca,seed=0.html",
+        *graph_pages])
     graphs = sorted(str(p.relative_to(site)) for p in (site / "graphs").rglob("*.json"))
-    assert graphs == ["graphs/lm_toy/method=lib,seed=0.json",
-                      "graphs/modadd_toy/method=lib,seed=0.json",
-                      "graphs/modadd_toy/method=lib,seed=1.json",
-                      "graphs/modadd_toy/method=neuron,seed=0.json",
-                      "graphs/modadd_toy/method=pca,seed=0.json",
-                      "graphs/vision_toy/method=lib,seed=0.json"]
+    assert graphs == GRAPHS
     bundled = (site / "plotly.min.js").read_text(encoding="utf-8")
     assert len(bundled) > 1_000_000 and "plotly" in bundled[:2000].lower()
     assert not list(site.parent.glob(".site.*"))  # no staging folder left behind
@@ -84,6 +85,8 @@ def test_index_lists_runs_sweep_axes_and_the_failed_run(site):
     assert "method=pca,seed=1" in text and "out of memory" in text
     assert 'href="runs/modadd_toy/method=pca,seed=1.html"' not in text  # failed: no page
     assert 'href="compare/modadd_toy/seed=0.html"' in text
+    assert 'href="graphs/modadd_toy/method=lib,seed=0.html"' in text
+    assert 'href="graphs/vision_toy/method=pca,seed=0.html"' not in text  # no graph stored
 
 
 def test_graph_json_follows_the_documented_schema(site):
@@ -221,5 +224,5 @@ def test_cli_reports_pages_and_a_missing_store(tmp_path, capsys):
     write_run(root, "lm_toy", "lib", 0, "tiny_gpt", ["blocks.0.hook_resid_pre", "output"])
     assert main(["--results", str(root), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
-    assert "2 pages and 1 graph files" in printed and (tmp_path / "out" / "index.html").is_file()
+    assert "3 pages and 1 graph files" in printed and (tmp_path / "out" / "index.html").is_file()
     assert "note: lm_toy/method=lib,seed=0: no top tokens" in printed

@@ -69,7 +69,8 @@ def eps_of(run: Run) -> dict[str, float]:
     return dict(json.loads(path.read_text(encoding="utf-8")).get("eps") or {})
 
 
-def index_body(runs: list[Run], groups: dict[str, dict[str, list[Run]]], built: str) -> str:
+def index_body(runs: list[Run], groups: dict[str, dict[str, list[Run]]], built: str,
+               with_graph: set[tuple[str, str]]) -> str:
     experiments = by_experiment(runs)
     complete = sum(run.status == "complete" for run in runs)
     out = [f"<p>{len(experiments)} experiments, {complete} complete runs"
@@ -98,10 +99,14 @@ def index_body(runs: list[Run], groups: dict[str, dict[str, list[Run]]], built: 
         for run in members:
             name_cell = (link(run_page.run_url(name, run.name), run.name)
                          if run.status == "complete" else esc(run.name))
-            rows.append([name_cell, run.status, *(run.config.get(key) for key in axes),
+            has_graph = (run.experiment, run.name) in with_graph
+            graph_cell = (link(href("graphs", name, f"{run.name}.html"), "graph")
+                          if has_graph else "")
+            rows.append([name_cell, graph_cell, run.status,
+                         *(run.config.get(key) for key in axes),
                          *(run.summary.get(key) for key in metrics), run.error or ""])
-        out.append(table(["run", "status", *axes, *metrics, "error"], rows, sortable=True,
-                         raw_columns=(0,)))
+        out.append(table(["run", "graph", "status", *axes, *metrics, "error"], rows,
+                         sortable=True, raw_columns=(0, 1)))
     return "\n".join(out)
 
 
@@ -141,7 +146,7 @@ def _write(site: Path, runs: list[Run], report: BuildReport) -> None:
             continue
         graph = read_graph(run, report)
         run_labels = None
-        graph_url = None
+        graph_url = graph_page_url = None
         if graph is not None:
             run_labels = feature_labels(run, graph)
             graphs[(run.experiment, run.name)] = graph
@@ -152,11 +157,22 @@ def _write(site: Path, runs: list[Run], report: BuildReport) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(record, allow_nan=False), encoding="utf-8")
             graph_url = "../../" + href("graphs", run.experiment, f"{run.name}.json")
+            graph_page_url = "../../" + href("graphs", run.experiment, f"{run.name}.html")
+            body = run_page.graph_page(run, graph, run_labels, json_url=href(f"{run.name}.json"),
+                                       run_url="../../" + run_page.run_url(run.experiment,
+                                                                           run.name))
+            _write_page(target.with_suffix(".html"),
+                        page(f"{run.experiment} / {run.name}: interaction graph", body,
+                             root="../../",
+                             crumbs=[(f"../../index.html#{run.experiment}", run.experiment),
+                                     ("../../" + run_page.run_url(run.experiment, run.name),
+                                      run.name), ("", "graph")]))
+            report.pages += 1
             report.graphs += 1
             report.notes.extend(f"{run.experiment}/{run.name}: {n}" for n in run_labels.notes)
         in_compare = run.compare_key in groups.get(run.experiment, {})
         body = run_page.build(
-            run, graph, run_labels, graph_url=graph_url,
+            run, graph, run_labels, graph_url=graph_url, graph_page_url=graph_page_url,
             compare_url=("../../" + compare_page.compare_url(run.experiment, run.compare_key)
                          if in_compare else None),
             index_url=f"../../index.html#{run.experiment}")
@@ -178,8 +194,8 @@ def _write(site: Path, runs: list[Run], report: BuildReport) -> None:
                                      ("", f"compare {key}")]))
             report.pages += 1
     built = datetime.now(UTC).strftime("built %Y-%m-%d %H:%M UTC")
-    _write_page(site / "index.html", page("interbasis results", index_body(runs, groups, built),
-                                          root=""))
+    body = index_body(runs, groups, built, set(graphs))
+    _write_page(site / "index.html", page("interbasis results", body, root=""))
     report.pages += 1
 
 

@@ -22,7 +22,8 @@ CLUSTER_COLORS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e0
                   "#7f3c8d", "#11a579", "#3969ac")
 UNCLUSTERED = "#b0b0b0"
 LAYER_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#a6761d", "#666666")
-GRAPH_TOP = 30  # features drawn per layer (the feature table lists all of them)
+GRAPH_TOP = 30  # features drawn per layer on a run page (the feature table lists all of them)
+GRAPH_PAGE_TOP = 50  # on the graph's own page
 EDGE_BINS = 4
 LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
           "font": {"size": 12}, "legend": {"orientation": "h", "y": -0.2}}
@@ -214,7 +215,8 @@ def graph_view(graph, labels: FeatureLabels, link: str = "#", top: int = GRAPH_T
                              marker={"size": 11, "color": colour,
                                      "line": {"color": "black", "width": 0.8}}))
     fig.update_layout(title=title, **{**LAYOUT, "margin": {"l": 20, "r": 20, "t": 50, "b": 40}},
-                      height=max(420, 16 * top + 120), hovermode="closest")
+                      height=max(420, 16 * max(map(len, drawn.values())) + 120),
+                      hovermode="closest")
     fig.update_xaxes(tickvals=list(range(len(graph.layers))),
                      ticktext=[short_layer(layer.name) for layer in graph.layers],
                      showgrid=False, zeroline=False, range=[-0.3, len(graph.layers) - 0.7])

@@ -106,8 +106,32 @@ def other_files(run: Run) -> str:
     return "".join(parts)
 
 
+def graph_caption(labels: FeatureLabels, top: int) -> str:
+    """What the graph view draws, and what could not be labelled."""
+    resolution = labels.cluster_resolution
+    text = (f"<p>The {top} most important features of each node layer (constant left out), "
+            "grouped and coloured by Leiden cluster"
+            + (f" (resolution {resolution:g}; grey: clusters with one drawn node)"
+               if resolution is not None else " (no partition stored: all grey)")
+            + "; edges: the largest edges between drawn features among those holding 99% of "
+            "a transition's weight, width by log weight. Hover a node for its label; click it "
+            "to open its row in the run's feature table.</p>")
+    return text + "".join(f'<p class="note">{esc(note)}</p>' for note in labels.notes)
+
+
+def graph_page(run: Run, graph, labels: FeatureLabels, *, json_url: str, run_url: str) -> str:
+    """The body of a run's graph page: a larger graph view whose nodes open the feature rows."""
+    out = [f"<p>{link(run_url, 'the run page')} | {link(json_url, 'this graph as JSON')} "
+           "(schema: docs/graph_schema.md in the repository)</p>",
+           graph_caption(labels, plots.GRAPH_PAGE_TOP),
+           plot_div(plots.graph_view(graph, labels, link=run_url, top=plots.GRAPH_PAGE_TOP,
+                                     title=f"{run.experiment} / {run.name}"),
+                    "graph", clickable=True)]
+    return "\n".join(out)
+
+
 def build(run: Run, graph, labels: FeatureLabels | None, *, compare_url: str | None,
-          graph_url: str | None, index_url: str) -> str:
+          graph_url: str | None, graph_page_url: str | None, index_url: str) -> str:
     """The body of the run page (the caller wraps it in ``html.page``)."""
     facts = [f"experiment <b>{esc(run.experiment)}</b>", f"method <b>{esc(run.method)}</b>",
              f"seed <b>{esc(fmt(run.seed))}</b>", f"model family <b>{esc(run.family)}</b>",
@@ -143,17 +167,10 @@ def build(run: Run, graph, labels: FeatureLabels | None, *, compare_url: str | N
                    "here</p>")
     else:
         out.append("<h2>Spectra</h2>" + plot_div(plots.spectra(graph), "spectra"))
-        out.append("<h2>Interaction graph</h2>")
-        resolution = labels.cluster_resolution
-        out.append(
-            f"<p>The {plots.GRAPH_TOP} most important features of each node layer (constant "
-            "left out), grouped and coloured by Leiden cluster"
-            + (f" (resolution {resolution:g})" if resolution is not None else "")
-            + "; edges: the largest edges between drawn features that belong to the edges "
-            "holding 99% of a transition's weight, width by log weight. Hover a node for its "
-            "label; click it to open its row in the feature table.</p>")
-        for note in labels.notes:
-            out.append(f'<p class="note">{esc(note)}</p>')
+        out.append("<h2>Interaction graph</h2>" + graph_caption(labels, plots.GRAPH_TOP))
+        if graph_page_url:
+            out.append(f"<p>{link(graph_page_url, 'the graph on its own page')} shows "
+                       f"{plots.GRAPH_PAGE_TOP} features per layer.</p>")
         out.append(plot_div(plots.graph_view(graph, labels, link=""), "graph", clickable=True))
         out.append("<h2>Features</h2><p>Every basis feature (click a header to sort); inputs "
                    "and outputs are the strongest edges from the layer before and into the "
