@@ -107,7 +107,7 @@ def test_graph_view_renders_its_nodes(site, tmp_path):
                if r.experiment == "modadd_toy" and r.name == "method=lib,seed=0")
     graph = load_graph(run.graph_file)
     figure = graph_view(graph, feature_labels(run, graph))
-    colours = Counter(figure.data[-1].marker.color)
+    colours = Counter(figure["data"][-1]["marker"]["color"])
     node_colour = next(c for c, _ in colours.most_common() if c != UNCLUSTERED)
 
     page = site / "graphs" / "modadd_toy" / "method=lib,seed=0.html"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-import plotly.io as pio
+import numpy as np
 
 
 def esc(value: Any) -> str:
@@ -80,9 +80,22 @@ def plot_div(fig, div_id: str, *, clickable: bool = False) -> str:
     if fig is None:
         return ""
     # "</" inside a label must not close the script element
-    spec = pio.to_json(fig, validate=False).replace("</", "<\\/")
+    spec = json.dumps(_plain(fig), allow_nan=False).replace("</", "<\\/")
     return (f'<div class="plot" id="{esc(div_id)}"></div>\n'
             f"<script>IB.plot({json.dumps(div_id)}, {spec}, {json.dumps(clickable)});</script>")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: numpy values as python ones, NaN and infinities as null (a gap in plotly)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def page(title: str, body: str, *, root: str, crumbs: Sequence[tuple[str, str]] = ()) -> str:

@@ -1,15 +1,18 @@
 """The site's plotly figures: ablation curves, spectra and the interaction-graph view.
 
-Each function returns a ``plotly.graph_objects.Figure``; ``html.plot_div`` embeds it. Scatter
-traces are SVG (never WebGL), so they render in any browser, a headless one included.
+Each function returns a plain plotly.js figure, ``{"data": [traces], "layout": {...}}``, that
+``html.plot_div`` hands to ``Plotly.newPlot``. Plain dicts rather than ``plotly.graph_objects``:
+the objects validate and deep-copy every property, which made a build of the committed results
+take minutes instead of seconds. Scatter traces are SVG (never WebGL), so they render in any
+browser, a headless one included.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from interbasis.site.graph_json import selected_edges
 from interbasis.site.labels import FeatureLabels
@@ -25,8 +28,46 @@ LAYER_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#a6761d"
 GRAPH_TOP = 30  # features drawn per layer on a run page (the feature table lists all of them)
 GRAPH_PAGE_TOP = 50  # on the graph's own page
 EDGE_BINS = 4
-LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
-          "font": {"size": 12}, "legend": {"orientation": "h", "y": -0.2}}
+AXIS = {"gridcolor": "#e8e8e8", "zeroline": False, "linecolor": "#999", "automargin": True}
+LAYOUT = {"margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "font": {"size": 12},
+          "legend": {"orientation": "h", "y": -0.22, "yanchor": "top"}, "plot_bgcolor": "white",
+          "paper_bgcolor": "white", "hovermode": "closest"}
+
+
+def figure(title: str, panels: int = 1, titles: list[str] | None = None, **layout: Any
+           ) -> dict[str, Any]:
+    """An empty figure with ``panels`` side-by-side axes (``xaxis``, ``xaxis2``, ...)."""
+    # the title sits left so that the mode bar (top right) never covers it
+    out: dict[str, Any] = {"data": [], "layout": {
+        **LAYOUT, "title": {"text": title, "x": 0.01, "xref": "container", "xanchor": "left"},
+        **layout}}
+    gap = 0.06 if panels > 1 else 0.0
+    width = (1 - gap * (panels - 1)) / panels
+    annotations = []
+    for n in range(panels):
+        suffix = "" if n == 0 else str(n + 1)
+        start = n * (width + gap)
+        out["layout"][f"xaxis{suffix}"] = {**AXIS, "domain": [start, start + width],
+                                           "anchor": f"y{suffix}"}
+        out["layout"][f"yaxis{suffix}"] = {**AXIS, "anchor": f"x{suffix}"}
+        if titles:
+            annotations.append({"text": titles[n], "x": start + width / 2, "y": 1.0,
+                                "xref": "paper", "yref": "paper", "showarrow": False,
+                                "xanchor": "center", "yanchor": "bottom"})
+    if annotations:
+        out["layout"]["annotations"] = annotations
+    return out
+
+
+def axes(fig: dict[str, Any], which: str, **properties: Any) -> None:
+    """Set ``properties`` on every x (``which="x"``) or y axis of ``fig``."""
+    for key, value in fig["layout"].items():
+        if key.startswith(f"{which}axis") and isinstance(value, dict):
+            value.update(properties)
+
+
+def as_list(values) -> list:
+    return np.asarray(values).tolist()
 
 
 def method_label(method: str | None) -> str:
@@ -68,58 +109,62 @@ def _plateau_range(*frames: pd.DataFrame) -> float | None:
 
 
 def node_curves(frame: pd.DataFrame, layers: list[str],
-                title: str = "Node ablation") -> go.Figure | None:
+                title: str = "Node ablation") -> dict | None:
     """Score with only the first k features kept, one line per node layer."""
     rows = frame[frame["kind"] == "node"]
     if rows.empty:
         return None
-    fig = go.Figure()
+    fig = figure(title)
     for layer, part in rows.groupby("layer", sort=False):
         part = part.sort_values("x")
         index = layers.index(layer) if layer in layers else len(layers)
-        fig.add_trace(go.Scatter(x=part["x"], y=part["score"], mode="lines+markers",
-                                 marker={"size": 4}, line={"color": layer_color(index)},
-                                 name=short_layer(str(layer))))
-    score = rows["score_name"].iloc[0]
-    fig.update_layout(title=title, xaxis_title="features kept (k, by importance)",
-                      yaxis_title=score, **LAYOUT)
+        fig["data"].append({"type": "scatter", "x": as_list(part["x"]),
+                            "y": as_list(part["score"]), "mode": "lines+markers",
+                            "marker": {"size": 4}, "line": {"color": layer_color(index)},
+                            "name": short_layer(str(layer))})
+    axes(fig, "x", title={"text": "features kept (k, by importance)"})
+    axes(fig, "y", title={"text": str(rows["score_name"].iloc[0])})
     upper = _plateau_range(frame)
-    if upper is not None:  # the curves are flat after this; the home button shows all
-        fig.update_xaxes(range=[-0.5, upper])
+    if upper is not None:  # the curves are flat after this; double-click shows all
+        axes(fig, "x", range=[-0.5, upper])
     return fig
 
 
 def edge_curves(frame: pd.DataFrame, layers: list[str],
-                title: str = "Edge ablation") -> go.Figure | None:
+                title: str = "Edge ablation") -> dict | None:
     """Score against edges kept, at the points the bisection evaluated (log x, no 0)."""
     rows = frame[(frame["kind"] == "edge") & (frame["x"] > 0)]
     if rows.empty:
         return None
-    fig = go.Figure()
+    fig = figure(title)
     for transition, part in rows.groupby("layer", sort=False):
         part = part.sort_values("x").drop_duplicates("x")
         source = str(transition).split("->")[0]
         index = layers.index(source) if source in layers else len(layers)
         name = " -> ".join(short_layer(s) for s in str(transition).split("->"))
-        fig.add_trace(go.Scatter(x=part["x"], y=part["score"], mode="markers", name=name,
-                                 marker={"size": 7, "color": layer_color(index)}))
+        fig["data"].append({"type": "scatter", "x": as_list(part["x"]),
+                            "y": as_list(part["score"]), "mode": "markers", "name": name,
+                            "marker": {"size": 7, "color": layer_color(index)}})
     score = str(rows["score_name"].iloc[0])
     base, delta = float(rows["base_score"].median()), float(rows["delta"].median())
     if np.isfinite(delta):
         limit = base + delta if lower_is_better(score) else base - delta
-        fig.add_hline(y=limit, line={"dash": "dash", "color": "#888", "width": 1},
-                      annotation_text=f"criterion (delta {delta:g})",
-                      annotation_position="bottom right")
-    fig.update_layout(title=title, xaxis_title="edges kept (evaluated points)",
-                      yaxis_title=score, **LAYOUT)
-    fig.update_xaxes(type="log")
+        fig["layout"]["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1,
+                                    "yref": "y", "y0": limit, "y1": limit,
+                                    "line": {"dash": "dash", "color": "#888", "width": 1}}]
+        fig["layout"]["annotations"] = [{"text": f"criterion (delta {delta:g})", "xref": "paper",
+                                         "x": 1, "xanchor": "right", "yref": "y", "y": limit,
+                                         "yanchor": "top", "showarrow": False,
+                                         "font": {"size": 11, "color": "#666"}}]
+    axes(fig, "x", type="log", title={"text": "edges kept (evaluated points)"})
+    axes(fig, "y", title={"text": score})
     return fig
 
 
 def spectra(graph, title: str = "Spectra: basis importance (solid), Gram eigenvalues (dotted)"
-            ) -> go.Figure:
+            ) -> dict:
     """Per layer: the basis importances (Lambda or D) and the untruncated Gram eigenvalues."""
-    fig = go.Figure()
+    fig = figure(title)
     for n, layer in enumerate(graph.layers):
         colour = layer_color(n)
         for values, dash, what in ((layer.eigenvalues, "solid", "basis"),
@@ -127,13 +172,12 @@ def spectra(graph, title: str = "Spectra: basis importance (solid), Gram eigenva
             y = np.sort(np.abs(values.double().numpy()))[::-1]
             y = y[y > 0]
             if len(y):
-                fig.add_trace(go.Scatter(
-                    x=np.arange(1, len(y) + 1), y=y, mode="lines",
-                    line={"color": colour, "dash": dash},
-                    name=f"{short_layer(layer.name)} {what}"))
-    fig.update_layout(title=title, xaxis_title="index (descending)",
-                      yaxis_title="eigenvalue", **LAYOUT)
-    fig.update_yaxes(type="log", exponentformat="power")
+                fig["data"].append({"type": "scatter", "x": list(range(1, len(y) + 1)),
+                                    "y": as_list(y), "mode": "lines",
+                                    "line": {"color": colour, "dash": dash},
+                                    "name": f"{short_layer(layer.name)} {what}"})
+    axes(fig, "x", title={"text": "index (descending)"})
+    axes(fig, "y", type="log", exponentformat="power", title={"text": "eigenvalue"})
     return fig
 
 
@@ -158,7 +202,7 @@ def cluster_colours(labels: FeatureLabels, drawn: dict[str, list[int]]) -> dict[
 
 
 def graph_view(graph, labels: FeatureLabels, link: str = "#", top: int = GRAPH_TOP,
-               title: str = "Interaction graph") -> go.Figure | None:
+               title: str = "Interaction graph", show_labels: bool = False) -> dict | None:
     """Nodes are the top features per layer, edges the largest between drawn nodes.
 
     A node's ``customdata`` is the address of its row in the feature table (``link`` + anchor), so
@@ -179,7 +223,8 @@ def graph_view(graph, labels: FeatureLabels, link: str = "#", top: int = GRAPH_T
             a, b = (source.name, column), (target.name, row)
             if a in position and b in position:
                 segments.append((position[a], position[b], weight))
-    fig = go.Figure()
+    fig = figure(title, margin={"l": 20, "r": 20, "t": 50, "b": 40},
+                 height=max(420, 16 * max(map(len, drawn.values())) + 120), showlegend=False)
     if segments:
         logs = np.log10([w for _, _, w in segments])
         low, high = logs.min(), logs.max()
@@ -192,9 +237,10 @@ def graph_view(graph, labels: FeatureLabels, link: str = "#", top: int = GRAPH_T
                     xs += [start[0], end[0], None]
                     ys += [start[1], end[1], None]
             if xs:
-                fig.add_trace(go.Scatter(
-                    x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
-                    line={"width": 0.5 + 1.2 * b, "color": f"rgba(40,40,40,{0.15 + 0.2 * b:.2f})"}))
+                fig["data"].append({
+                    "type": "scatter", "x": xs, "y": ys, "mode": "lines", "hoverinfo": "skip",
+                    "line": {"width": 0.5 + 1.2 * b,
+                             "color": f"rgba(40,40,40,{0.15 + 0.2 * b:.2f})"}})
     colours = cluster_colours(labels, drawn)
     xs, ys, texts, colour, links = [], [], [], [], []
     for layer in graph.layers:
@@ -210,17 +256,19 @@ def graph_view(graph, labels: FeatureLabels, link: str = "#", top: int = GRAPH_T
             texts.append(f"<b>{layer.name} #{feature}</b><br>{label}<br>importance "
                          f"{importance[feature]:.3g}<br>cluster "
                          f"{'-' if cluster is None else cluster}")
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", text=texts, hoverinfo="text",
-                             customdata=links, showlegend=False, name="features",
-                             marker={"size": 11, "color": colour,
-                                     "line": {"color": "black", "width": 0.8}}))
-    fig.update_layout(title=title, **{**LAYOUT, "margin": {"l": 20, "r": 20, "t": 50, "b": 40}},
-                      height=max(420, 16 * max(map(len, drawn.values())) + 120),
-                      hovermode="closest")
-    fig.update_xaxes(tickvals=list(range(len(graph.layers))),
-                     ticktext=[short_layer(layer.name) for layer in graph.layers],
-                     showgrid=False, zeroline=False, range=[-0.3, len(graph.layers) - 0.7])
-    fig.update_yaxes(visible=False, range=[-0.05, 1.05])
+    nodes = {"type": "scatter", "x": xs, "y": ys, "mode": "markers", "hovertext": texts,
+             "hoverinfo": "text", "customdata": links, "name": "features",
+             "marker": {"size": 11, "color": colour, "line": {"color": "black", "width": 0.8}}}
+    if show_labels:  # the label's head (e.g. the Fourier term) beside each node
+        nodes.update(mode="markers+text", textposition="middle right",
+                     textfont={"size": 9, "color": "#333"},
+                     text=[(labels.label(layer.name, f) or "").split(" (")[0].split(",")[0]
+                           for layer in graph.layers for f in drawn[layer.name]])
+    fig["data"].append(nodes)
+    axes(fig, "x", tickvals=list(range(len(graph.layers))),
+         ticktext=[short_layer(layer.name) for layer in graph.layers], showgrid=False,
+         range=[-0.3, len(graph.layers) - 0.7])
+    axes(fig, "y", visible=False, range=[-0.05, 1.05])
     return fig
 
 
@@ -229,52 +277,59 @@ def feature_anchor(layer: str, feature: int) -> str:
     return f"f-{safe}-{feature}"
 
 
-def compare_node_curves(curves: dict[str, pd.DataFrame], layers: list[str]) -> go.Figure | None:
+def compare_node_curves(curves: dict[str, pd.DataFrame], layers: list[str]) -> dict | None:
     """Node ablation per layer (one panel each), one line per method."""
     layers = [layer for layer in layers if any(
         ((c["kind"] == "node") & (c["layer"] == layer)).any() for c in curves.values())]
     if not layers:
         return None
-    fig = make_subplots(rows=1, cols=len(layers), subplot_titles=[short_layer(x) for x in layers],
-                        shared_yaxes=True)
+    fig = figure("Node ablation: score with the first k features kept", len(layers),
+                 [short_layer(x) for x in layers], height=400,
+                 margin={**LAYOUT["margin"], "t": 90})
     for method, frame in curves.items():
         for n, layer in enumerate(layers):
             part = frame[(frame["kind"] == "node") & (frame["layer"] == layer)].sort_values("x")
-            fig.add_trace(go.Scatter(x=part["x"], y=part["score"], mode="lines",
-                                     line={"color": method_color(method)},
-                                     name=method_label(method), legendgroup=method,
-                                     showlegend=n == 0), row=1, col=n + 1)
-    fig.update_layout(title="Node ablation: score with the first k features kept", height=400,
-                      **{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}})
+            suffix = "" if n == 0 else str(n + 1)
+            fig["data"].append({"type": "scatter", "x": as_list(part["x"]),
+                                "y": as_list(part["score"]), "mode": "lines",
+                                "line": {"color": method_color(method)},
+                                "name": method_label(method), "legendgroup": method,
+                                "showlegend": n == 0, "xaxis": f"x{suffix}",
+                                "yaxis": f"y{suffix}"})
     upper = _plateau_range(*curves.values())
     if upper is not None:
-        fig.update_xaxes(range=[-0.5, upper])
+        axes(fig, "x", range=[-0.5, upper])
+    names = {str(c["score_name"].iloc[0]) for c in curves.values() if len(c)}
+    fig["layout"]["yaxis"]["title"] = {"text": " / ".join(sorted(names))}
     return fig
 
 
-def compare_bars(values: dict[str, dict[str, float]], title: str, log: bool) -> go.Figure | None:
+def compare_bars(values: dict[str, dict[str, float]], title: str, log: bool) -> dict | None:
     """Grouped bars: ``values[method][transition]``."""
     if not any(values.values()):
         return None
-    fig = go.Figure()
+    fig = figure(title, height=380, barmode="group")
     for method, row in values.items():
         names = list(row)
-        fig.add_trace(go.Bar(x=[" -> ".join(short_layer(s) for s in name.split("->"))
-                                for name in names],
-                             y=[row[name] for name in names], name=method_label(method),
-                             marker={"color": method_color(method)}))
-    fig.update_layout(title=title, barmode="group", height=380, **LAYOUT)
+        fig["data"].append({"type": "bar",
+                            # two-line ticks: long transition names never need rotating
+                            "x": [" -><br>".join(short_layer(s) for s in name.split("->"))
+                                  for name in names],
+                            "y": [row[name] for name in names], "name": method_label(method),
+                            "marker": {"color": method_color(method)}})
     if log:
-        fig.update_yaxes(type="log")
+        axes(fig, "y", type="log")
     return fig
 
 
-def compare_spectra(graphs: dict[str, object]) -> go.Figure | None:
+def compare_spectra(graphs: dict[str, object]) -> dict | None:
     """Basis importances per layer (one panel each), one line per method."""
     if not graphs:
         return None
     layers = next(iter(graphs.values())).layer_names
-    fig = make_subplots(rows=1, cols=len(layers), subplot_titles=[short_layer(x) for x in layers])
+    fig = figure("Basis importance spectra (Lambda for LIB, D for PCA)", len(layers),
+                 [short_layer(x) for x in layers], height=400,
+                 margin={**LAYOUT["margin"], "t": 90})
     for method, graph in graphs.items():
         for n, name in enumerate(layers):
             try:
@@ -283,11 +338,12 @@ def compare_spectra(graphs: dict[str, object]) -> go.Figure | None:
                 continue
             y = np.sort(np.abs(layer.eigenvalues.double().numpy()))[::-1]
             y = y[y > 0]
-            fig.add_trace(go.Scatter(x=np.arange(1, len(y) + 1), y=y, mode="lines",
-                                     line={"color": method_color(method)},
-                                     name=method_label(method), legendgroup=method,
-                                     showlegend=n == 0), row=1, col=n + 1)
-    fig.update_yaxes(type="log", exponentformat="power")
-    fig.update_layout(title="Basis importance spectra (Lambda for LIB, D for PCA)", height=400,
-                      **{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}})
+            suffix = "" if n == 0 else str(n + 1)
+            fig["data"].append({"type": "scatter", "x": list(range(1, len(y) + 1)),
+                                "y": as_list(y), "mode": "lines",
+                                "line": {"color": method_color(method)},
+                                "name": method_label(method), "legendgroup": method,
+                                "showlegend": n == 0, "xaxis": f"x{suffix}",
+                                "yaxis": f"y{suffix}"})
+    axes(fig, "y", type="log", exponentformat="power")
     return fig

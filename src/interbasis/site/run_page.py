@@ -125,7 +125,7 @@ def graph_page(run: Run, graph, labels: FeatureLabels, *, json_url: str, run_url
            "(schema: docs/graph_schema.md in the repository)</p>",
            graph_caption(labels, plots.GRAPH_PAGE_TOP),
            plot_div(plots.graph_view(graph, labels, link=run_url, top=plots.GRAPH_PAGE_TOP,
-                                     title=f"{run.experiment} / {run.name}"),
+                                     title=f"{run.experiment} / {run.name}", show_labels=True),
                     "graph", clickable=True)]
     return "\n".join(out)
 
