@@ -96,6 +96,7 @@ def index_body(runs: list[Run], groups: dict[str, dict[str, list[Run]]], built: 
             out.append("<p>Compare bases: " + ", ".join(
                 link(compare_page.compare_url(name, key), key) for key in compare) + "</p>")
         rows = []
+        errors = any(run.error for run in members)
         for run in members:
             name_cell = (link(run_page.run_url(name, run.name), run.name)
                          if run.status == "complete" else esc(run.name))
@@ -104,9 +105,10 @@ def index_body(runs: list[Run], groups: dict[str, dict[str, list[Run]]], built: 
                           if has_graph else "")
             rows.append([name_cell, graph_cell, run.status,
                          *(run.config.get(key) for key in axes),
-                         *(run.summary.get(key) for key in metrics), run.error or ""])
-        out.append(table(["run", "graph", "status", *axes, *metrics, "error"], rows,
-                         sortable=True, raw_columns=(0, 1)))
+                         *(run.summary.get(key) for key in metrics)]
+                        + ([run.error or ""] if errors else []))
+        headers = ["run", "graph", "status", *axes, *metrics] + (["error"] if errors else [])
+        out.append(table(headers, rows, sortable=True, raw_columns=(0, 1)))
     return "\n".join(out)
 
 

@@ -56,8 +56,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, sortable: bo
           css: str = "") -> str:
     """A table; cells in ``raw_columns`` are HTML already (links), or (HTML, sort key) pairs."""
     classes = " ".join(filter(None, ["sortable" if sortable else "", css]))
-    head = "".join(f'<th title="{esc(h)}{" (click to sort)" if sortable else ""}">{esc(h)}</th>'
-                   for h in headers)
+    # metric names break after their slashes, so narrow columns keep whole words
+    head = "".join(f'<th title="{esc(h)}{" (click to sort)" if sortable else ""}">'
+                   f'{esc(h).replace("/", "/<wbr>")}</th>' for h in headers)
     body = []
     for n, row in enumerate(rows):
         cells = []
@@ -141,7 +142,7 @@ table.sortable th[data-order="asc"]::after { content: " \\25B2"; }
 table.sortable th[data-order="desc"]::after { content: " \\25BC"; }
 table.features td:nth-child(4), table.features td:nth-child(5),
 table.features td:nth-child(6) { text-align: left; white-space: normal; min-width: 14em; }
-table.sortable th { white-space: normal; max-width: 12em; vertical-align: bottom; }
+table.sortable th { white-space: normal; max-width: 16em; vertical-align: bottom; }
 tr:target { background: #fff3b0; }
 .plot { width: 100%; min-height: 360px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 12px; }
@@ -166,7 +167,7 @@ var IB = {
   },
   draw: function (id, fig, clickable) {
     var config = {displaylogo: false, responsive: true};
-    Plotly.newPlot(id, fig.data, fig.layout, config).then(function (gd) {
+    return Plotly.newPlot(id, fig.data, fig.layout, config).then(function (gd) {
       if (!clickable) { return; }
       gd.on('plotly_click', function (event) {
         var point = event.points && event.points[0];
@@ -199,8 +200,14 @@ var IB = {
   }
 };
 document.addEventListener('DOMContentLoaded', function () {
-  IB.queue.forEach(function (args) { IB.draw(args[0], args[1], args[2]); });
+  var drawn = IB.queue.map(function (args) { return IB.draw(args[0], args[1], args[2]); });
   IB.queue = [];
+  // drawing moved everything below the plots: bring an addressed feature row back into view
+  Promise.all(drawn).then(function () {
+    var target = window.location.hash && document.getElementById(
+      decodeURIComponent(window.location.hash.slice(1)));
+    if (target) { target.scrollIntoView(); }
+  });
   document.querySelectorAll('table.sortable').forEach(function (table) {
     table.querySelectorAll('th').forEach(function (header, column) {
       header.addEventListener('click', function () { IB.sort(table, column, header); });
