@@ -48,7 +48,17 @@ function next() {
       var drawn = plots.filter(function (div) {  // plotly marks the divs it drew into
         return div.classList.contains('js-plotly-plot') && div.querySelector('svg.main-svg');
       });
-      results.push({page: pages[i], plots: plots.length, drawn: drawn.length});
+      var entry = {page: pages[i], plots: plots.length, drawn: drawn.length};
+      var tables = Array.prototype.slice.call(doc.querySelectorAll('table.sortable'));
+      if (tables.length) {  // sort the longest table by its first column, up then down
+        var table = tables.sort(function (a, b) { return b.rows.length - a.rows.length; })[0];
+        var first = function () { return table.tBodies[0].rows[0].cells[0].textContent; };
+        table.querySelector('th').click();
+        entry.ascending = first();
+        table.querySelector('th').click();
+        entry.descending = first();
+      }
+      results.push(entry);
       frame.remove(); i += 1; next();
     }, 50);
   };
@@ -100,6 +110,8 @@ def test_every_page_loads_without_console_errors_and_draws_its_plots(site, tmp_p
     for entry in found:
         assert entry["drawn"] == entry["plots"], entry
     assert sum(entry["plots"] for entry in found) >= 40
+    index = next(entry for entry in found if entry["page"] == "index.html")
+    assert (index["ascending"], index["descending"]) == ("method=lib,seed=0", "method=pca,seed=1")
 
 
 def test_graph_view_renders_its_nodes(site, tmp_path):
