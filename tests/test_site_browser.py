@@ -1,7 +1,8 @@
 """The results browser in a real headless browser (Debian's ``chromium``; `.ci/run` installs it).
 
 One chromium process opens a harness page that loads every page of a synthetic site from disk in
-an iframe, one after the other, and records how many plot divs plotly drew on each. The pages log
+an iframe, one after the other, and records how many plot divs plotly drew on each, what a graph
+shows when its first node is hovered, and how a sortable table reorders. The pages log
 nothing when they work, so any console line (an iframe's included) is an error. A screenshot of a
 graph page must have the window's size, not be blank, and show its nodes' colour. Links are checked
 in ``test_site.py`` (that needs no browser).
@@ -58,6 +59,13 @@ function next() {
         table.querySelector('th').click();
         entry.descending = first();
       }
+      var graph = doc.getElementById('graph');
+      if (graph && graph.data) {  // hover the first node: its label must show
+        frame.contentWindow.Plotly.Fx.hover(
+          graph, [{curveNumber: graph.data.length - 1, pointNumber: 0}]);
+        var hover = graph.querySelector('.hovertext');
+        entry.hover = hover ? hover.textContent : null;
+      }
       results.push(entry);
       frame.remove(); i += 1; next();
     }, 50);
@@ -110,6 +118,11 @@ def test_every_page_loads_without_console_errors_and_draws_its_plots(site, tmp_p
     for entry in found:
         assert entry["drawn"] == entry["plots"], entry
     assert sum(entry["plots"] for entry in found) >= 40
+    hovers = {entry["page"]: entry.get("hover") for entry in found}
+    modadd = hovers["graphs/modadd_toy/method=lib,seed=0.html"]
+    assert modadd.startswith("blocks.0.hook_resid_pre #") and "(purity " in modadd, modadd
+    assert "importance" in modadd and "cluster" in modadd
+    assert "(no label)" in hovers["graphs/lm_toy/method=lib,seed=0.html"]
     index = next(entry for entry in found if entry["page"] == "index.html")
     assert (index["ascending"], index["descending"]) == ("method=lib,seed=0", "method=pca,seed=1")
 
