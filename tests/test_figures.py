@@ -299,3 +299,29 @@ def test_cross_architecture_rows_use_each_experiments_own_tolerance(tmp_path):
     lm = runs[runs["experiment"] == "tiny_gpt"].set_index("method")
     edges = lm["ablation/edges_required@0.05/total"]
     assert row["log2_ratio"] == pytest.approx(np.log2(edges["lib"] / edges["pca"]), rel=1e-5)
+
+
+def test_the_fourier_kde_integrates_to_one_inside_the_unit_interval():
+    from interbasis.figures.fig04_fourier_purity import GRID, kde
+
+    for values in ([0.0, 0.01, 0.02], [0.5] * 4, np.linspace(0, 1, 50)):
+        density = kde(values)
+        assert np.trapezoid(density, GRID) == pytest.approx(1.0, abs=0.01)
+        assert (density >= 0).all()
+    peak = GRID[np.argmax(kde([0.8, 0.82, 0.79]))]
+    assert abs(peak - 0.8) < 0.03
+    assert not kde([]).any()
+
+
+def test_layer_names_follow_each_model_family():
+    from interbasis.figures.style import layer_names, transition_names
+
+    assert layer_names(["0", "2", "4"]) == {"0": "input", "2": "hidden 1", "4": "hidden 2"}
+    assert transition_names(["0", "2", "4"])["4->output"] == "hidden 2 \u2192 logits"
+    gpt = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.1.hook_resid_pre",
+           "blocks.1.hook_resid_mid", "ln_final"]
+    assert layer_names(gpt)["blocks.1.hook_resid_mid"] == "block 1 attn-MLP"
+    sections = transition_names(gpt)
+    assert sections["blocks.0.hook_resid_mid->blocks.1.hook_resid_pre"] == "block 0 MLP"
+    assert sections["ln_final->output"] == "unembed"
+    assert transition_names(LAYERS)[f"{LAYERS[0]}->{LAYERS[1]}"] == "attention"
