@@ -48,10 +48,12 @@ STEM = "fig10_cross_architecture"
 BASELINES = ("pca", "neuron")  # what LIB is compared with, where such runs exist
 LAYER_METRICS = (
     ("effective_features", "effective features\n(area above node-ablation curve)", True),
-    ("features_required", "features required\n(at the block's tolerance)", False),
+    ("features_required", "features required\n(at the block's tolerance;\nright: LIB / PCA means)",
+     False),
 )
 TRANSITION_METRICS = (
-    ("edges_required", "edges required\n(count, at the block's tolerance)", False),
+    ("edges_required", "edges required\n(at the block's tolerance;\nright: LIB / PCA means)",
+     False),
     ("edges_fraction", "edges required as a share\nof possible edges", False),
     ("edges_99", "edges holding 99%\nof the edge weight", True),
 )
@@ -126,6 +128,13 @@ def run_rows(run: pd.Series, k_delta: str, edge_delta: str) -> tuple[list[dict],
                      "value": k, "censored": bool(np.isfinite(k) and np.isfinite(rank)
                                                   and k > rank)})
     possible_total, required_total = 0, 0.0
+    edge_curves = curves[curves["kind"] == "edge"]
+    for transition in [k.split("/", 2)[2] for k in run.index
+                       if k.startswith("sparsity/edges_99/") and pd.notna(run[k])]:
+        if transition not in set(edge_curves["layer"]):  # edges without an edge ablation
+            rows.append({**base, "block": "transition", "row": transition, "censored": False,
+                         "metric": "edges_99",
+                         "value": value(f"sparsity/edges_99/{transition}")})
     for transition, curve in curves[curves["kind"] == "edge"].groupby("layer", sort=False):
         x, score, base_score, higher = _curve_values(curve)
         possible = int(x.max())
@@ -244,6 +253,8 @@ def _layout(experiments: dict[str, dict], long: pd.DataFrame) -> list[tuple]:
         transitions = list(dict.fromkeys(mine[mine["block"] == "transition"]["row"]))
         if not transitions:
             transitions = ["(none stored)"]
+        if not (mine["metric"] == "edges_required").any():
+            transitions = [*transitions, "(no edge ablation)"]
         for i in range(max(len(layers), len(transitions))):
             slots.append((y, "row", experiment, layers[i] if i < len(layers) else None,
                           transitions[i] if i < len(transitions) else None))
@@ -257,18 +268,19 @@ def _draw_cell(ax, y: float, cell: pd.DataFrame, offset: float, color: str, mark
     ok = cell[cell["status"] != "both censored"]
     ratios = 2 ** ok["log2_ratio"].to_numpy(dtype=float)
     finite = np.isfinite(ratios)
-    ax.scatter(ratios[finite], np.full(finite.sum(), y + offset), s=16, color=color,
-               marker=marker, alpha=0.75, lw=0, zorder=3)
+    # seeds as open markers just above the row, the mean and its interval on it
+    ax.scatter(ratios[finite], np.full(finite.sum(), y + offset - 0.22), s=22,
+               facecolors="white", edgecolors=color, marker=marker, lw=1.0, zorder=3)
     for status, arrow in (("method censored", "\u25b6"), ("baseline censored", "\u25c0")):
         bounded = ok[ok["status"] == status]
         for ratio in 2 ** bounded["log2_ratio"].to_numpy(dtype=float):
-            ax.annotate(arrow, (ratio, y + offset), ha="center", va="center", fontsize=7,
+            ax.annotate(arrow, (ratio, y + offset - 0.22), ha="center", va="center", fontsize=7,
                         color=color)
     mean, low, high = mean_interval(ok[ok["status"] == "ok"]["log2_ratio"])
     if np.isfinite(low):
         ax.plot([2 ** low, 2 ** high], [y + offset] * 2, color=color, lw=1.6, zorder=2)
     if np.isfinite(mean):
-        ax.plot([2 ** mean] * 2, [y + offset - 0.28, y + offset + 0.28], color=color, lw=2.2,
+        ax.plot([2 ** mean] * 2, [y + offset - 0.2, y + offset + 0.25], color=color, lw=2.4,
                 zorder=4)
     if len(cell) and (cell["status"] == "both censored").all():
         ax.annotate("censored: both need rank + 1 (tolerance never reached)", (0.5, y),
@@ -331,6 +343,11 @@ def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict],
     axes = [ax for i, ax in enumerate(grid[0]) if i != n_layer]
     baselines = [b for b in BASELINES if (ratios["baseline"] == b).any()]
     offsets = {b: (i - (len(baselines) - 1) / 2) * 0.3 for i, b in enumerate(baselines)}
+    cells = dict(iter(ratios.groupby(["experiment", "metric", "row", "baseline"], sort=False)))
+    empty = ratios.iloc[:0]
+    counts = long.groupby(["experiment", "block", "row", "metric", "method"]).agg(
+        value=("value", "mean"), censored=("censored", "all")).reset_index(
+        "method").sort_index()
     for ax, (metric, label, block, free) in zip(axes, panels):
         values = 2 ** ratios[ratios["metric"] == metric]["log2_ratio"].dropna()
         low = min(0.5, values.min() / 1.4) if len(values) else 0.5
@@ -343,19 +360,18 @@ def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict],
             row = layer if block == "layer" else transition
             if row is None:
                 continue
-            if row == "(none stored)":
-                ax.annotate("no edge ablation stored", (0.5, y), ha="center", va="center",
-                            xycoords=("axes fraction", "data"), fontsize=7, color="0.35",
-                            style="italic")
+            if row in ("(none stored)", "(no edge ablation)"):
+                if metric != "edges_99" or row == "(none stored)":
+                    ax.annotate("no edge ablation stored", (0.5, y), ha="center", va="center",
+                                xycoords=("axes fraction", "data"), fontsize=7, color="0.35",
+                                style="italic")
                 continue
             for baseline in baselines:
-                cell = ratios[(ratios["experiment"] == experiment) & (ratios["metric"] == metric)
-                              & (ratios["row"] == row) & (ratios["baseline"] == baseline)]
-                cell = cell.assign(metric=metric)
+                cell = cells.get((experiment, metric, row, baseline), empty)
                 _draw_cell(ax, y, cell, offsets[baseline], style.method_color(baseline),
                            style.method_marker(baseline))
             if not free and metric != "edges_fraction":
-                _count_label(ax, y, long, experiment, block, row, metric)
+                _count_label(ax, y, counts, (experiment, block, row, metric))
         ax.set_xscale("log", base=2)
         ax.set_xlim(low, high)
         ax.axvline(1.0, color="0.3", lw=0.9, ls="--", zorder=1)
@@ -371,8 +387,9 @@ def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict],
     _row_labels(axes, slots, experiments)
     axes[0].set_ylim(height - 0.3, -0.7)
     handles = [axes[0].scatter([], [], color=style.method_color(b), marker=style.method_marker(b),
-                               s=16, label=f"LIB / {style.method_label(b)}: one dot per seed; "
-                                           "bar: mean with 95% interval")
+                               s=22, facecolors="white", edgecolors=style.method_color(b),
+                               label=f"LIB / {style.method_label(b)}: open marker per seed "
+                                     "(paired by seed); tick: mean, line: its 95% interval")
                for b in baselines]
     note = ("" if "neuron" in baselines else
             "no neuron-basis runs stored; a random-rotation baseline needs new runs")
@@ -383,7 +400,7 @@ def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict],
     fig.suptitle("LIB against PCA across architectures: per-seed ratios (left of 1: LIB needs "
                  "fewer features or edges)\nno-tolerance metrics beside the counts at each "
                  "family's own tolerance; \u25b6/\u25c0: one side censored (a bound)",
-                 fontsize=10.5, y=1.0)
+                 fontsize=10.5, y=1.0, x=0.62)
     return style.save(fig, out, STEM)
 
 
@@ -402,8 +419,22 @@ def caption(ratios: pd.DataFrame, experiments: dict[str, dict]) -> str:
         claim = FAMILIES.get(experiment, ("", "no paper claim"))[1]
         edge_text = f"edges {edges:.2f}" if np.isfinite(edges) else "no edges"
         parts.append(f"{experiment} {edge_text}, effective features {features:.2f} ({claim})")
+    fewer, unclear = [], []
+    for experiment in experiments:
+        total = pca[(pca["experiment"] == experiment) & (pca["metric"] == "edges_required")
+                    & (pca["row"] == "total") & (pca["status"] == "ok")]["log2_ratio"]
+        mean, low, high = mean_interval(total)
+        if np.isfinite(high) and high < 0:
+            fewer.append(experiment)
+        elif np.isfinite(mean):
+            unclear.append(experiment + (" (one seed)" if not np.isfinite(high) else ""))
+    no_gain = [e for e in fewer if "no real gain" in FAMILIES.get(e, ("", ""))[1]]
+    verdict = (f"LIB needs fewer edges in total, 95% interval below 1: {', '.join(fewer) or 'none'}"
+               + (f"; not established: {', '.join(unclear)}" if unclear else "") + "."
+               + (f" Against the paper, whose LMs showed no real gain, so does {', '.join(no_gain)}"
+                  "." if no_gain else ""))
     return ("LIB / PCA, geometric means over seeds (total edges at the family's tolerance; "
-            "effective features over layers): " + "; ".join(parts) + ".")
+            "effective features over layers): " + "; ".join(parts) + ".\n" + verdict)
 
 
 def _ratio_formatter():
@@ -416,18 +447,16 @@ def _ratio_formatter():
     return FuncFormatter(text)
 
 
-def _count_label(ax, y: float, long: pd.DataFrame, experiment: str, block: str, row: str,
-                 metric: str) -> None:
-    """Mean counts "LIB 52 / PCA 68" at the right edge of a count panel."""
-    cell = long[(long["experiment"] == experiment) & (long["block"] == block)
-                & (long["row"] == row) & (long["metric"] == metric)]
-    means = cell.groupby("method")["value"].mean()
-    if "lib" not in means or "pca" not in means or cell["censored"].all():
+def _count_label(ax, y: float, counts: pd.DataFrame, key: tuple) -> None:
+    """Mean counts "LIB / PCA" at the right edge of a count panel (none for censored cells)."""
+    if key not in counts.index:
         return
-    ax.annotate(f"{means['lib']:.0f} / {means['pca']:.0f}", (1.0, y), xycoords=("axes fraction",
-                                                                              "data"),
-                xytext=(-2, 0), textcoords="offset points", ha="right", va="center",
-                fontsize=6.5, color="0.35")
+    cell = counts.loc[[key]].set_index("method")
+    if "lib" not in cell.index or "pca" not in cell.index or cell["censored"].all():
+        return
+    ax.annotate(f"{cell.loc['lib', 'value']:.0f} / {cell.loc['pca', 'value']:.0f}", (1.0, y),
+                xycoords=("axes fraction", "data"), xytext=(-2, 0), textcoords="offset points",
+                ha="right", va="center", fontsize=6.5, color="0.35")
 
 
 def _row_labels(axes, slots: list[tuple], experiments: dict[str, dict]) -> None:
@@ -440,7 +469,7 @@ def _row_labels(axes, slots: list[tuple], experiments: dict[str, dict]) -> None:
     axes[0].set_yticks(ticks, labels, fontsize=8)
     third = axes[len(LAYER_METRICS)]
     for y, kind, experiment, _, transition in slots:
-        if kind == "row" and transition and transition != "(none stored)":
+        if kind == "row" and transition and not transition.startswith("("):
             name = experiments[experiment]["transition_names"].get(transition, transition)
             third.annotate(name, (0.0, y), xycoords=("axes fraction", "data"), xytext=(-3, 0),
                            textcoords="offset points", ha="right", va="center", fontsize=8)
