@@ -274,8 +274,9 @@ def test_lm_figure_panels_are_the_attention_and_mlp_sections(tmp_path):
     assert kinds == {"blocks.0.hook_resid_pre->blocks.0.hook_resid_mid": "attention",
                      "blocks.0.hook_resid_mid->blocks.0.hook_resid_post": "MLP",
                      "blocks.0.hook_resid_post->output": None}
-    paths = fig06_lm_edges.make(results, tmp_path / "out")
-    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    paths = fig06_lm_edges.make(results, tmp_path / "out")  # with the LM graph (6b) beside it
+    assert [p.name for p in paths] == ["fig06_lm_edges.png", "fig06_lm_edges.pdf",
+                                       "fig06b_lm_graph.png", "fig06b_lm_graph.pdf"]
     with pytest.raises(MissingResults, match="experiment=tiny_gpt"):
         fig06_lm_edges.make(tmp_path / "empty", tmp_path / "out")
 

@@ -103,4 +103,7 @@ def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
                  "between 0 and its first point, so there is no curve to draw"
                  + (f"; {samples} held-out windows)" if samples else ")"), fontsize=10.5)
     fig.tight_layout()
-    return style.save(fig, out, STEM)
+    written = style.save(fig, out, STEM)
+    from interbasis.figures.fig06b_lm_graph import make_graph  # the LM graph beside it
+
+    return written + make_graph(runs, experiment, out)
