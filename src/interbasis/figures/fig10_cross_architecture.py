@@ -72,6 +72,14 @@ FAMILIES = {
                  "no paper claim"),
 }
 UNITS = {True: "accuracy", False: "nats"}
+METRIC_NAMES = {  # the markdown's names: what each is and whether it needs a tolerance
+    "effective_features": "effective features (no tolerance)",
+    "features_required": "features required (tolerance)",
+    "edges_required": "edges required (tolerance)",
+    "edges_fraction": "edges required / possible (tolerance)",
+    "edges_99": "edges_99 (no tolerance)",
+    "modularity": "modularity Q (Leiden, resolution 1)",
+}
 
 
 def tolerances(runs: pd.DataFrame) -> tuple[str, str]:
@@ -236,7 +244,8 @@ def markdown(summary: pd.DataFrame, experiments: dict[str, dict]) -> str:
         interval = ("" if not np.isfinite(line.ratio_low)
                     else f" [{line.ratio_low:.2f}, {line.ratio_high:.2f}]")
         ratio = f"**{line.ratio:.2f}**{interval}" if np.isfinite(line.ratio) else "-"
-        rows.append([line.experiment, line.baseline, names.get(line.row, line.row), line.metric,
+        rows.append([line.experiment, line.baseline, names.get(line.row, line.row),
+                     METRIC_NAMES.get(line.metric, line.metric),
                      str(line.seeds), f"{line.lib:.4g}", f"{line.base:.4g}", ratio,
                      line.status])
     return pipe_table(header, rows) + "\n"
