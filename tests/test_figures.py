@@ -326,3 +326,19 @@ def test_layer_names_follow_each_model_family():
     assert sections["blocks.0.hook_resid_mid->blocks.1.hook_resid_pre"] == "block 0 MLP"
     assert sections["ln_final->output"] == "unembed"
     assert transition_names(LAYERS)[f"{LAYERS[0]}->{LAYERS[1]}"] == "attention"
+
+
+def test_cross_architecture_compares_lib_with_neurons_where_neuron_runs_exist(tmp_path):
+    results = synthetic_store(tmp_path / "results", 2, experiment="mlp_paper", model="mlp")
+    for seed in (0, 1):
+        write_run(results, "mlp_paper", "neuron", seed, "mlp")
+    long, experiments = fig10_cross_architecture.long_table(results)
+    ratios = fig10_cross_architecture.ratio_table(long)
+    assert set(ratios["baseline"]) == {"pca", "neuron"}
+    neuron = ratios[(ratios["baseline"] == "neuron") & (ratios["metric"] == "edges_required")
+                    & (ratios["row"] == "total")].set_index("seed")
+    runs = load_runs(results / "runs").set_index(["method", "seed"])
+    lib, base = (runs.loc[(m, 1), "ablation/edges_required@0.001/total"] for m in ("lib", "neuron"))
+    assert neuron.loc[1, "log2_ratio"] == pytest.approx(np.log2(lib / base), rel=1e-5)
+    paths = fig10_cross_architecture.draw(long, ratios, experiments, tmp_path / "out")
+    assert paths[0].read_bytes()[:4] == b"\x89PNG"

@@ -194,6 +194,7 @@ def _draw_lib_graph(ax, runs: pd.DataFrame) -> None:
                                       for layer in graph.layers], fontsize=9.5)
     ax.set_yticks([])
     ax.set_xlim(-0.15, len(shown) - 0.35)
+    ax.spines["left"].set_visible(False)
     ax.grid(False)
     ax.set_title(f"LIB graph, seed {lib['seed']}: features 1-{TOP_FEATURES} (by \u039b) per "
                  f"layer;\n{STRONGEST_INPUTS} strongest needed inputs each, width ~ log10(E / eps);"
