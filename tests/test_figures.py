@@ -184,14 +184,14 @@ def test_the_cross_architecture_table_holds_per_seed_ratios_of_every_model(tmp_p
     fraction = table[(table["metric"] == "edges_fraction") & (table["row"] == "total")]
     assert ((fraction["value_method"] > 0) & (fraction["value_method"] <= 1)).all()
     markdown = (tmp_path / "out" / "fig10_cross_architecture.md").read_text()
-    assert "| modadd_paper | pca | total | edges_required | 2 |" in markdown
+    assert "| modadd_paper | pca | total | edges required (tolerance) | 2 |" in markdown
     assert "| mlp_paper | pca |" in markdown
 
 
 def test_cross_architecture_marks_censored_layers_and_missing_edges(tmp_path):
     """A layer whose k_required is above its basis rank (the tolerance was never reached, as
     SmolLM2's rank + 1 today) is 'both censored' with no ratio; a model without edge ablations
-    has node rows only."""
+    has no edges-required rows."""
     results = synthetic_store(tmp_path / "results", 1, experiment="smollm2_135m", model="hf_lm")
     layer = LAYERS[0]
     for path in (results / "runs" / "smollm2_135m").glob("*/summary.json"):
@@ -206,7 +206,8 @@ def test_cross_architecture_marks_censored_layers_and_missing_edges(tmp_path):
     ratios = fig10_cross_architecture.ratio_table(long)
     cell = ratios[(ratios["row"] == layer) & (ratios["metric"] == "features_required")]
     assert list(cell["status"]) == ["both censored"] and cell["log2_ratio"].isna().all()
-    assert not (ratios["block"] == "transition").any()
+    # without edge ablations a transition has only the weight-based edges_99
+    assert set(ratios[ratios["block"] == "transition"]["metric"]) == {"edges_99"}
     assert experiments["smollm2_135m"]["k_delta"] == "0.001"
     fig10_cross_architecture.draw(long, ratios, experiments, tmp_path / "out")
 
