@@ -160,29 +160,56 @@ def test_every_figure_is_drawn_from_a_synthetic_store(tmp_path, capsys, n_seeds)
     assert f"{len(DRAWN)} figures written" in printed and "0 failed" in printed
 
 
-def test_the_cross_architecture_table_has_one_row_per_model_and_true_ratios(tmp_path):
+def test_the_cross_architecture_table_holds_per_seed_ratios_of_every_model(tmp_path):
     results = synthetic_store(tmp_path / "results", 2)
     synthetic_store(results, 1, experiment="mlp_paper", model="mlp")
     paths = fig10_cross_architecture.make(results, tmp_path / "out")
     assert {path.suffix for path in paths} == {".png", ".pdf", ".csv", ".md"}
     table = pd.read_csv(tmp_path / "out" / "fig10_cross_architecture.csv")
-    assert list(table["experiment"]) == ["mlp_paper", "modadd_paper"]
-    assert list(table["model"]) == ["mlp", "modadd"]
+    assert list(dict.fromkeys(table["experiment"])) == ["modadd_paper", "mlp_paper"]
+    assert set(table["baseline"]) == {"pca"}  # no neuron runs in the store
     runs = load_runs(results / "runs")
-    runs = runs[runs["experiment"] == "modadd_paper"]
-    means = runs.groupby("method")
-    row = table[table["experiment"] == "modadd_paper"].iloc[0]
-    edges = means["ablation/edges_required@0.001/total"].mean()
-    assert row["edges_required_ratio"] == pytest.approx(edges["lib"] / edges["pca"], rel=1e-5)
-    q = means["modularity/q"].mean()
-    assert row["modularity_ratio"] == pytest.approx(q["lib"] / q["pca"], rel=1e-5)
-    k_cols = [c for c in runs if c.startswith("ablation/k_required@0.001/")]
-    features = runs[k_cols].mean(axis=1).groupby(runs["method"]).mean()
-    assert row["features_required_ratio"] == pytest.approx(features["lib"] / features["pca"],
-                                                           rel=1e-5)
-    assert row["seeds_lib"] == 2 and row["seeds_pca"] == 2
+    runs = runs[runs["experiment"] == "modadd_paper"].set_index(["method", "seed"])
+    total = table[(table["experiment"] == "modadd_paper") & (table["row"] == "total")
+                  & (table["metric"] == "edges_required")].set_index("seed")
+    assert sorted(total.index) == [0, 1]  # one ratio per seed, paired by seed
+    for seed in (0, 1):
+        lib, pca = (runs.loc[(m, seed), "ablation/edges_required@0.001/total"]
+                    for m in ("lib", "pca"))
+        assert total.loc[seed, "log2_ratio"] == pytest.approx(np.log2(lib / pca), rel=1e-5)
+    layer = LAYERS[1]
+    k = table[(table["experiment"] == "modadd_paper") & (table["row"] == layer)
+              & (table["metric"] == "features_required")].set_index("seed")
+    assert k.loc[0, "value_method"] == runs.loc[("lib", 0), f"ablation/k_required@0.001/{layer}"]
+    fraction = table[(table["metric"] == "edges_fraction") & (table["row"] == "total")]
+    assert ((fraction["value_method"] > 0) & (fraction["value_method"] <= 1)).all()
     markdown = (tmp_path / "out" / "fig10_cross_architecture.md").read_text()
-    assert markdown.count("| modadd_paper |") == 1 and markdown.count("| mlp_paper |") == 1
+    assert "| modadd_paper | pca | total | edges required (tolerance) | 2 |" in markdown
+    assert "| mlp_paper | pca |" in markdown
+
+
+def test_cross_architecture_marks_censored_layers_and_missing_edges(tmp_path):
+    """A layer whose k_required is above its basis rank (the tolerance was never reached, as
+    SmolLM2's rank + 1 today) is 'both censored' with no ratio; a model without edge ablations
+    has no edges-required rows."""
+    results = synthetic_store(tmp_path / "results", 1, experiment="smollm2_135m", model="hf_lm")
+    layer = LAYERS[0]
+    for path in (results / "runs" / "smollm2_135m").glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        summary = {k: v for k, v in summary.items() if "edges_required" not in k}
+        summary[f"ablation/k_required@0.001/{layer}"] = summary[f"rank/basis/{layer}"] + 1
+        path.write_text(json.dumps(summary))
+    for path in (results / "runs" / "smollm2_135m").glob("*/curves.csv"):
+        curves = pd.read_csv(path)
+        curves[curves["kind"] == "node"].to_csv(path, index=False)
+    long, experiments = fig10_cross_architecture.long_table(results)
+    ratios = fig10_cross_architecture.ratio_table(long)
+    cell = ratios[(ratios["row"] == layer) & (ratios["metric"] == "features_required")]
+    assert list(cell["status"]) == ["both censored"] and cell["log2_ratio"].isna().all()
+    # without edge ablations a transition has only the weight-based edges_99
+    assert set(ratios[ratios["block"] == "transition"]["metric"]) == {"edges_99"}
+    assert experiments["smollm2_135m"]["k_delta"] == "0.001"
+    fig10_cross_architecture.draw(long, ratios, experiments, tmp_path / "out")
 
 
 def test_an_empty_store_skips_every_figure_with_one_line_naming_the_command(tmp_path, capsys):
@@ -248,26 +275,71 @@ def test_lm_figure_panels_are_the_attention_and_mlp_sections(tmp_path):
     assert kinds == {"blocks.0.hook_resid_pre->blocks.0.hook_resid_mid": "attention",
                      "blocks.0.hook_resid_mid->blocks.0.hook_resid_post": "MLP",
                      "blocks.0.hook_resid_post->output": None}
-    paths = fig06_lm_edges.make(results, tmp_path / "out")
-    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    paths = fig06_lm_edges.make(results, tmp_path / "out")  # with the LM graph (6b) beside it
+    assert [p.name for p in paths] == ["fig06_lm_edges.png", "fig06_lm_edges.pdf",
+                                       "fig06b_lm_graph.png", "fig06b_lm_graph.pdf"]
     with pytest.raises(MissingResults, match="experiment=tiny_gpt"):
         fig06_lm_edges.make(tmp_path / "empty", tmp_path / "out")
 
 
 def test_cross_architecture_rows_use_each_experiments_own_tolerance(tmp_path):
-    """A language model's summaries hold k_required@0.05 and edges_required@0.05 only: its row
-    uses them (and says so) instead of the missing @0.001 columns."""
+    """A language model's summaries hold k_required@0.05 and edges_required@0.05 only: its rows
+    use them (and say so) instead of the missing @0.001 columns."""
     results = synthetic_store(tmp_path / "results", 1)
     synthetic_store(results, 1, experiment="tiny_gpt", model="tiny_gpt")
     for path in (results / "runs" / "tiny_gpt").glob("*/summary.json"):
         summary = json.loads(path.read_text())
         summary = {key.replace("@0.001/", "@0.05/"): value for key, value in summary.items()}
         path.write_text(json.dumps(summary))
-    table = fig10_cross_architecture.ratio_table(results)
-    row = table[table["experiment"] == "tiny_gpt"].iloc[0]
-    assert row["delta"] == "0.05" and table.loc[table["experiment"] == "modadd_paper",
-                                                 "delta"].item() == "0.001"
+    long, experiments = fig10_cross_architecture.long_table(results)
+    assert experiments["tiny_gpt"]["k_delta"] == "0.05"
+    assert experiments["modadd_paper"]["k_delta"] == "0.001"
+    ratios = fig10_cross_architecture.ratio_table(long)
+    row = ratios[(ratios["experiment"] == "tiny_gpt") & (ratios["row"] == "total")
+                 & (ratios["metric"] == "edges_required")].iloc[0]
     runs = load_runs(results / "runs")
     lm = runs[runs["experiment"] == "tiny_gpt"].set_index("method")
     edges = lm["ablation/edges_required@0.05/total"]
-    assert row["edges_required_ratio"] == pytest.approx(edges["lib"] / edges["pca"], rel=1e-5)
+    assert row["log2_ratio"] == pytest.approx(np.log2(edges["lib"] / edges["pca"]), rel=1e-5)
+
+
+def test_the_fourier_kde_integrates_to_one_inside_the_unit_interval():
+    from interbasis.figures.fig04_fourier_purity import GRID, kde
+
+    for values in ([0.0, 0.01, 0.02], [0.5] * 4, np.linspace(0, 1, 50)):
+        density = kde(values)
+        assert np.trapezoid(density, GRID) == pytest.approx(1.0, abs=0.01)
+        assert (density >= 0).all()
+    peak = GRID[np.argmax(kde([0.8, 0.82, 0.79]))]
+    assert abs(peak - 0.8) < 0.03
+    assert not kde([]).any()
+
+
+def test_layer_names_follow_each_model_family():
+    from interbasis.figures.style import layer_names, transition_names
+
+    assert layer_names(["0", "2", "4"]) == {"0": "input", "2": "hidden 1", "4": "hidden 2"}
+    assert transition_names(["0", "2", "4"])["4->output"] == "hidden 2 \u2192 logits"
+    gpt = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.1.hook_resid_pre",
+           "blocks.1.hook_resid_mid", "ln_final"]
+    assert layer_names(gpt)["blocks.1.hook_resid_mid"] == "block 1 attn-MLP"
+    sections = transition_names(gpt)
+    assert sections["blocks.0.hook_resid_mid->blocks.1.hook_resid_pre"] == "block 0 MLP"
+    assert sections["ln_final->output"] == "unembed"
+    assert transition_names(LAYERS)[f"{LAYERS[0]}->{LAYERS[1]}"] == "attention"
+
+
+def test_cross_architecture_compares_lib_with_neurons_where_neuron_runs_exist(tmp_path):
+    results = synthetic_store(tmp_path / "results", 2, experiment="mlp_paper", model="mlp")
+    for seed in (0, 1):
+        write_run(results, "mlp_paper", "neuron", seed, "mlp")
+    long, experiments = fig10_cross_architecture.long_table(results)
+    ratios = fig10_cross_architecture.ratio_table(long)
+    assert set(ratios["baseline"]) == {"pca", "neuron"}
+    neuron = ratios[(ratios["baseline"] == "neuron") & (ratios["metric"] == "edges_required")
+                    & (ratios["row"] == "total")].set_index("seed")
+    runs = load_runs(results / "runs").set_index(["method", "seed"])
+    lib, base = (runs.loc[(m, 1), "ablation/edges_required@0.001/total"] for m in ("lib", "neuron"))
+    assert neuron.loc[1, "log2_ratio"] == pytest.approx(np.log2(lib / base), rel=1e-5)
+    paths = fig10_cross_architecture.draw(long, ratios, experiments, tmp_path / "out")
+    assert paths[0].read_bytes()[:4] == b"\x89PNG"

@@ -3,9 +3,10 @@
 For every vision experiment with LIB and PCA runs (``cifar_paper``, ``fashion_mlp``) it writes
 
 - ``fig05_vision_<experiment>``: top row, edges required per transition and in total (mean over
-  seeds, dots = seeds); bottom row, the fraction of a transition's edge weight held by its n
-  largest edges (``edge_weight.csv``), LIB vs PCA, with the LIB interaction graph of seed 0 beside
-  them (top features per layer, edges above the bisection's eps, width by log10(E / eps));
+  seeds, dots = seeds, log scale, with the share of possible edges); bottom row, the fraction of a
+  transition's edge weight held by its n largest edges (``edge_weight.csv``), LIB vs PCA;
+- ``fig05c_graph_<experiment>``: the LIB interaction graph of the first seed (top features per
+  layer, edges above the bisection's eps, width by log10(E / eps)), nodes labelled;
 - ``fig05b_classes_<experiment>``: mean value per class of the first hidden layer's most
   class-group-separating features (``class_means.csv``, ``class_separation.csv``), LIB vs PCA.
 """
@@ -52,8 +53,26 @@ def _read_runs_csv(runs: pd.DataFrame, name: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+STAND_IN = {"fashion_mlp": "Fashion-MNIST standing in for CIFAR-10 (no CIFAR-10 runs stored)"}
+
+
+def possible_edges(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per run and transition (and total), the non-constant edges there are: the last count of
+    its edge bisection in ``curves.csv`` (every edge kept)."""
+    frames = []
+    for run in runs.itertuples():
+        curves = data.curves(run.path)
+        edges = curves[curves["kind"] == "edge"].groupby("layer")["x"].max()
+        frames.append(pd.DataFrame({"method": run.method, "seed": run.seed,
+                                    "panel": [*edges.index, "total"],
+                                    "possible": [*edges.to_numpy(), edges.sum()]}))
+    return pd.concat(frames, ignore_index=True)
+
+
 def sparsity_figure(runs: pd.DataFrame, experiment: str, out: Path) -> list[Path]:
     panels, long = edges_required(runs)
+    long = long.merge(possible_edges(runs), on=["method", "seed", "panel"], how="left")
+    names = style.transition_names(data.node_layers(runs["path"].iloc[0]))
     weight = _read_runs_csv(runs, "edge_weight.csv")
     transitions = list(dict.fromkeys(weight["transition"]))
     n_cols = max(len(panels), len(transitions) + 1)
@@ -62,18 +81,24 @@ def sparsity_figure(runs: pd.DataFrame, experiment: str, out: Path) -> list[Path
         for i, method in enumerate(style.METHODS):
             values = long[(long["panel"] == panel) & (long["method"] == method)]["edges"]
             color = style.method_color(method)
-            ax.bar(i, values.mean(), width=0.6, color=color, alpha=0.35, edgecolor=color,
-                   label=style.method_label(method))
+            # a mean line, not a bar: bar heights mean nothing on a log axis
+            ax.hlines(values.mean(), i - 0.3, i + 0.3, color=color, lw=2.5,
+                      label=style.method_label(method))
             ax.scatter(np.full(len(values), i), values, color=color, s=20, zorder=3,
                        marker=style.method_marker(method), edgecolor="white", lw=0.5)
-        means = long[long["panel"] == panel].groupby("method")["edges"].mean()
-        ax.set_xticks(range(len(style.METHODS)), [f"{style.method_label(m)}\n{means[m]:.0f}"
-                                                  for m in style.METHODS])
-        ax.set_title(f"edges required: {_transition(panel)}", fontsize=9.5)
+        cell = long[long["panel"] == panel]
+        means = cell.groupby("method")["edges"].mean()
+        shares = (cell["edges"] / cell["possible"]).groupby(cell["method"]).mean()
+        ax.set_xticks(range(len(style.METHODS)), [
+            f"{style.method_label(m)}\n{means[m]:.0f}" + (
+                f"\n({100 * shares[m]:.0f}% of possible)" if np.isfinite(shares.get(m, np.nan))
+                else "") for m in style.METHODS], fontsize=8.5)
+        ax.set_yscale("log")
+        ax.set_title(f"edges required: {names.get(panel, panel)}", fontsize=9.5)
         ax.grid(axis="x", visible=False)
     for ax in axes[0, len(panels):]:
         ax.axis("off")
-    axes[0, 0].set_ylabel("non-constant edges required (0.001 acc.)")
+    axes[0, 0].set_ylabel("non-constant edges required\n(within 0.001 accuracy; log scale)")
     for ax, transition in zip(axes[1], transitions):
         for method in style.METHODS:
             rows = weight[(weight["transition"] == transition) & (weight["method"] == method)]
@@ -84,30 +109,71 @@ def sparsity_figure(runs: pd.DataFrame, experiment: str, out: Path) -> list[Path
         ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("edges kept (largest first)")
-        ax.set_title(f"edge weight held: {_transition(transition)}", fontsize=9.5)
+        ax.set_title(f"edge weight held: {names.get(transition, transition)}", fontsize=9.5)
     axes[1, 0].set_ylabel("fraction of total edge weight")
     axes[1, 0].legend(loc="lower right")
-    for ax in axes[1, len(transitions) + 1:]:
+    for ax in axes[1, len(transitions):]:
         ax.axis("off")
-    _draw_lib_graph(axes[1, len(transitions)], runs)
-    fig.suptitle(f"Vision MLP ({experiment}): edges needed and edge-weight concentration, LIB vs "
-                 f"PCA ({runs['seed'].nunique()} seeds; thin lines: other seeds)", fontsize=10.5)
+    if len(transitions) < n_cols:
+        axes[1, len(transitions)].annotate(
+            f"the LIB interaction graph:\nfig05c_graph_{experiment}.png", (0.5, 0.5),
+            xycoords="axes fraction", ha="center", va="center", fontsize=9, color="0.35")
+    what = STAND_IN.get(experiment, experiment)
+    fig.suptitle(f"Vision MLP, {what}: edges needed and edge-weight concentration, LIB vs PCA\n"
+                 f"top: line = mean of {runs['seed'].nunique()} seeds, dots = single seeds; "
+                 f"bottom: thick line seed {int(runs['seed'].min())}, thin lines the other seeds",
+                 fontsize=10.5)
     fig.tight_layout()
-    return style.save(fig, out, f"{STEM}_{experiment}")
+    written = style.save(fig, out, f"{STEM}_{experiment}")
+    fig, ax = style.figure(figsize=(10.5, 6.0))
+    _draw_lib_graph(ax, runs)
+    fig.suptitle(f"Vision MLP, {STAND_IN.get(experiment, experiment)}: the LIB interaction graph",
+                 fontsize=10.5)
+    fig.tight_layout()
+    return written + style.save(fig, out, f"fig05c_graph_{experiment}")
 
 
 def _transition(name: str) -> str:
     return "total" if name == "total" else name.replace("->", " \u2192 ")
 
 
+def _top_classes(path: str, layer: str) -> dict[int, str]:
+    """Feature -> the class with the largest |mean value| (and its sign), where stored; for the
+    logits (unrotated), feature i is class i's logit."""
+    file = Path(path) / "class_means.csv"
+    if not file.is_file():
+        return {}
+    means = pd.read_csv(file)
+    if layer == "output":
+        names = means.drop_duplicates("class").set_index("class")["class_name"]
+        return {int(c): str(name) for c, name in names.items()}
+    means = means[means["layer"].astype(str) == str(layer)]
+    labels = {}
+    for feature, rows in means.groupby("feature"):
+        top = rows.loc[rows["mean"].abs().idxmax()]
+        labels[int(feature)] = f"{top['class_name']} {'+' if top['mean'] > 0 else '-'}"
+    return labels
+
+
 def _draw_lib_graph(ax, runs: pd.DataFrame) -> None:
     lib = runs[runs["method"] == "lib"].iloc[0]
     graph = data.graph(lib["path"], "lib")
+    names = style.layer_names([layer.name for layer in graph.layers])
     eps = data.partition(lib["path"], lib["experiment"], 1.0)["eps"]
-    shown = [list(range(1, min(layer.rank, TOP_FEATURES + 1))) for layer in graph.layers]
+    # features 1.. of rotated layers (0 is the constant); the logits from 0, one per class
+    shown = [list(range(1, min(layer.rank, TOP_FEATURES + 1))) if layer.has_constant
+             else list(range(min(layer.rank, TOP_FEATURES))) for layer in graph.layers]
     for column, features in enumerate(shown):
         ax.scatter(np.full(len(features), column), -np.arange(len(features)), s=28, zorder=3,
                    color=style.method_color("lib"), edgecolor="black", lw=0.4)
+        classes = _top_classes(lib["path"], graph.layers[column].name)
+        for row, feature in enumerate(features):
+            text = f"f{feature}" + (f" {classes[feature]}" if feature in classes else "")
+            if not graph.layers[column].has_constant:  # the logits: one per class
+                text = classes.get(feature, f"logit {feature}")
+            ax.annotate(text, (column, -row), xytext=(6, 0), textcoords="offset points",
+                        fontsize=8, va="center", ha="left", zorder=4, color="0.15",
+                        bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.3})
     lines = []
     for index, edges in enumerate(graph.edges):
         limit = eps.get(graph.transition_names[index]) if isinstance(eps, dict) else None
@@ -124,13 +190,16 @@ def _draw_lib_graph(ax, runs: pd.DataFrame) -> None:
     for index, col, row, strength in lines:
         ax.plot([index, index + 1], [-col, -row], color="0.25", zorder=1,
                 lw=0.3 + 2.2 * strength / top, alpha=0.3 + 0.6 * strength / top)
-    ax.set_xticks(range(len(shown)), [layer.name for layer in graph.layers])
+    ax.set_xticks(range(len(shown)), [names.get(layer.name, layer.name)
+                                      for layer in graph.layers], fontsize=9.5)
     ax.set_yticks([])
-    ax.set_xlim(-0.4, len(shown) - 0.6)
+    ax.set_xlim(-0.15, len(shown) - 0.35)
+    ax.spines["left"].set_visible(False)
     ax.grid(False)
-    ax.set_title(f"LIB graph, seed {lib['seed']}: top {TOP_FEATURES} features per layer,\n"
-                 f"{STRONGEST_INPUTS} strongest inputs each (width: log10 E / eps)", fontsize=9)
-    ax.set_xlabel("node layer (input of Linear)")
+    ax.set_title(f"LIB graph, seed {lib['seed']}: features 1-{TOP_FEATURES} (by \u039b) per "
+                 f"layer;\n{STRONGEST_INPUTS} strongest needed inputs each, width ~ log10(E / eps);"
+                 "\nlabels: feature and, where class means are stored, the class with the largest "
+                 "|mean| (its sign)", fontsize=9.5)
 
 
 def class_figure(runs: pd.DataFrame, experiment: str, out: Path) -> list[Path]:
@@ -138,6 +207,12 @@ def class_figure(runs: pd.DataFrame, experiment: str, out: Path) -> list[Path]:
     separation = _read_runs_csv(runs, "class_separation.csv")
     seed = int(runs["seed"].min())
     layer = separation["layer"].min()
+    layer_name = style.layer_names(data.node_layers(runs["path"].iloc[0])).get(str(layer),
+                                                                                str(layer))
+    best = separation[separation["layer"] == layer].groupby(["method", "seed"])["eta2_groups"].max()
+    per_seed = "; ".join(f"{style.method_label(m)} " + " / ".join(
+        f"{best.get((m, s), np.nan):.2f}" for s in sorted(runs["seed"].unique()))
+        for m in style.METHODS)
     fig, axes = style.figure(1, 2, figsize=(12.5, 4.6), squeeze=False, layout="constrained")
     for ax, method in zip(axes[0], style.METHODS):
         sep = separation[(separation["method"] == method) & (separation["seed"] == seed)
@@ -157,11 +232,16 @@ def class_figure(runs: pd.DataFrame, experiment: str, out: Path) -> list[Path]:
         ax.set_yticks(range(len(best)), [f"f{f}  \u03b7\u00b2={e:.2f}" for f, e in
                                          zip(best["feature"], best["eta2_groups"])], fontsize=8)
         ax.grid(False)
-        ax.set_title(f"{style.method_label(method)}: the layer-{layer} features that best "
+        bounds = np.flatnonzero(order["group"].to_numpy()[1:] != order["group"].to_numpy()[:-1])
+        for bound in bounds:  # a line between the class groups
+            ax.axvline(bound + 0.5, color="black", lw=1.2)
+        ax.set_title(f"{style.method_label(method)}: the {layer_name} features that best "
                      "separate the class groups", fontsize=9.5)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8,
                  label="mean feature value per class / max |mean|")
-    fig.suptitle(f"Vision MLP ({experiment}, seed {seed}): mean first-hidden-layer feature value "
-                 "per class (\u03b7\u00b2: share of variance explained by the class groups)",
-                 fontsize=10.5)
+    groups = ", ".join(sorted(means["group"].dropna().unique()))
+    fig.suptitle(f"Vision MLP, {STAND_IN.get(experiment, experiment)}, seed {seed}: mean "
+                 f"{layer_name} feature value per class\n(\u03b7\u00b2: share of a feature's "
+                 f"variance explained by the {means['group'].nunique()} class groups {groups}; "
+                 f"best {layer_name} \u03b7\u00b2 per seed: {per_seed})", fontsize=10.5)
     return style.save(fig, out, f"fig05b_classes_{experiment}")

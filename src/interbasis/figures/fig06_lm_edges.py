@@ -1,19 +1,22 @@
 """Figure 6: language models, increase of the held-out cross-entropy vs edges kept, LIB vs PCA.
 
-One panel per transition whose section is an attention sublayer (``resid_pre -> resid_mid``) or an
-MLP sublayer (``resid_mid -> next resid_pre``), in model order. Each point is one evaluation of the
-edge bisection of one run (the bisection only visits a few edge counts, so there is no curve over
-every count); a line joins one run's points. The dotted line is the tolerance ``edge_delta`` the
-bisection searches for. Reads ``curves.csv`` (edge rows), ``config.yaml`` and ``summary.json`` of
+One panel per transition with an edge ablation, in model order: the attention and MLP sections of
+every block and the unembedding (``ln_final -> output``). Each point is one evaluation of the edge
+bisection of one run, drawn as a point: the bisection only visits a few edge counts (halving from
+all edges, then closing in on the tolerance), so there is no curve between them, and the 0-edge
+evaluation (ablate all) is quoted in the panel title rather than drawn on the log axis. The y axis
+is linear, so a small negative increase (an ablation that helps by noise) reads as such. The
+dotted line is the tolerance ``edge_delta`` the bisection searches for. Reads ``curves.csv``
+(edge rows), ``config.yaml`` and ``summary.json`` of
 every complete run of the experiment (default: ``tiny_gpt``).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
 from interbasis.figures import data, style
 
@@ -46,35 +49,61 @@ def edge_points(runs: pd.DataFrame) -> pd.DataFrame:
 def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
     runs = data.method_runs(results, experiment)
     points = edge_points(runs)
-    transitions = [t for t in dict.fromkeys(points["layer"]) if section_kind(t) is not None]
+    transitions = list(dict.fromkeys(points["layer"]))
     if not transitions:
-        raise data.MissingResults(f"runs of {experiment} have no attention or MLP transitions "
-                                  "with edge ablations")
-    fig, axes = style.figure(1, len(transitions), figsize=(3.6 * len(transitions), 3.6),
+        raise data.MissingResults(f"runs of {experiment} have no edge ablations")
+    names = style.transition_names(data.node_layers(runs["path"].iloc[0]))
+    n_cols = min(len(transitions), 3)
+    n_rows = -(-len(transitions) // n_cols)
+    fig, axes = style.figure(n_rows, n_cols, figsize=(4.3 * n_cols, 3.5 * n_rows + 0.6),
                              sharey=True, squeeze=False)
     delta = points["delta"].dropna().iloc[0]
-    for ax, transition in zip(axes[0], transitions):
+    probed = points[points["x"] > 0]  # 0 edges kept is the ablate-all score, quoted in titles
+    for ax, transition in zip(axes.flat, transitions):
+        section = points[points["layer"] == transition]
         for method in style.METHODS:
-            rows = points[(points["layer"] == transition) & (points["method"] == method)]
-            seeds = sorted(rows["seed"].unique())
-            for index, seed in enumerate(seeds):
-                run = rows[rows["seed"] == seed].sort_values("x")
-                ax.plot(run["x"].clip(lower=1), run["increase"], color=style.method_color(method),
-                        marker=style.method_marker(method), ms=3.5, lw=1.0, alpha=0.8,
-                        label=(f"{style.method_label(method)} ({len(seeds)} seeds, one line "
-                               "each)") if index == 0 else None)
+            rows = probed[(probed["layer"] == transition) & (probed["method"] == method)]
+            color = style.method_color(method)
+            # LIB filled on top, PCA open below: both stay visible where they coincide
+            ax.scatter(rows["x"], rows["increase"], s=22 if method == "lib" else 30,
+                       marker=style.method_marker(method), zorder=4 if method == "lib" else 3,
+                       facecolors=color if method == "lib" else "none", edgecolors=color,
+                       lw=1.0, alpha=0.85,
+                       label=f"{style.method_label(method)} ({rows['seed'].nunique()} seeds)")
+        required = runs.groupby("method")[f"ablation/edges_required@{delta:g}/{transition}"]
+        required = required.mean()
+        zero = section[section["x"] == 0]["increase"].mean()
         ax.axhline(delta, color="0.3", ls=":", lw=1.0)
+        ax.axhline(0, color="0.6", lw=0.6)
         ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=0.01)
-        block = re.search(r"blocks\.(\d+)\.", transition)
-        ax.set_title(f"{section_kind(transition)}"
-                     + (f", block {block.group(1)}" if block else ""), fontsize=9.5)
-        ax.set_xlabel("edges kept")
-    axes[0, 0].set_ylabel("held-out CE increase (nats)")
-    axes[0, 0].legend(loc="upper right", fontsize=8)
+        ax.set_title(f"{names.get(transition, transition)}\nrequired (mean): LIB "
+                     f"{required.get('lib', float('nan')):.0f}, PCA "
+                     f"{required.get('pca', float('nan')):.0f}  (0 edges: +{zero:.2f})",
+                     fontsize=9.5)
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("edges kept (evaluated by the bisection)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("held-out CE increase (nats)")
+    for ax in list(axes.flat)[len(transitions):]:
+        ax.axis("off")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles.append(axes[0, 0].plot([], [], color="0.3", ls=":", lw=1.0)[0])
+    labels.append(f"tolerance {delta:g} nats")
+    spare = list(axes.flat)[len(transitions):]
+    if spare:
+        spare[0].legend(handles, labels, loc="center", fontsize=10)
+    else:
+        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=10,
+                   bbox_to_anchor=(0.5, -0.04))
     samples = int(runs["ablation/n_samples"].iloc[0]) if "ablation/n_samples" in runs else None
-    fig.suptitle(f"Language model ({experiment}): CE-loss increase vs edges kept per section; "
-                 f"dotted: tolerance {delta:g} nats"
-                 + (f"; {samples} held-out windows" if samples else ""), fontsize=10.5)
+    fig.suptitle(f"Language model ({experiment}): held-out CE increase at the edge counts the "
+                 "bisection evaluated, per section\n(points only: the bisection probes no counts "
+                 "between 0 and its first point, so there is no curve to draw"
+                 + (f"; {samples} held-out windows)" if samples else ")"), fontsize=10.5)
     fig.tight_layout()
-    return style.save(fig, out, STEM)
+    written = style.save(fig, out, STEM)
+    from interbasis.figures.fig06b_lm_graph import make_graph  # the LM graph beside it
+
+    return written + make_graph(runs, experiment, out)

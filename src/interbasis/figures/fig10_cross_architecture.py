@@ -1,158 +1,294 @@
-"""Figure 10: LIB / PCA ratios across architectures, as a table and a chart.
+"""Figure 10: LIB against PCA (and neurons) across architectures, as a per-seed forest plot.
 
-One row per experiment that holds complete LIB and PCA runs (a new model family gains its row as
-soon as its runs exist). Per run, from its summary:
+One block of rows per experiment that holds LIB runs and runs of a baseline (PCA; neurons when
+their runs exist); within a block, one row per node layer (left two panels) and per transition
+plus the total (right three panels). Each dot is one seed's log-ratio LIB / baseline, pairing the
+runs of the same seed (the same trained model); the bar is the mean log-ratio with its 95% t
+interval; the x axis is logarithmic, so 1/2 and 2 are equally far from "no difference".
 
-- features required: mean over node layers of ``ablation/k_required@0.001``;
-- edges required: ``ablation/edges_required@0.001/total`` (language models, whose score is a
-  cross-entropy in nats, use their edge delta for both, shown in the ``delta`` column);
-- edges_99: ``sparsity/edges_99`` summed over transitions;
-- modularity: ``modularity/q``.
+The metrics, per run:
 
-Each is averaged over seeds per method; the ratio is LIB mean / PCA mean (below 1: LIB needs fewer
-features or edges; for modularity above 1 means LIB's graph is more modular). Writes
-``fig10_cross_architecture.{csv,md}`` beside the chart.
+- effective features (no tolerance): the area above the node-ablation curve normalised to its own
+  ablation gap (``metrics.comparison.area_above_curve`` on ``curves.csv``), i.e. how many
+  features' worth of the gap is lost, summed over k; a step at k* gives k*;
+- features required: ``ablation/k_required@<tol>`` at the family's tolerance (stated in the block
+  header); a value above the layer's basis rank means the tolerance was never reached and is
+  drawn as censored, not as a ratio;
+- edges required: ``ablation/edges_required@<tol>`` (count) and the same as a share of the
+  transition's possible non-constant edges (the last point of the edge bisection in
+  ``curves.csv``);
+- edges_99 (no tolerance): ``sparsity/edges_99``, the edges holding 99% of the edge weight.
+
+The area under the *edge*-ablation curve is not drawn: the stored edge curves are bisection
+probes near one tolerance, and the bounds monotonicity allows between them are up to ~500x apart
+(the csv keeps them, columns ``edge_area_*``). Writes ``fig10_cross_architecture.{csv,md}``: the
+per-seed values and ratios, and the summary per row. The tables are built in ``fig10_tables``;
+this module draws them.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.transforms import blended_transform_factory
 
-from interbasis.figures import data, style
-from interbasis.results import atomic_write_text, load_runs
-from interbasis.results.report import pipe_table
+from interbasis.figures import style
+from interbasis.figures.fig10_tables import (
+    BASELINES,
+    FAMILIES,
+    UNITS,
+    edge_areas,
+    long_table,
+    markdown,
+    ratio_table,
+    summary_table,
+)
+from interbasis.metrics.comparison import mean_interval
+from interbasis.results import atomic_write_text
 
 STEM = "fig10_cross_architecture"
-METRICS = (  # (column, what the reader sees, whether lower is better)
-    ("features_required", "features required", True),
-    ("edges_required", "edges required", True),
-    ("edges_99", "edges_99", True),
-    ("modularity", "modularity Q", False),
+LAYER_METRICS = (
+    ("effective_features", "effective features\n(area above node-ablation curve)", True),
+    ("features_required", "features required\n(at the block's tolerance;\nright: LIB / PCA means)",
+     False),
 )
-HINTS = {True: "< 1: LIB needs fewer", False: "> 1: LIB more modular"}
+TRANSITION_METRICS = (
+    ("edges_required", "edges required\n(at the block's tolerance;\nright: LIB / PCA means)",
+     False),
+    ("edges_fraction", "edges required as a share\nof possible edges", False),
+    ("edges_99", "edges holding 99%\nof the edge weight", True),
+)
+def _layout(experiments: dict[str, dict], long: pd.DataFrame) -> list[tuple]:
+    """(y, kind, experiment, layer row or None, transition row or None), top to bottom."""
+    slots, y = [], 0
+    for experiment in experiments:
+        slots.append((y, "header", experiment, None, None))
+        y += 1
+        mine = long[long["experiment"] == experiment]
+        layers = list(dict.fromkeys(mine[mine["block"] == "layer"]["row"]))
+        transitions = list(dict.fromkeys(mine[mine["block"] == "transition"]["row"]))
+        if not transitions:
+            transitions = ["(none stored)"]
+        if not (mine["metric"] == "edges_required").any():
+            transitions = [*transitions, "(no edge ablation)"]
+        for i in range(max(len(layers), len(transitions))):
+            slots.append((y, "row", experiment, layers[i] if i < len(layers) else None,
+                          transitions[i] if i < len(transitions) else None))
+            y += 1
+        y += 0.4
+    return slots
 
 
-def tolerances(runs: pd.DataFrame) -> tuple[str, str]:
-    """(k_required delta, edges_required delta) of one experiment's runs: 0.001 where they have
-    it (accuracy scores), else the smallest edge delta stored (the cross-entropy tolerance of
-    language models), with k_required at that same delta when stored."""
-    def stored(prefix: str) -> set[str]:
-        return {c[len(prefix):].split("/")[0] for c in runs if c.startswith(prefix)
-                and runs[c].notna().any()}
-
-    edge_deltas, k_deltas = stored("ablation/edges_required@"), stored("ablation/k_required@")
-    candidates = edge_deltas or k_deltas  # runs without edge ablations: their node deltas
-    edge_delta = "0.001" if "0.001" in candidates or not candidates else min(candidates,
-                                                                             key=float)
-    if edge_delta in k_deltas or not k_deltas:
-        return edge_delta, edge_delta
-    return min(k_deltas, key=float), edge_delta
-
-
-def per_run(runs: pd.DataFrame) -> pd.DataFrame:
-    """The four metrics of every run (each experiment at its own tolerances)."""
-    frames = []
-    for _, group in runs.groupby("experiment", sort=False):
-        group = group.dropna(axis=1, how="all")
-        k_delta, edge_delta = tolerances(group)
-        frame = per_run_at(group, k_delta, edge_delta)
-        frame["delta"] = k_delta if k_delta == edge_delta else f"{k_delta} / {edge_delta}"
-        frames.append(frame)
-    return pd.concat(frames).loc[runs.index]
-
-
-def per_run_at(runs: pd.DataFrame, k_delta: str, edge_delta: str) -> pd.DataFrame:
-    k_cols = [c for c in runs if c.startswith(f"ablation/k_required@{k_delta}/")]
-    e99_cols = [c for c in runs if c.startswith("sparsity/edges_99/")]
-    frame = runs[["experiment", "method", "seed"]].copy()
-    frame["model"] = runs["model"] if "model" in runs else runs["experiment"]
-    frame["features_required"] = runs[k_cols].mean(axis=1) if k_cols else np.nan
-    frame["edges_required"] = runs.get(f"ablation/edges_required@{edge_delta}/total", np.nan)
-    # min_count: a run without edges has no edges_99, not 0 of them
-    frame["edges_99"] = runs[e99_cols].sum(axis=1, min_count=1) if e99_cols else np.nan
-    frame["modularity"] = runs.get("modularity/q", np.nan)
-    return frame
-
-
-def ratio_table(results: Path) -> pd.DataFrame:
-    """One row per experiment with LIB and PCA runs: seeds, means and LIB/PCA ratios."""
-    runs = load_runs(results / "runs")
-    if runs.empty or "method" not in runs:
-        runs = pd.DataFrame()
-    else:
-        runs = runs[runs["method"].isin(style.METHODS)]
-    rows = []
-    if not runs.empty:
-        metrics = per_run(runs)
-        for experiment, group in metrics.groupby("experiment", sort=True):
-            if set(group["method"]) != set(style.METHODS):
-                continue
-            row = {"experiment": experiment, "model": str(group["model"].iloc[0]),
-                   "delta": str(group["delta"].iloc[0])}
-            means = group.groupby("method")[[m for m, _, _ in METRICS]].mean()
-            for method in style.METHODS:
-                row[f"seeds_{method}"] = int((group["method"] == method).sum())
-            for column, _, _ in METRICS:
-                row[f"{column}_lib"] = means.loc["lib", column]
-                row[f"{column}_pca"] = means.loc["pca", column]
-                row[f"{column}_ratio"] = means.loc["lib", column] / means.loc["pca", column]
-            rows.append(row)
-    if not rows:
-        raise data.MissingResults(f"no experiment in {results}/runs has complete LIB and PCA "
-                                  f"runs; `{data.SWEEP_COMMAND}` writes the paper's")
-    return pd.DataFrame(rows)
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """The table as GitHub markdown: means per method and the ratio for each metric."""
-    header = ["experiment", "model", "seeds (LIB/PCA)", "delta"]
-    for _, label, lower in METRICS:
-        header.append(f"{label}: LIB / PCA = ratio ({HINTS[lower]})")
-    rows = []
-    for row in table.itertuples():
-        cells = [row.experiment, row.model, f"{row.seeds_lib}/{row.seeds_pca}", row.delta]
-        for column, _, _ in METRICS:
-            lib, pca, ratio = (getattr(row, f"{column}_{s}") for s in ("lib", "pca", "ratio"))
-            cells.append(f"{lib:.3g} / {pca:.3g} = **{ratio:.2f}**")
-        rows.append(cells)
-    return pipe_table(header, rows) + "\n"
+def _draw_cell(ax, y: float, cell: pd.DataFrame, offset: float, color: str, marker: str
+               ) -> None:
+    ok = cell[cell["status"] != "both censored"]
+    ratios = 2 ** ok["log2_ratio"].to_numpy(dtype=float)
+    finite = np.isfinite(ratios)
+    # seeds as open markers just above the row, the mean and its interval on it
+    ax.scatter(ratios[finite], np.full(finite.sum(), y + offset - 0.22), s=22,
+               facecolors="white", edgecolors=color, marker=marker, lw=1.0, zorder=3)
+    for status, arrow in (("method censored", "\u25b6"), ("baseline censored", "\u25c0")):
+        bounded = ok[ok["status"] == status]
+        for ratio in 2 ** bounded["log2_ratio"].to_numpy(dtype=float):
+            ax.annotate(arrow, (ratio, y + offset - 0.22), ha="center", va="center", fontsize=7,
+                        color=color)
+    mean, low, high = mean_interval(ok[ok["status"] == "ok"]["log2_ratio"])
+    if np.isfinite(low):
+        ax.plot([2 ** low, 2 ** high], [y + offset] * 2, color=color, lw=1.6, zorder=2)
+    if np.isfinite(mean):
+        ax.plot([2 ** mean] * 2, [y + offset - 0.2, y + offset + 0.25], color=color, lw=2.4,
+                zorder=4)
+    if len(cell) and (cell["status"] == "both censored").all():
+        ax.annotate("censored: both need rank + 1 (tolerance never reached)", (0.5, y),
+                    xycoords=("axes fraction", "data"), ha="center", va="center", fontsize=7,
+                    color="0.35", style="italic")
+    elif len(cell) and (cell["value_method"] == cell["value_baseline"]).all() and \
+            cell["metric"].iloc[0] == "effective_features":
+        ax.annotate("same curve: LIB = PCA here", (2 ** 0.15, y), ha="left", va="center",
+                    fontsize=7, color="0.35", style="italic")
 
 
 def make(results: Path, out: Path) -> list[Path]:
-    table = ratio_table(results)
+    long, experiments = long_table(results)
+    ratios = ratio_table(long)
+    summary = summary_table(ratios)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / f"{STEM}.csv", out / f"{STEM}.md"
+    table = ratios.merge(edge_areas(long), on=["experiment", "baseline", "seed", "row"],
+                         how="left")
     atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(md_path, "# Figure 10: LIB / PCA ratios across architectures\n\n"
-                      "Means over seeds; ratio = LIB / PCA (see "
-                      "`src/interbasis/figures/fig10_cross_architecture.py`).\n\n"
-                      + markdown(table))
+    atomic_write_text(md_path, "# Figure 10: LIB against PCA (and neurons) across "
+                      "architectures\n\nPer-seed ratios LIB / baseline paired by seed; the "
+                      "ratio shown is the geometric mean over seeds with its 95% t interval "
+                      "(see `src/interbasis/figures/fig10_cross_architecture.py`). Tolerances "
+                      "per experiment: " + "; ".join(
+                          f"{e} {i['k_delta']} {UNITS[i['higher_is_better']]}"
+                          for e, i in experiments.items()) + ".\n\n"
+                      + markdown(summary, experiments))
+    return [*draw(long, ratios, experiments, out), csv_path, md_path]
 
-    n_models = len(table)
-    width = 0.8 / n_models
-    fig, ax = style.figure(figsize=(max(8.0, 1.9 * len(METRICS) + 1.0 * n_models), 4.4))
-    palette = ["#444444", "#8c6bb1", "#2a9d8f", "#e76f51", "#a0a0a0"]
-    for n, row in enumerate(table.itertuples()):
-        ratios = [getattr(row, f"{column}_ratio") for column, _, _ in METRICS]
-        x = np.arange(len(METRICS)) + (n - (n_models - 1) / 2) * width
-        bars = ax.bar(x, ratios, width=width * 0.9, color=palette[n % len(palette)], alpha=0.85,
-                      label=f"{row.experiment} ({row.model}; seeds {row.seeds_lib}/"
-                            f"{row.seeds_pca})")
-        for bar, value in zip(bars, ratios):
-            if np.isfinite(value):
-                ax.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value),
-                            xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8.5)
-    ax.axhline(1.0, color="0.3", lw=1.0, ls="--", label="LIB = PCA")
-    ax.set_xticks(range(len(METRICS)),
-                  [f"{label}\n({HINTS[lower]})" for _, label, lower in METRICS], fontsize=9)
-    ax.set_ylabel("LIB / PCA (mean over seeds)")
-    ax.set_ylim(0, max(1.25, np.nanmax(table[[f"{c}_ratio" for c, _, _ in METRICS]].to_numpy())
-                       * 1.15))
-    ax.grid(axis="x", visible=False)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(n_models + 1, 3))
-    ax.set_title("LIB / PCA across architectures")
-    fig.tight_layout()
-    return [*style.save(fig, out, STEM), csv_path, md_path]
+
+def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict], out: Path
+         ) -> list[Path]:
+    slots = _layout(experiments, long)
+    height = slots[-1][0] + 1
+    panels = [(m, label, "layer", free) for m, label, free in LAYER_METRICS] + \
+             [(m, label, "transition", free) for m, label, free in TRANSITION_METRICS]
+    n_layer = len(LAYER_METRICS)
+    ratios_w = [1.0] * n_layer + [0.62] + [1.0] * len(TRANSITION_METRICS)  # room for names
+    fig, grid = style.figure(1, len(panels) + 1, figsize=(3.0 * len(panels) + 4.2,
+                                                          0.27 * height + 2.4),
+                             sharey=True, squeeze=False,
+                             gridspec_kw={"wspace": 0.06, "width_ratios": ratios_w})
+    grid[0, n_layer].axis("off")
+    axes = [ax for i, ax in enumerate(grid[0]) if i != n_layer]
+    baselines = [b for b in BASELINES if (ratios["baseline"] == b).any()]
+    offsets = {b: (i - (len(baselines) - 1) / 2) * 0.3 for i, b in enumerate(baselines)}
+    cells = dict(iter(ratios.groupby(["experiment", "metric", "row", "baseline"], sort=False)))
+    empty = ratios.iloc[:0]
+    counts = long.groupby(["experiment", "block", "row", "metric", "method"]).agg(
+        value=("value", "mean"), censored=("censored", "all")).reset_index(
+        "method").sort_index()
+    for ax, (metric, label, block, free) in zip(axes, panels):
+        values = 2 ** ratios[ratios["metric"] == metric]["log2_ratio"].dropna()
+        low = min(0.5, values.min() / 1.4) if len(values) else 0.5
+        high = max(2.0, values.max() * 1.4) if len(values) else 2.0
+        if not free and metric != "edges_fraction":
+            high *= 6  # room on the right for the mean counts
+        for y, kind, experiment, layer, transition in slots:
+            if kind == "header":
+                continue
+            row = layer if block == "layer" else transition
+            if row is None:
+                continue
+            if row in ("(none stored)", "(no edge ablation)"):
+                if metric != "edges_99" or row == "(none stored)":
+                    ax.annotate("no edge ablation stored", (0.5, y), ha="center", va="center",
+                                xycoords=("axes fraction", "data"), fontsize=7, color="0.35",
+                                style="italic")
+                continue
+            for baseline in baselines:
+                cell = cells.get((experiment, metric, row, baseline), empty)
+                _draw_cell(ax, y, cell, offsets[baseline], style.method_color(baseline),
+                           style.method_marker(baseline))
+            if not free and metric != "edges_fraction":
+                _count_label(ax, y, counts, (experiment, block, row, metric))
+        ax.set_xscale("log", base=2)
+        ax.set_xlim(low, high)
+        ax.axvline(1.0, color="0.3", lw=0.9, ls="--", zorder=1)
+        ax.xaxis.set_major_formatter(_ratio_formatter())
+        ax.set_title(label + ("\nno tolerance" if free else ""), fontsize=9)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel("LIB / baseline (log scale)", fontsize=8.5)
+        ax.tick_params(axis="x", labelsize=8)
+    for y, kind, *_ in slots:
+        if kind == "header":
+            for ax in axes:
+                ax.axhspan(y - 0.5, y + 0.5, color="0.93", zorder=0, lw=0)
+    _row_labels(axes, slots, experiments)
+    axes[0].set_ylim(height - 0.3, -0.7)
+    handles = [axes[0].scatter([], [], color=style.method_color(b), marker=style.method_marker(b),
+                               s=22, facecolors="white", edgecolors=style.method_color(b),
+                               label=f"LIB / {style.method_label(b)}: open marker per seed "
+                                     "(paired by seed); tick: mean, line: its 95% interval")
+               for b in baselines]
+    note = ("" if "neuron" in baselines else
+            "no neuron-basis runs stored; a random-rotation baseline needs new runs")
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.03, 1.0), ncol=1,
+               fontsize=8.5, title=note, title_fontsize=8, alignment="left")
+    fig.text(0.035, -0.01, caption(ratios, experiments), ha="left", va="top", fontsize=8.5,
+             wrap=True)
+    fig.suptitle("LIB against PCA across architectures: per-seed ratios (left of 1: LIB needs "
+                 "fewer features or edges)\nno-tolerance metrics beside the counts at each "
+                 "family's own tolerance; \u25b6/\u25c0: one side censored (a bound)",
+                 fontsize=10.5, y=1.0, x=0.62)
+    return style.save(fig, out, STEM)
+
+
+def caption(ratios: pd.DataFrame, experiments: dict[str, dict]) -> str:
+    """What the rows add up to, per experiment: total edges and mean effective features."""
+    def geo(frame: pd.DataFrame) -> float:
+        values = frame[frame["status"] == "ok"]["log2_ratio"].dropna()
+        return 2 ** values.mean() if len(values) else math.nan
+
+    parts = []
+    pca = ratios[ratios["baseline"] == "pca"]
+    for experiment in experiments:
+        mine = pca[pca["experiment"] == experiment]
+        edges = geo(mine[(mine["metric"] == "edges_required") & (mine["row"] == "total")])
+        features = geo(mine[mine["metric"] == "effective_features"])
+        claim = FAMILIES.get(experiment, ("", "no paper claim"))[1]
+        edge_text = f"edges {edges:.2f}" if np.isfinite(edges) else "no edges"
+        parts.append(f"{experiment} {edge_text}, effective features {features:.2f} ({claim})")
+    fewer, unclear = [], []
+    for experiment in experiments:
+        total = pca[(pca["experiment"] == experiment) & (pca["metric"] == "edges_required")
+                    & (pca["row"] == "total") & (pca["status"] == "ok")]["log2_ratio"]
+        mean, low, high = mean_interval(total)
+        if np.isfinite(high) and high < 0:
+            fewer.append(experiment)
+        elif np.isfinite(mean):
+            unclear.append(experiment + (" (one seed)" if not np.isfinite(high) else ""))
+    no_gain = [e for e in fewer if "no real gain" in FAMILIES.get(e, ("", ""))[1]]
+    verdict = (f"LIB needs fewer edges in total, 95% interval below 1: {', '.join(fewer) or 'none'}"
+               + (f"; not established: {', '.join(unclear)}" if unclear else "") + "."
+               + (f" Against the paper, whose LMs showed no real gain, so does {', '.join(no_gain)}"
+                  "." if no_gain else ""))
+    return ("LIB / PCA, geometric means over seeds (total edges at the family's tolerance; "
+            "effective features over layers): " + "; ".join(parts) + ".\n" + verdict)
+
+
+def _ratio_formatter():
+    from matplotlib.ticker import FuncFormatter
+
+    def text(value, _):
+        if value >= 1:
+            return f"{value:g}"
+        return f"1/{1 / value:g}"
+    return FuncFormatter(text)
+
+
+def _count_label(ax, y: float, counts: pd.DataFrame, key: tuple) -> None:
+    """Mean counts "LIB / PCA" at the right edge of a count panel (none for censored cells)."""
+    if key not in counts.index:
+        return
+    cell = counts.loc[[key]].set_index("method")
+    if "lib" not in cell.index or "pca" not in cell.index or cell["censored"].all():
+        return
+    ax.annotate(f"{cell.loc['lib', 'value']:.0f} / {cell.loc['pca', 'value']:.0f}", (1.0, y),
+                xycoords=("axes fraction", "data"), xytext=(-2, 0), textcoords="offset points",
+                ha="right", va="center", fontsize=6.5, color="0.35")
+
+
+def _row_labels(axes, slots: list[tuple], experiments: dict[str, dict]) -> None:
+    ticks, labels = [], []
+    for y, kind, experiment, layer, _ in slots:
+        if kind == "header":
+            continue
+        ticks.append(y)
+        labels.append(experiments[experiment]["layer_names"].get(layer, layer) if layer else "")
+    axes[0].set_yticks(ticks, labels, fontsize=8)
+    third = axes[len(LAYER_METRICS)]
+    for y, kind, experiment, _, transition in slots:
+        if kind == "row" and transition and not transition.startswith("("):
+            name = experiments[experiment]["transition_names"].get(transition, transition)
+            third.annotate(name, (0.0, y), xycoords=("axes fraction", "data"), xytext=(-3, 0),
+                           textcoords="offset points", ha="right", va="center", fontsize=8)
+    for y, kind, experiment, *_ in slots:
+        if kind != "header":
+            continue
+        info = experiments[experiment]
+        what, claim = FAMILIES.get(experiment, (experiment, "no paper claim"))
+        seeds = "/".join(str(info["seeds"].get(m, 0)) for m in ("lib", *BASELINES)
+                         if m in info["seeds"])
+        tolerance = f"tolerance {info['k_delta']} {UNITS[info['higher_is_better']]}"
+        if info["edge_delta"] != info["k_delta"]:
+            tolerance += f" (edges {info['edge_delta']})"
+        fig = axes[0].figure
+        where = blended_transform_factory(fig.transFigure, axes[0].transData)
+        fig.text(0.035, y, f"{experiment}: {what}; seeds (LIB/{'/'.join(BASELINES[:1])}) "
+                 f"{seeds}; {tolerance}; {claim}", transform=where, ha="left", va="center",
+                 fontsize=8.5, fontweight="bold", zorder=5)

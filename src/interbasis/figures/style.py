@@ -6,6 +6,7 @@ can read every later figure without its legend.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -101,3 +102,65 @@ def save(fig, out_dir: Path, stem: str) -> list[Path]:
     fig.savefig(paths[1], metadata={"CreationDate": None, "Producer": None, "Creator": None})
     plt.close(fig)
     return paths
+
+
+# --- layer names for every model family (figures 5, 6, 7, 10) ---------------------------------
+_HOOK = re.compile(r"blocks\.(\d+)\.hook_resid_(pre|mid|post)$")
+_HOOK_PLACE = {"pre": "pre-attn", "mid": "attn-MLP", "post": "post-MLP"}
+
+
+def layer_names(node_layers: list[str]) -> dict[str, str]:
+    """Reader-facing names for one model's node layers, in the model's own terms.
+
+    MLPs store module indices ("0", "2", "4"): they become input / hidden 1 / hidden 2.
+    Transformer hook points become "pre-attn", "attn->MLP", "post-MLP" (with "block N" when the
+    model has more than one block); ``ln_final`` is "final LN" and ``output`` "logits".
+    """
+    names = {}
+    blocks = {m.group(1) for m in map(_HOOK.match, node_layers) if m}
+    hidden = [n for n in node_layers if n.isdigit()]
+    for name in node_layers:
+        match = _HOOK.match(name)
+        if name == "output":
+            names[name] = "logits"
+        elif name == "ln_final":
+            names[name] = "final LN"
+        elif match and len(blocks) > 1:
+            names[name] = f"block {match.group(1)} {_HOOK_PLACE[match.group(2)]}"
+        elif match:
+            names[name] = _HOOK_PLACE[match.group(2)]
+        elif name.isdigit():
+            position = hidden.index(name)
+            names[name] = "input" if position == 0 else (
+                "hidden" if len(hidden) == 2 else f"hidden {position}")
+        else:
+            names[name] = name
+    return names
+
+
+def transition_names(node_layers: list[str]) -> dict[str, str]:
+    """"a->b" for consecutive node layers (and "total") -> a reader-facing section name.
+
+    Transformer sections are named by what they contain ("attention", "MLP", "unembed", with
+    "block N" when there are several blocks; a jump over whole blocks is "block N"); other
+    transitions are "name(a) -> name(b)".
+    """
+    names = layer_names([*node_layers, *(["output"] if "output" not in node_layers else [])])
+    order = list(names)
+    blocks = {m.group(1) for m in map(_HOOK.match, order) if m}
+    labels = {}
+    for a, b in zip(order, order[1:]):
+        first, second = _HOOK.match(a), _HOOK.match(b)
+        prefix = f"block {first.group(1)} " if first and len(blocks) > 1 else ""
+        if first and first.group(2) == "pre" and second and second.group(2) == "mid":
+            labels[f"{a}->{b}"] = prefix + "attention"
+        elif first and first.group(2) == "mid" and (second or b == "ln_final"):
+            labels[f"{a}->{b}"] = prefix + "MLP"
+        elif first and first.group(2) == "pre" and second and second.group(2) == "pre":
+            labels[f"{a}->{b}"] = f"block {first.group(1)} (attention + MLP)"
+        elif b == "output" and (first or a == "ln_final"):
+            labels[f"{a}->{b}"] = "unembed"
+        else:
+            labels[f"{a}->{b}"] = f"{names[a]} \u2192 {names[b]}"
+    labels["total"] = "total"
+    return labels
