@@ -159,6 +159,8 @@ class AnalysisConfig(Strict):
     llc_over_training: bool = Field(True, description="with llc: also at every kept training "
                                     "snapshot (train.snapshot_every), as columns of "
                                     "degeneracy_over_training.csv")
+    llc_snapshot_every: int = Field(0, ge=0, description="with llc_over_training: only the "
+                                    "snapshots at multiples of this step (0: every one)")
     graph: bool = Field(True, description="false: skip the basis, ablations and graph metrics "
                         "(an LLC-only run, e.g. the calibration sweep)")
     llc_lr: float = Field(1e-3, gt=0, description="SGLD step size epsilon")

@@ -251,8 +251,13 @@ def llc_stage(cfg, prepared, run_dir) -> None:
     estimate = estimate_llc(prepared.model, inputs, targets, loss, settings)
     run_dir.write_table(TRACES, estimate.traces)
     prepared.summary.update(estimate.summary())
+    # the counting rule of docs/llc.md: every trainable weight and bias, embeddings included
+    prepared.summary["model/n_params"] = sum(p.numel() for p in prepared.model.parameters()
+                                             if p.requires_grad)
     log(estimate.line())
     kept = snapshots(cfg, prepared) if cfg.analysis.llc_over_training else []
+    every = cfg.analysis.llc_snapshot_every
+    kept = [(step, model) for step, model in kept if not every or step % every == 0]
     if kept:
         rows, traces = [], []
         for step, model in kept:
