@@ -160,3 +160,23 @@ def test_llc_only_run_end_to_end(tmp_path):
     assert (run_dir / "llc_traces.csv").is_file()
     assert not (run_dir / "graph_lib.pt").exists()  # analysis.graph=false: no basis
     assert "LLC " in out.stdout
+
+
+def test_calibration_table_has_one_cell_per_setting(tmp_path):
+    from interbasis.analysis.llc import calibration_table
+    from interbasis.results import RunDirectory
+
+    grid = {(10.0, 1e-4): {f"{LLC_KEY}_diverged": 1},
+            (100.0, 1e-4): {LLC_KEY: 42.0, f"{LLC_KEY}_std": 1.5, f"{LLC_KEY}_settled": 1,
+                            f"{LLC_KEY}_drift": 0.05, f"{LLC_KEY}_diverged": 0},
+            (100.0, 3e-5): {LLC_KEY: 9.0, f"{LLC_KEY}_std": 0.5, f"{LLC_KEY}_settled": 0,
+                            f"{LLC_KEY}_drift": 0.4, f"{LLC_KEY}_diverged": 0}}
+    for (gamma, lr), summary in grid.items():
+        run = RunDirectory.for_run(tmp_path, "llc_calibration", f"g={gamma},lr={lr}")
+        run.write_config({"analysis": {"llc_localization": gamma, "llc_lr": lr}})
+        run.write_summary({**summary, "experiment": "llc_calibration", "method": "lib",
+                           "seed": 0, "model": "modadd"})
+    table = calibration_table(tmp_path / "runs" / "llc_calibration").splitlines()
+    assert table[0] == "| gamma \\ epsilon | 3e-05 | 0.0001 |"
+    assert table[2] == "| 10 | - | diverged |"
+    assert table[3] == "| 100 | 9.0 \u00b1 0.5 (drift 0.40) | 42.0 \u00b1 1.5 |"

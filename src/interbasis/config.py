@@ -163,7 +163,7 @@ class AnalysisConfig(Strict):
                                     "snapshots at multiples of this step (0: every one)")
     graph: bool = Field(True, description="false: skip the basis, ablations and graph metrics "
                         "(an LLC-only run, e.g. the calibration sweep)")
-    llc_lr: float = Field(1e-3, gt=0, description="SGLD step size epsilon")
+    llc_lr: float = Field(1e-4, gt=0, description="SGLD step size epsilon")
     llc_localization: float = Field(100.0, ge=0, description="SGLD localisation gamma: pull "
                                     "towards the trained weights")
     llc_nbeta: float | None = Field(None, gt=0, description="inverse temperature n*beta; null: "

@@ -55,7 +55,7 @@ PerSampleLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]  # (model, x, y) -
 class LLCSettings:
     """SGLD hyperparameters (the config's ``analysis.llc_*`` fields)."""
 
-    lr: float = 1e-3  # step size epsilon
+    lr: float = 1e-4  # step size epsilon
     localization: float = 100.0  # gamma: pull towards w*
     nbeta: float | None = None  # n * beta; None: n / log n (beta = 1 / log n, Watanabe's WBIC)
     chains: int = 4
@@ -276,3 +276,40 @@ def llc_stage(cfg, prepared, run_dir) -> None:
             prepared.history[OVER_TRAINING] = table
     if not cfg.analysis.graph:
         prepared.build_graph = False
+
+
+def calibration_table(runs_dir: str | Path) -> str:
+    """The calibration grid of ``runs_dir`` (runs with analysis.llc_lr / llc_localization
+    overrides) as a Markdown table: one row per localisation, one LLC cell per step size."""
+    import yaml
+
+    from interbasis.results import load_runs
+    from interbasis.results.report import pipe_table
+
+    runs_dir = Path(runs_dir)
+    runs = load_runs(runs_dir.parent)
+    runs = runs[runs["experiment"] == runs_dir.name] if not runs.empty else runs
+    if runs.empty:
+        raise ValueError(f"no complete runs in {runs_dir}")
+    cells, lrs, gammas = {}, set(), set()
+    for _, run in runs.iterrows():
+        analysis = yaml.safe_load((Path(run["path"]) / "config.yaml").read_text())["analysis"]
+        key = (float(analysis["llc_localization"]), float(analysis["llc_lr"]))
+        lrs.add(key[1])
+        gammas.add(key[0])
+        if run.get(f"{LLC_KEY}_diverged") == 1:
+            cells[key] = "diverged"
+        else:
+            mark = "" if run.get(f"{LLC_KEY}_settled") == 1 else " (drift "
+            mark += "" if not mark else f"{run[f'{LLC_KEY}_drift']:.2f})"
+            cells[key] = f"{run[LLC_KEY]:.1f} \u00b1 {run[f'{LLC_KEY}_std']:.1f}{mark}"
+    header = ["gamma \\ epsilon", *(f"{lr:g}" for lr in sorted(lrs))]
+    rows = [[f"{gamma:g}", *(cells.get((gamma, lr), "-") for lr in sorted(lrs))]
+            for gamma in sorted(gammas)]
+    return pipe_table(header, rows)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(calibration_table(sys.argv[1] if len(sys.argv) > 1 else "results/runs/llc_calibration"))
