@@ -223,8 +223,8 @@ def _llc_panels(axes, run_path: str, table: pd.DataFrame, share) -> None:
     ax.sharex(share)
     spread = rows.get(f"{LLC}_std", pd.Series(0.0, index=rows.index))
     ax.fill_between(rows["step"], rows[LLC] - spread, rows[LLC] + spread, color=LLC_COLOR,
-                    alpha=0.2, lw=0, label="\u00b1 std over chains")
-    ax.plot(rows["step"], rows[LLC], color=LLC_COLOR, marker="o", ms=3, lw=1.5, label="LLC")
+                    alpha=0.2, lw=0)
+    ax.plot(rows["step"], rows[LLC], color=LLC_COLOR, marker="o", ms=3, lw=1.5)
     ax.set_ylabel("local learning coefficient", color=LLC_COLOR)
     ax.set_xlabel("training step")
     first = _first_generalised(table)
@@ -236,8 +236,8 @@ def _llc_panels(axes, run_path: str, table: pd.DataFrame, share) -> None:
         twin.set_ylabel("test accuracy")
         twin.set_ylim(0, 1.05)
         twin.grid(False)
-    ax.legend(loc="upper right", fontsize=7.5)
-    ax.set_title("LLC over training (SGLD, devinterp)\nwith test accuracy (grey)", fontsize=9)
+    ax.set_title("LLC over training (red; band: \u00b1 std over chains)\nand test accuracy "
+                 "(grey)", fontsize=9)
     # does the summed effective rank (sources 1 and 2 over every layer) track the LLC?
     ax = axes[1]
     gram = [k for k in table if k.startswith("rank/gram_rel/")] or \
@@ -255,6 +255,8 @@ def _llc_panels(axes, run_path: str, table: pd.DataFrame, share) -> None:
 
 
 def _llc_vs_params(ax, runs: pd.DataFrame) -> None:
+    dropped = int((runs[LLC] <= 0).sum()) if not runs.empty else 0
+    runs = runs[runs[LLC] > 0] if not runs.empty else runs  # a log axis: say what is left out
     if runs.empty:
         ax.axis("off")
         ax.text(0, 0.5, "no final model with an LLC yet:\n" + LLC_COMMAND.replace(
@@ -275,4 +277,5 @@ def _llc_vs_params(ax, runs: pd.DataFrame) -> None:
     ax.plot([low, high], [low / 2, high / 2], color="0.6", ls=":", lw=1, label="d / 2 (regular)")
     ax.set_xlim(low, high)
     ax.legend(loc="best", fontsize=7.5)
-    ax.set_title("final models: LLC against parameter count", fontsize=9)
+    ax.set_title("final models: LLC against parameter count"
+                 + (f"\n({dropped} with LLC <= 0 not drawn)" if dropped else ""), fontsize=9)
