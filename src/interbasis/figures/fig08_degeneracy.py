@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
+from matplotlib.ticker import NullFormatter
 
 from interbasis.analysis.degeneracy import EFFECTIVE_REL as REL
 from interbasis.basis.sections import OUTPUT
@@ -264,16 +265,18 @@ def _llc_vs_params(ax, runs: pd.DataFrame) -> None:
         return
     for color, (experiment, group) in zip(LAYER_COLORS, runs.groupby("experiment", sort=True),
                                           strict=False):
+        family = group["model"].iloc[0] if "model" in group else "?"
         ax.scatter(group["model/n_params"], group[LLC], color=color, s=22,
-                   label=f"{experiment} ({len(group)})")
+                   label=f"{family}: {experiment} ({len(group)} seed{'s' * (len(group) > 1)})")
         if f"{LLC}_std" in group:
             ax.errorbar(group["model/n_params"], group[LLC], yerr=group[f"{LLC}_std"],
                         fmt="none", ecolor=color, elinewidth=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # 3e4, 4e4, ... labels overlap at this width
     ax.set_xlabel("trainable parameters d (every weight and bias)")
     ax.set_ylabel("LLC")
-    low, high = ax.get_xlim()
+    low, high = runs["model/n_params"].min() / 2, runs["model/n_params"].max() * 2
     ax.plot([low, high], [low / 2, high / 2], color="0.6", ls=":", lw=1, label="d / 2 (regular)")
     ax.set_xlim(low, high)
     ax.legend(loc="best", fontsize=7.5)
