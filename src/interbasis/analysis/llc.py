@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import tempfile
 import time
@@ -127,6 +128,7 @@ def estimate_llc(model: nn.Module, inputs: Tensor, targets: Tensor, loss: PerSam
     from datasets import Dataset  # devinterp's own dependency; imported late (slow import)
     from devinterp.slt.sampling import sample
 
+    logging.getLogger("devinterp").setLevel(logging.WARNING)  # its per-store INFO lines
     if len(inputs) != len(targets):
         raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
     if len(inputs) < settings.batch_size:
@@ -183,10 +185,9 @@ def _assemble(trace: np.ndarray, draws: np.ndarray, init_loss: float, failed: li
     diverged = None
     if failed or not np.isfinite(draws).all():
         # a failed chain stops early; devinterp leaves its later steps at the zarr fill value
-        diverged = (f"chains diverged ({len(failed) or 'non-finite losses in'} of {chains}"
-                    f"{' chains' if not failed else ''}) at lr {settings.lr}, "
-                    f"localization {settings.localization}: {failed[0] if failed else ''}"
-                    ).rstrip(": ")
+        what = f"{len(failed)} of {chains} chains failed" if failed else "non-finite draws"
+        diverged = (f"chains diverged ({what}) at lr {settings.lr}, localization "
+                    f"{settings.localization}" + (f": {failed[0]}" if failed else ""))
     per_chain = (nbeta * (draws.mean(axis=1) - init_loss)).tolist()
     half = draws.shape[1] // 2
     # pooled over chains, so that a drift all chains share shows and their noise partly cancels
