@@ -51,3 +51,54 @@ def test_figure_8_needs_ranks_or_a_training_table_and_uses_what_there_is(tmp_pat
     assert path.endswith("modadd_degeneracy/method=lib,seed=0") and len(table) == 5
     experiments = [name for name, _, _ in fig08_degeneracy.lib_ranks(results)]
     assert experiments == ["modadd_degeneracy", "other"]
+
+
+def test_figure_8_counts_every_rank_at_one_relative_threshold(tmp_path):
+    """Gram D, M' and LIB Lambda are each counted above REL x their own largest eigenvalue, so a
+    LIB count is never one threshold and a Jacobian count another; the logits get no LIB count."""
+    import torch
+
+    from interbasis.basis.types import Graph, NodeLayer
+    from interbasis.results import RunDirectory
+
+    def layer(name, gram, lam, jac):
+        d = len(gram)
+        return NodeLayer(name=name, C=torch.eye(d, dtype=torch.float64)[:, :len(lam)],
+                         C_pinv=torch.eye(d, dtype=torch.float64)[:len(lam)],
+                         eigenvalues=torch.tensor(lam), mean=torch.zeros(d, dtype=torch.float64),
+                         gram_eigenvalues=torch.tensor(gram),
+                         jacobian_eigenvalues=None if jac is None else torch.tensor(jac))
+
+    rel = fig08_degeneracy.REL
+    graph = Graph(layers=[layer("a", [1.0, 0.5, rel / 2, 0.0], [2.0, rel * 4, rel / 4],
+                                [3.0, -rel * 3 * 2, 1e-20, 0.0]),
+                          layer("output", [1.0, 1e-3, 1e-9], [1.0, 1.0, 1.0], None)],
+                  edges=None, method="lib")
+    run = RunDirectory(tmp_path / "run")
+    run.write_graph(graph, "lib")
+    ranks = fig08_degeneracy.graph_ranks(str(run.path))
+    assert ranks == {"rank/gram/a": 2, "rank/jacobian/a": 2, "rank/basis/a": 2,
+                     "rank/gram/output": 2}
+
+
+def test_figure_8_draws_the_llc_rows_when_runs_stored_one(tmp_path):
+    from interbasis.results import RunDirectory
+    from test_figures import write_over_training_run, write_run
+
+    results = tmp_path / "results"
+    write_over_training_run(results)
+    run_dir = RunDirectory(results / "runs" / "modadd_degeneracy" / "method=lib,seed=0")
+    table = run_dir.read_table("degeneracy_over_training")
+    table["degeneracy/llc"] = [-2.0, 30.0, 60.0, np.nan, 40.0]  # a snapshot subset: one gap
+    table["degeneracy/llc_std"] = 1.0
+    table.to_csv(run_dir.path / "degeneracy_over_training.csv", index=False)
+    for seed, llc in ((0, 50.0), (1, 70.0)):
+        write_run(results, "modadd_paper", "lib", seed)
+        paper = RunDirectory(results / "runs" / "modadd_paper" / f"method=lib,seed={seed}")
+        summary = paper.read_summary()
+        (paper.path / "summary.json").unlink()
+        paper.write_summary({**summary, "degeneracy/llc": llc, "degeneracy/llc_std": 2.0,
+                             "model/n_params": 1000})
+    assert list(fig08_degeneracy.final_llcs(results)["degeneracy/llc"]) == [50.0, 70.0]
+    paths = fig08_degeneracy.make(results, tmp_path / "out")
+    assert [path.suffix for path in paths] == [".png", ".pdf"]

@@ -151,6 +151,30 @@ class AblationConfig(Strict):
         "modularity.json (paper: 1 for Q, 0.5 for the main-text graph)")
 
 
+class AnalysisConfig(Strict):
+    """Optional analyses of the run's model beside the basis (interbasis.analysis.llc)."""
+
+    llc: bool = Field(False, description="estimate the local learning coefficient (SGLD, "
+                      "devinterp) on the family's training loss and data: degeneracy/llc")
+    llc_over_training: bool = Field(True, description="with llc: also at every kept training "
+                                    "snapshot (train.snapshot_every), as columns of "
+                                    "degeneracy_over_training.csv")
+    llc_snapshot_every: int = Field(0, ge=0, description="with llc_over_training: only the "
+                                    "snapshots at multiples of this step (0: every one)")
+    graph: bool = Field(True, description="false: skip the basis, ablations and graph metrics "
+                        "(an LLC-only run, e.g. the calibration sweep)")
+    llc_lr: float = Field(1e-4, gt=0, description="SGLD step size epsilon")
+    llc_localization: float = Field(100.0, ge=0, description="SGLD localisation gamma: pull "
+                                    "towards the trained weights")
+    llc_nbeta: float | None = Field(None, gt=0, description="inverse temperature n*beta; null: "
+                                    "n / log n for n training samples (WBIC's beta)")
+    llc_chains: int = Field(4, ge=1, description="SGLD chains (llc_std is their spread)")
+    llc_draws: int = Field(200, ge=2, description="draws per chain after burn-in (one per step)")
+    llc_burnin: int = Field(100, ge=0, description="SGLD steps per chain before the draws")
+    llc_batch_size: int = Field(64, ge=1, description="training samples per SGLD step")
+    llc_seed: int = Field(0, ge=0, description="sampler seed (chain c uses seed + c)")
+
+
 class LoggerConfig(Strict):
     kind: Literal["wandb", "offline", "none"] = Field(description="W&B online (if a key is set, "
                                                       "else offline), offline, or off")
@@ -180,6 +204,7 @@ class RunConfig(Strict):
     model: ModelConfig
     method: MethodConfig
     ablation: AblationConfig
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     logger: LoggerConfig
     paths: PathsConfig
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from interbasis.analysis.degeneracy import relu_sync_by_layer
+from interbasis.analysis.llc import llc_stage
 from interbasis.analysis.partition import MODULARITY_RECORD, eps_from_results, partition_record
 from interbasis.basis import build_graph, edge_ablation, node_ablation_curve
 from interbasis.basis.graph import tqdm_disable
@@ -80,6 +81,8 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     start = time.perf_counter()
     prepared = prepare(cfg)
     timings["time/prepare_s"] = time.perf_counter() - start
+    if cfg.analysis.llc:  # the learning coefficient: summary keys, traces, snapshot columns
+        llc_stage(cfg, prepared, run_dir)
     for name, table in prepared.history.items():
         run_dir.write_table(name, table)
         for row in table.to_dict(orient="records"):  # first, so that W&B steps only increase

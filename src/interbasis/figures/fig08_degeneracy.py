@@ -1,12 +1,17 @@
-"""Figure 8: degeneracy (arXiv 2405.10927), per layer for every model and over training.
+"""Figure 8: degeneracy (arXiv 2405.10927), per layer for every model, over training, and as the
+learning coefficient measures it.
 
-Top row, one panel per experiment with LIB runs: per node layer the activation-Gram rank
-(``rank/gram``, source 1), the Jacobian-Gram rank (``rank/jacobian``, source 2) and the LIB basis
-rank (``rank/basis``), mean over seeds; the panel title gives the distinct ReLU firing patterns
-per neuron (``degeneracy/relu_sync``, source 3) of each ReLU layer. Bottom row, modular addition
-over training (``degeneracy_over_training.csv`` of the over-training run): accuracy, the Gram rank
-and the LIB lambda_99, the Jacobian rank and the ReLU sync per snapshot (ranks at the relative cut
-``rank/*_rel`` where stored), with a line where test accuracy first reaches 99%.
+Top row, one panel per experiment with LIB runs: per node layer the activation-Gram rank (source
+1), the Jacobian-Gram rank (source 2) and the LIB features that carry importance, all three counted
+at ONE threshold: eigenvalues above ``REL`` x the largest of their own spectrum (Gram D, M', LIB
+Lambda), read from the stored graphs, so no rank mixes an absolute and a relative cut. Bars are the
+mean over seeds, whiskers the min-max; the title gives the distinct ReLU firing patterns per neuron
+(source 3). Middle row, modular addition over training (``degeneracy_over_training.csv``):
+accuracy, Gram rank and LIB lambda_99, Jacobian rank, ReLU sync. Bottom row, the local learning
+coefficient (``degeneracy/llc``, interbasis.analysis.llc): over training with test accuracy, against
+the summed effective ranks at the same steps, and against the parameter count of each family's
+final models. All over-training panels share the step axis; a dashed line marks the step where
+test accuracy first reaches 0.99. Colours are not the LIB/PCA method colours.
 """
 
 from __future__ import annotations
@@ -15,29 +20,65 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullFormatter
 
+from interbasis.analysis.degeneracy import EFFECTIVE_REL as REL
+from interbasis.basis.sections import OUTPUT
 from interbasis.figures import data, style
 from interbasis.results import load_runs
 
 STEM = "fig08_degeneracy"
 OVER_TRAINING = "degeneracy_over_training.csv"
 TRAINING_EXPERIMENT = "modadd_degeneracy"
-TRAINING_COMMAND = f"python -m interbasis.run experiment={TRAINING_EXPERIMENT}"
-MEASURES = (("gram", "activation Gram", "#1f5fa8"), ("jacobian", "Jacobian Gram M'", "#d9741c"),
-            ("basis", "LIB basis", "#5a9a3c"))
+TRAINING_COMMAND = (f"python -m interbasis.run experiment={TRAINING_EXPERIMENT} "
+                    "analysis.llc=true")
+LLC = "degeneracy/llc"
+LLC_COMMAND = "python -m interbasis.run experiment=modadd_paper analysis.llc=true"
+# the three measures (not the LIB / PCA / neuron method colours of style.METHOD_COLORS)
+MEASURES = (("gram", "activation Gram D", "#7b3294"), ("jacobian", "Jacobian Gram M'", "#1b9e77"),
+            ("basis", "LIB features (\u039b)", "#555555"))
+LAYER_COLORS = ("#7b3294", "#1b9e77", "#c51b7d", "#8c6d31")
+LLC_COLOR = "#b2182b"
 SYNC = "degeneracy/relu_sync/"
 MAX_PANELS = 4
 
 
+def _count(values, rel: float = REL) -> int:
+    eigenvalues = np.abs(np.asarray(values, dtype=np.float64))
+    if eigenvalues.size == 0 or eigenvalues.max() == 0:
+        return 0
+    return int(np.count_nonzero(eigenvalues > rel * eigenvalues.max()))
+
+
+def graph_ranks(run_path: str) -> dict[str, float]:
+    """``rank/<measure>/<layer>`` of one LIB run at the one relative threshold REL."""
+    graph = data.graph(run_path, "lib")
+    ranks: dict[str, float] = {}
+    for layer in graph.layers:
+        ranks[f"rank/gram/{layer.name}"] = _count(layer.gram_eigenvalues.numpy())
+        if layer.jacobian_eigenvalues is not None:
+            ranks[f"rank/jacobian/{layer.name}"] = _count(layer.jacobian_eigenvalues.numpy())
+        if layer.name != OUTPUT:  # the logits are left unrotated: no LIB features to count
+            ranks[f"rank/basis/{layer.name}"] = _count(layer.eigenvalues.numpy())
+    return ranks
+
+
 def lib_ranks(results: Path) -> list[tuple[str, list[str], pd.DataFrame]]:
-    """(experiment, node layers, its complete LIB runs) for experiments whose runs hold ranks."""
+    """(experiment, node layers, its complete LIB runs with ranks at REL) per experiment."""
     runs = load_runs(results / "runs")
     if runs.empty or "method" not in runs or "rank/gram/output" not in runs:
         return []
     runs = runs[(runs["method"] == "lib") & runs["rank/gram/output"].notna()]
     found = []
     for experiment, group in runs.groupby("experiment", sort=True):
-        found.append((experiment, data.node_layers(group["path"].iloc[0]), group))
+        rows = []
+        for _, run in group.iterrows():
+            if (Path(run["path"]) / "graph_lib.pt").is_file():
+                syncs = {k: run[k] for k in group if k.startswith(SYNC) and pd.notna(run[k])}
+                rows.append({**graph_ranks(run["path"]), **syncs})
+        if rows:
+            found.append((experiment, data.node_layers(group["path"].iloc[0]), pd.DataFrame(rows)))
     return found[:MAX_PANELS]
 
 
@@ -51,6 +92,15 @@ def over_training(results: Path) -> tuple[str, pd.DataFrame] | None:
     return None
 
 
+def final_llcs(results: Path) -> pd.DataFrame:
+    """Complete runs that stored an LLC and a parameter count (one row each)."""
+    runs = load_runs(results / "runs")
+    if runs.empty or LLC not in runs or "model/n_params" not in runs:
+        return pd.DataFrame()
+    runs = runs[runs[LLC].notna() & runs["model/n_params"].notna()]
+    return runs[runs["experiment"] != "llc_calibration"]  # a grid of settings, not of models
+
+
 def make(results: Path, out: Path) -> list[Path]:
     per_model = lib_ranks(results)
     training = over_training(results)
@@ -59,71 +109,86 @@ def make(results: Path, out: Path) -> list[Path]:
             f"no LIB runs with rank/* summaries and no {OVER_TRAINING} in {results}/runs; "
             f"`{data.SWEEP_COMMAND}` and `{TRAINING_COMMAND}` write them")
     n_cols = max(4, len(per_model))
-    fig, axes = style.figure(2, n_cols, figsize=(3.7 * n_cols, 7.4), squeeze=False)
+    fig, axes = style.figure(3, n_cols, figsize=(3.9 * n_cols, 11.2), squeeze=False)
     for c in range(n_cols):
         if c < len(per_model):
             _ranks_panel(axes[0, c], *per_model[c])
         else:
             axes[0, c].axis("off")
+    handles = [Patch(color=color, label=label) for _, label, color in MEASURES] if per_model else []
     if training is None:
-        for ax in axes[1]:
+        for ax in (*axes[1], *axes[2][:3]):
             ax.axis("off")
         axes[1, 0].text(0, 0.5, f"no run with {OVER_TRAINING} yet: `{TRAINING_COMMAND}`",
                         transform=axes[1, 0].transAxes, fontsize=9)
     else:
         _training_panels(axes[1], *training)
-    fig.suptitle("Degeneracy per node layer: activation-Gram rank, Jacobian-Gram rank, LIB "
-                 "rank and ReLU firing patterns per neuron", fontsize=10.5)
-    fig.tight_layout()
+        _llc_panels(axes[2][:2], *training, share=axes[1, 0])
+    _llc_vs_params(axes[2, 2], final_llcs(results))
+    for ax in axes[2, 3:]:
+        ax.axis("off")
+    fig.suptitle("Degeneracy: the three internal sources per layer (top), over training (middle) "
+                 "and the local learning coefficient (bottom)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.955))
+    if handles:  # one legend for the top row, above it and off the bars
+        fig.legend(handles, [h.get_label() for h in handles], loc="upper center", ncol=3,
+                   bbox_to_anchor=(0.5, 0.968), fontsize=9,
+                   title=f"eigenvalues > {REL:g} \u00d7 the largest of each spectrum "
+                   "(bars: mean over LIB seeds; whiskers: min-max)", title_fontsize=8.5)
     return style.save(fig, out, STEM)
 
 
 def _ranks_panel(ax, experiment: str, layers: list[str], runs: pd.DataFrame) -> None:
     x = np.arange(len(layers))
     width = 0.26
-    for i, (kind, label, color) in enumerate(MEASURES):
-        values = [runs[f"rank/{kind}/{layer}"].mean() if f"rank/{kind}/{layer}" in runs
-                  else np.nan for layer in layers]
-        ax.bar(x + (i - 1) * width, values, width=width, color=color, label=label)
-    ax.set_xticks(x, [style.layer_label(layer, short=True) for layer in layers], fontsize=8)
-    ax.set_ylabel("rank (mean over LIB seeds)")
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.35)  # headroom for the legend
+    for i, (kind, _, color) in enumerate(MEASURES):
+        columns = [runs[f"rank/{kind}/{layer}"] if f"rank/{kind}/{layer}" in runs
+                   else pd.Series([np.nan]) for layer in layers]
+        mean = np.array([c.mean() for c in columns])
+        low, high = (np.array([c.min() for c in columns]), np.array([c.max() for c in columns]))
+        ax.bar(x + (i - 1) * width, mean, width=width, color=color)
+        if len(runs) > 1:
+            ax.errorbar(x + (i - 1) * width, mean, yerr=[mean - low, high - mean], fmt="none",
+                        ecolor="black", elinewidth=0.9, capsize=2)
+    ax.set_xticks(x, [style.layer_label(layer, short=True) for layer in layers], fontsize=8,
+                  rotation=25, ha="right")
+    ax.set_ylabel("rank")
     syncs = [(key.removeprefix(SYNC), runs[key].mean()) for key in runs
              if key.startswith(SYNC) and runs[key].notna().any()]
     sync_text = ("; ".join(f"{name.split('.')[-1] if '.' in name else name}: {value:.3f}"
-                           for name, value in syncs) if syncs else "not stored (older runs)")
+                           for name, value in syncs) if syncs else "not in these runs' summaries")
     ax.set_title(f"{experiment} ({len(runs)} seed{'s' if len(runs) > 1 else ''})\n"
                  f"ReLU patterns / neuron: {sync_text}", fontsize=8.5)
-    ax.legend(loc="upper center", ncol=3, fontsize=7, handlelength=1.2, columnspacing=0.8)
+
+
+def _first_generalised(table: pd.DataFrame):
+    generalised = table.loc[table.get("test_acc", pd.Series(dtype=float)) >= 0.99, "step"]
+    return generalised.iloc[0] if len(generalised) else None
 
 
 def _training_panels(axes, run_path: str, table: pd.DataFrame) -> None:
-    layers = [layer for layer in data.node_layers(run_path)
-              if f"rank/gram/{layer}" in table]
+    layers = [layer for layer in data.node_layers(run_path) if f"rank/gram/{layer}" in table]
     steps = table["step"]
-    generalised = table.loc[table.get("test_acc", pd.Series(dtype=float)) >= 0.99, "step"]
-    colors = ["#1f5fa8", "#d9741c", "#5a9a3c", "#7b3294"]
     ax = axes[0]
     for column, style_ in (("train_acc", "--"), ("test_acc", "-")):
         if column in table:
             ax.plot(steps, table[column], ls=style_, color="0.2", label=column.replace("_", " "))
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{Path(run_path).parent.name}: accuracy\n(grey line: test accuracy first "
+    ax.set_title(f"{Path(run_path).parent.name}: accuracy\n(dashed line: test accuracy first "
                  "\u2265 0.99)", fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
-    # the spec's ranks (tau 1e-15) count float noise as directions; the relative cut, where
-    # stored, shows the directions that stop carrying variance
+    # the relative cut (the top row's), where stored; the spec's tau 1e-15 counts float noise
     gram = "rank/gram_rel" if any(k.startswith("rank/gram_rel/") for k in table) else "rank/gram"
     jacobian = ("rank/jacobian_rel" if any(k.startswith("rank/jacobian_rel/") for k in table)
                 else "rank/jacobian")
-    cut = " (> 1e-6 x largest)"
+    cut = f" (> {REL:g} x largest)"
     panels = ((axes[1], (gram, "sparsity/lambda_99"),
                f"Gram rank{cut if gram.endswith('rel') else ''} (solid),\n"
                "LIB features holding 99% of \u039b (dotted)"),
               (axes[2], (jacobian,),
                f"Jacobian-Gram rank{cut if jacobian.endswith('rel') else ''}"))
     for ax, kinds, title in panels:
-        for color, layer in zip(colors, layers, strict=False):
+        for color, layer in zip(LAYER_COLORS, layers, strict=False):
             for kind, ls in zip(kinds, ("-", ":"), strict=False):
                 key = f"{kind}/{layer}"
                 if key in table:
@@ -133,14 +198,87 @@ def _training_panels(axes, run_path: str, table: pd.DataFrame) -> None:
         ax.set_title(title, fontsize=9)
         ax.legend(loc="best", fontsize=7.5)
     ax = axes[3]
-    for color, key in zip(colors, [k for k in table if k.startswith(SYNC)], strict=False):
+    for color, key in zip(LAYER_COLORS, [k for k in table if k.startswith(SYNC)], strict=False):
         ax.plot(steps, table[key], color=color, lw=1.4, label=key.removeprefix(SYNC))
     ax.set_ylabel("distinct firing patterns / neuron")
     ax.set_title("ReLU sync (MLP hidden layer)", fontsize=9)
     ax.legend(loc="best", fontsize=7.5)
+    first = _first_generalised(table)
+    for ax in axes[1:4]:
+        ax.sharex(axes[0])
     for ax in axes[:4]:
         ax.set_xlabel("training step")
-        if len(generalised):
-            ax.axvline(generalised.iloc[0], color="0.5", lw=0.9, ls="--")
-    for ax in axes[4:]:
+        if first is not None:
+            ax.axvline(first, color="0.5", lw=0.9, ls="--")
+
+
+def _llc_panels(axes, run_path: str, table: pd.DataFrame, share) -> None:
+    if LLC not in table or table[LLC].notna().sum() == 0:
+        for ax in axes:
+            ax.axis("off")
+        axes[0].text(0, 0.5, "no LLC over training yet:\n" + TRAINING_COMMAND.replace(
+            " experiment", "\n  experiment"), transform=axes[0].transAxes, fontsize=8.5)
+        return
+    rows = table[table[LLC].notna()]
+    ax = axes[0]
+    ax.sharex(share)
+    spread = rows.get(f"{LLC}_std", pd.Series(0.0, index=rows.index))
+    ax.fill_between(rows["step"], rows[LLC] - spread, rows[LLC] + spread, color=LLC_COLOR,
+                    alpha=0.2, lw=0)
+    ax.plot(rows["step"], rows[LLC], color=LLC_COLOR, marker="o", ms=3, lw=1.5)
+    ax.set_ylabel("local learning coefficient", color=LLC_COLOR)
+    ax.set_xlabel("training step")
+    first = _first_generalised(table)
+    if first is not None:
+        ax.axvline(first, color="0.5", lw=0.9, ls="--")
+    if "test_acc" in table:
+        twin = ax.twinx()
+        twin.plot(table["step"], table["test_acc"], color="0.2", lw=1.1, label="test acc")
+        twin.set_ylabel("test accuracy")
+        twin.set_ylim(0, 1.05)
+        twin.grid(False)
+    ax.set_title("LLC over training (red; band: \u00b1 std over chains)\nand test accuracy "
+                 "(grey)", fontsize=9)
+    # does the summed effective rank (sources 1 and 2 over every layer) track the LLC?
+    ax = axes[1]
+    gram = [k for k in table if k.startswith("rank/gram_rel/")] or \
+        [k for k in table if k.startswith("rank/gram/")]
+    jac = [k for k in table if k.startswith("rank/jacobian_rel/")] or \
+        [k for k in table if k.startswith("rank/jacobian/")]
+    for columns, color, label in ((gram, MEASURES[0][2], "summed Gram ranks"),
+                                  (jac, MEASURES[1][2], "summed Jacobian ranks")):
+        if columns:
+            ax.scatter(rows[columns].sum(axis=1), rows[LLC], s=14, color=color, label=label)
+    ax.set_xlabel("sum over node layers of the effective rank")
+    ax.set_ylabel("LLC")
+    ax.legend(loc="best", fontsize=7.5)
+    ax.set_title("LLC against the internal sources\n(one point per snapshot)", fontsize=9)
+
+
+def _llc_vs_params(ax, runs: pd.DataFrame) -> None:
+    dropped = int((runs[LLC] <= 0).sum()) if not runs.empty else 0
+    runs = runs[runs[LLC] > 0] if not runs.empty else runs  # a log axis: say what is left out
+    if runs.empty:
         ax.axis("off")
+        ax.text(0, 0.5, "no final model with an LLC yet:\n" + LLC_COMMAND.replace(
+            " experiment", "\n  experiment"), transform=ax.transAxes, fontsize=8.5)
+        return
+    for color, (experiment, group) in zip(LAYER_COLORS, runs.groupby("experiment", sort=True),
+                                          strict=False):
+        family = group["model"].iloc[0] if "model" in group else "?"
+        ax.scatter(group["model/n_params"], group[LLC], color=color, s=22,
+                   label=f"{family}: {experiment} ({len(group)} seed{'s' * (len(group) > 1)})")
+        if f"{LLC}_std" in group:
+            ax.errorbar(group["model/n_params"], group[LLC], yerr=group[f"{LLC}_std"],
+                        fmt="none", ecolor=color, elinewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # 3e4, 4e4, ... labels overlap at this width
+    ax.set_xlabel("trainable parameters d (every weight and bias)")
+    ax.set_ylabel("LLC")
+    low, high = runs["model/n_params"].min() / 2, runs["model/n_params"].max() * 2
+    ax.plot([low, high], [low / 2, high / 2], color="0.6", ls=":", lw=1, label="d / 2 (regular)")
+    ax.set_xlim(low, high)
+    ax.legend(loc="best", fontsize=7.5)
+    ax.set_title("final models: LLC against parameter count"
+                 + (f"\n({dropped} with LLC <= 0 not drawn)" if dropped else ""), fontsize=9)

@@ -46,12 +46,14 @@ FIGURES = (
     FigureSpec(7, "eigen-spectra per layer (Gram D and LIB Lambda), every model",
                "fig07_spectra", "results/runs/*/method={lib,pca},seed=*/ graph_*.pt",
                SWEEP_COMMAND),
-    FigureSpec(8, "degeneracy: the three ranks per layer, every model; modadd over training",
-               "fig08_degeneracy", "results/runs/*/method=lib,*/ summary.json (rank/*, "
-               "degeneracy/relu_sync/*); results/runs/modadd_degeneracy/*/ "
-               "degeneracy_over_training.csv",
-               f"{SWEEP_COMMAND} (every family's runs) and "
-               "python -m interbasis.run experiment=modadd_degeneracy"),
+    FigureSpec(8, "degeneracy: the three ranks per layer, every model; modadd over training; "
+               "the LLC", "fig08_degeneracy", "results/runs/*/method=lib,*/ summary.json "
+               "(degeneracy/relu_sync/*), graph_lib.pt; results/runs/modadd_degeneracy/*/ "
+               "degeneracy_over_training.csv (with degeneracy/llc); summaries with degeneracy/llc",
+               f"{SWEEP_COMMAND} (every family's runs), "
+               "python -m interbasis.run experiment=modadd_degeneracy analysis.llc=true and "
+               "python -m interbasis.run -m experiment=modadd_paper experiment_name=modadd_llc "
+               "seed=0,1,2,3,4 analysis.llc=true analysis.graph=false"),
     FigureSpec(9, "incidental polysemanticity: polysemantic neurons vs m",
                "fig09_polysemanticity", "results/runs/poly_paper/*/ summary.json, config.yaml, "
                "toy_training.csv", "python -m interbasis.run -m sweep=paper_poly"),

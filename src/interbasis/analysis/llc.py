@@ -1,0 +1,316 @@
+"""Degeneracy as singular learning theory measures it: the local learning coefficient (LLC).
+
+The LLC of a trained model w* is lambda(w*) in E_w[n L_n(w)] ~ n L_n(w*) + lambda / beta under the
+local tempered posterior exp(-n beta L_n(w) - gamma / 2 |w - w*|^2); it is d / 2 for a regular
+model with d parameters and smaller the more degenerate the model is (arXiv 2405.10927 reads the
+three internal sources of figure 8 as reasons for a small LLC). It is estimated by SGLD with
+devinterp (PyPI), the field's maintained sampler, on the model family's training loss and
+training data:
+
+    llc_hat = n beta * (mean SGLD loss after burn-in - L_n(w*))          (Lau et al. 2023)
+
+devinterp 2 is written for language models: its dataset is a HuggingFace ``Dataset`` of
+``input_ids`` and its loss a per-token loss of shape (batch, seq - 1). Any (inputs, targets) data
+is fed to it as rows of indices ``[i, i]`` whose loss is the per-sample loss of row i, so the same
+sampler serves regressions (the known-answer tests), modular addition and the vision MLPs.
+``compute_llc`` of devinterp averages the burn-in steps too; the estimate here uses its per-draw
+losses (after burn-in) instead, and keeps the whole per-step trace as ``llc_traces.csv``.
+
+    estimate = estimate_llc(model, inputs, targets, per_sample_loss, LLCSettings(lr=1e-3))
+    estimate.summary()   # {"degeneracy/llc": ..., "degeneracy/llc_std": ..., ...}
+
+:func:`llc_stage` is the pipeline's hook (``analysis.llc=true``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LLC_KEY = "degeneracy/llc"
+TRACES = "llc_traces"  # the per-chain, per-step SGLD loss table in the run directory
+OVER_TRAINING = "degeneracy_over_training"  # the snapshot table the LLC columns join
+# Chains whose mean loss over the second half of their draws still differs from the first half by
+# more than this share of (mean loss - init loss), averaged over chains, have not settled: the
+# loss trace must be flat after burn-in (the calibration rule, with no failed chain and llc > 0).
+MAX_DRIFT = 0.15
+
+PerSampleLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]  # (model, x, y) -> loss (B,)
+
+
+@dataclass(frozen=True)
+class LLCSettings:
+    """SGLD hyperparameters (the config's ``analysis.llc_*`` fields)."""
+
+    lr: float = 1e-4  # step size epsilon
+    localization: float = 100.0  # gamma: pull towards w*
+    nbeta: float | None = None  # n * beta; None: n / log n (beta = 1 / log n, Watanabe's WBIC)
+    chains: int = 4
+    draws: int = 200
+    burnin: int = 100
+    batch_size: int = 64
+    seed: int = 0
+
+    def inverse_temperature(self, n: int) -> float:
+        """n beta for n training samples. devinterp's own default_nbeta (batch / log batch,
+        15 at batch 64) left the paper model's chains at chance-level loss (docs/llc.md)."""
+        if self.nbeta is not None:
+            return float(self.nbeta)
+        return n / math.log(n) if n > 1 else 1.0
+
+
+@dataclass
+class LLCEstimate:
+    """One LLC estimate: its value per chain, the loss traces and why it failed, if it did."""
+
+    per_chain: list[float]
+    init_loss: float
+    traces: pd.DataFrame  # columns chain, step, loss (every SGLD step, burn-in included)
+    drift: float  # |second-half - first-half mean loss| / (mean loss - init loss)
+    diverged: str | None  # None, or one line saying which chains failed and how
+    seconds: float
+    nbeta: float = math.nan
+
+    @property
+    def llc(self) -> float | None:
+        return None if self.diverged else float(np.mean(self.per_chain))
+
+    @property
+    def llc_std(self) -> float | None:
+        return None if self.diverged else float(np.std(self.per_chain))
+
+    @property
+    def settled(self) -> bool:
+        """The calibration rule: no chain failed, every chain settled, and llc > 0."""
+        return self.diverged is None and self.drift <= MAX_DRIFT and self.llc > 0
+
+    def summary(self) -> dict[str, float | int | str]:
+        out: dict[str, float | int | str] = {
+            f"{LLC_KEY}_init_loss": self.init_loss, f"{LLC_KEY}_settled": int(self.settled),
+            f"{LLC_KEY}_drift": self.drift, f"{LLC_KEY}_nbeta": self.nbeta,
+            f"{LLC_KEY}_diverged": int(self.diverged is not None),
+            "time/llc_s": round(self.seconds, 3)}
+        if self.diverged is None:  # a diverged estimate stores no LLC at all
+            out.update({LLC_KEY: self.llc, f"{LLC_KEY}_std": self.llc_std})
+        return out
+
+    def line(self) -> str:
+        if self.diverged:
+            return f"LLC: {self.diverged}; no LLC stored"
+        rule = "settled" if self.settled else f"NOT settled (drift {self.drift:.2f})"
+        return (f"LLC {self.llc:.2f} +- {self.llc_std:.2f} over {len(self.per_chain)} chains, "
+                f"{rule}, {self.seconds:.1f} s")
+
+
+def estimate_llc(model: nn.Module, inputs: Tensor, targets: Tensor, loss: PerSampleLoss,
+                 settings: LLCSettings, progress: bool = False) -> LLCEstimate:
+    """The LLC of ``model`` at its current weights on (inputs, targets) under ``loss``.
+
+    ``loss(model, x, y)`` is the per-sample negative log-likelihood (cross-entropy; for a Gaussian
+    regression with unit noise 0.5 |y - f(x)|^2): the LLC is defined for that scale. The model is
+    not changed (devinterp samples on copies). Same settings and seed: the same estimate.
+    ``progress=False`` hides devinterp's per-chain progress bars (they go to stderr).
+    """
+    from datasets import Dataset  # devinterp's own dependency; imported late (slow import)
+    from devinterp.slt.sampling import sample
+
+    logging.getLogger("devinterp").setLevel(logging.WARNING)  # its per-store INFO lines
+    if len(inputs) != len(targets):
+        raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
+    if len(inputs) < settings.batch_size:
+        raise ValueError(f"LLC batch_size {settings.batch_size} is larger than the "
+                         f"{len(inputs)} training samples")
+    device = next(model.parameters()).device
+    inputs, targets = inputs.to(device), targets.to(device)
+    rows = torch.arange(len(inputs))
+    dataset = Dataset.from_dict({"input_ids": torch.stack([rows, rows], 1).tolist()})
+
+    def per_token(sampled: _Wrapped, ids: Tensor) -> Tensor:
+        index = ids[:, 0].to(device)
+        return loss(sampled.inner, inputs[index], targets[index])[:, None]
+
+    nbeta = settings.inverse_temperature(len(inputs))
+    start = time.perf_counter()
+    quiet = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
+    with tempfile.TemporaryDirectory(prefix="llc-") as scratch, quiet, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        samples = sample(
+            _Wrapped(model), dataset.with_format("torch"), {}, lr=settings.lr,
+            n_beta=nbeta, localization=settings.localization,
+            num_chains=settings.chains, num_draws=settings.draws,
+            num_burnin_steps=settings.burnin, batch_size=settings.batch_size,
+            init_seed=settings.seed, device=str(device),
+            # L_n(w*) over one whole pass (the chains cycle over that same pass)
+            num_init_loss_batches=len(inputs) // settings.batch_size,
+            output_path=Path(scratch) / "samples.zarr", loss_fn=per_token)
+        data = samples.dataset
+        trace = data.sampling_loss_micro.mean(dim=["batch_sampling", "token_pos"]).values
+        draws = data.sampling_loss.mean(dim=["batch", "token_pos"]).values  # (chain, draw)
+        init_loss = float(data.init_loss.values.mean())
+    failed = sorted({str(w.message) for w in caught if "Chain failed" in str(w.message)})
+    return _assemble(trace, draws, init_loss, failed, settings, nbeta,
+                     time.perf_counter() - start)
+
+
+class _Wrapped(nn.Module):
+    """The model under a name devinterp does not mistake for a TransformerLens model (it checks
+    for ``model.cfg.n_heads``, which the modular-addition transformer also has)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+
+def _assemble(trace: np.ndarray, draws: np.ndarray, init_loss: float, failed: list[str],
+              settings: LLCSettings, nbeta: float, seconds: float) -> LLCEstimate:
+    chains, steps = trace.shape
+    traces = pd.DataFrame({"chain": np.repeat(np.arange(chains), steps),
+                           "step": np.tile(np.arange(steps), chains),
+                           "loss": trace.reshape(-1)})
+    diverged = None
+    if failed or not np.isfinite(draws).all():
+        # a failed chain stops early; devinterp leaves its later steps at the zarr fill value
+        what = f"{len(failed)} of {chains} chains failed" if failed else "non-finite draws"
+        diverged = (f"chains diverged ({what}) at lr {settings.lr}, localization "
+                    f"{settings.localization}" + (f": {failed[0]}" if failed else ""))
+    per_chain = (nbeta * (draws.mean(axis=1) - init_loss)).tolist()
+    half = draws.shape[1] // 2
+    # pooled over chains, so that a drift all chains share shows and their noise partly cancels
+    rise = float(np.mean(draws[:, -half:].mean(1) - draws[:, :half].mean(1))) if half else 0.0
+    scale = max(abs(float(draws.mean()) - init_loss), 1e-12)
+    drift = abs(rise) / scale if np.isfinite(draws).all() else math.inf
+    return LLCEstimate(per_chain, init_loss, traces, drift, diverged, seconds, nbeta)
+
+
+# --- model families: their training objective and their snapshots ------------------------------
+
+def cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Per-sample float64 cross-entropy of ``model(x)`` (B, classes) against labels y."""
+    forward = getattr(model, "forward_fast", model)  # modadd: same logits, faster on one thread
+    return F.cross_entropy(forward(x).double(), y, reduction="none")
+
+
+def training_objective(cfg, prepared) -> tuple[Tensor, Tensor, PerSampleLoss]:
+    """(inputs, targets, per-sample loss) the family trains on, for its run config."""
+    family = cfg.model.family
+    if family == "modadd":
+        from interbasis.data.modadd import make_modadd_split
+        from interbasis.training.modadd import run_from_config
+        split = make_modadd_split(run_from_config(cfg).data)
+        return split.train_tokens, split.train_labels, cross_entropy
+    if family == "vision":
+        from interbasis.data.vision import load_image_split
+        data = load_image_split(cfg.data.name, cfg.data.root, download=cfg.data.download)
+        count = cfg.train.train_samples
+        return data.train_images[:count], data.train_labels[:count], cross_entropy
+    raise ValueError(f"analysis.llc: no training objective for model family {family!r} "
+                     "(modadd and vision have one)")
+
+
+def snapshots(cfg, prepared) -> list[tuple[int, nn.Module]]:
+    """The family's kept training snapshots (modadd with train.snapshot_every), else none."""
+    if cfg.model.family != "modadd" or not cfg.train.snapshot_every:
+        return []
+    from interbasis.training.modadd import load_snapshots
+    path = Path(cfg.paths.checkpoints) / "modadd" / str(prepared.summary["train/checkpoint"])
+    steps = list(range(0, cfg.train.steps + 1, cfg.train.snapshot_every))
+    return list(zip(steps, load_snapshots(path, steps), strict=True))
+
+
+def settings_from_config(analysis) -> LLCSettings:
+    return LLCSettings(lr=analysis.llc_lr, localization=analysis.llc_localization,
+                       nbeta=analysis.llc_nbeta, chains=analysis.llc_chains,
+                       draws=analysis.llc_draws, burnin=analysis.llc_burnin,
+                       batch_size=analysis.llc_batch_size, seed=analysis.llc_seed)
+
+
+def llc_stage(cfg, prepared, run_dir) -> None:
+    """The pipeline hook: the LLC of the run's model and, with ``analysis.llc_over_training``,
+    of each snapshot (columns of the degeneracy-over-training table, so W&B gets them by step).
+
+    Adds the summary keys to ``prepared.summary``, writes ``llc_traces.csv`` (and
+    ``llc_traces_over_training.csv``); ``analysis.graph=false`` skips the basis afterwards.
+    """
+    settings = settings_from_config(cfg.analysis)
+    log = (lambda line: None) if cfg.progress is False else print
+    inputs, targets, loss = training_objective(cfg, prepared)
+    estimate = estimate_llc(prepared.model, inputs, targets, loss, settings)
+    run_dir.write_table(TRACES, estimate.traces)
+    prepared.summary.update(estimate.summary())
+    # the counting rule of docs/llc.md: every trainable weight and bias, embeddings included
+    prepared.summary["model/n_params"] = sum(p.numel() for p in prepared.model.parameters()
+                                             if p.requires_grad)
+    log(estimate.line())
+    kept = snapshots(cfg, prepared) if cfg.analysis.llc_over_training else []
+    every = cfg.analysis.llc_snapshot_every
+    kept = [(step, model) for step, model in kept if not every or step % every == 0]
+    if kept:
+        rows, traces = [], []
+        for step, model in kept:
+            found = estimate_llc(model, inputs, targets, loss, settings)
+            log(f"step {step}: {found.line()}")
+            rows.append({"step": step, **{k: v for k, v in found.summary().items()
+                                          if k.startswith(LLC_KEY)},
+                         "time/llc_s": found.seconds})
+            traces.append(found.traces.assign(snapshot=step))
+        table = pd.DataFrame(rows)
+        run_dir.write_table(f"{TRACES}_over_training", pd.concat(traces, ignore_index=True))
+        if OVER_TRAINING in prepared.history:
+            prepared.history[OVER_TRAINING] = prepared.history[OVER_TRAINING].merge(
+                table, on="step", how="left")
+        else:
+            prepared.history[OVER_TRAINING] = table
+    if not cfg.analysis.graph:
+        prepared.build_graph = False
+
+
+def calibration_table(runs_dir: str | Path) -> str:
+    """The calibration grid of ``runs_dir`` (runs with analysis.llc_lr / llc_localization
+    overrides) as a Markdown table: one row per localisation, one LLC cell per step size."""
+    import yaml
+
+    from interbasis.results import load_runs
+    from interbasis.results.report import pipe_table
+
+    runs_dir = Path(runs_dir)
+    runs = load_runs(runs_dir.parent)
+    runs = runs[runs["experiment"] == runs_dir.name] if not runs.empty else runs
+    if runs.empty:
+        raise ValueError(f"no complete runs in {runs_dir}")
+    cells, lrs, gammas = {}, set(), set()
+    for _, run in runs.iterrows():
+        analysis = yaml.safe_load((Path(run["path"]) / "config.yaml").read_text())["analysis"]
+        key = (float(analysis["llc_localization"]), float(analysis["llc_lr"]))
+        lrs.add(key[1])
+        gammas.add(key[0])
+        if run.get(f"{LLC_KEY}_diverged") == 1:
+            cells[key] = "diverged"
+        else:
+            mark = "" if run.get(f"{LLC_KEY}_settled") == 1 else " (drift "
+            mark += "" if not mark else f"{run[f'{LLC_KEY}_drift']:.2f})"
+            cells[key] = f"{run[LLC_KEY]:.1f} \u00b1 {run[f'{LLC_KEY}_std']:.1f}{mark}"
+    header = ["gamma \\ epsilon", *(f"{lr:g}" for lr in sorted(lrs))]
+    rows = [[f"{gamma:g}", *(cells.get((gamma, lr), "-") for lr in sorted(lrs))]
+            for gamma in sorted(gammas)]
+    return pipe_table(header, rows)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(calibration_table(sys.argv[1] if len(sys.argv) > 1 else "results/runs/llc_calibration"))
