@@ -77,6 +77,10 @@ class MethodConfig(Strict):
                                   "positions; null = exact")
     basis_split: Literal["train", "test"] = Field("train", description="data the basis is built on")
     batch_size: int = Field(4096, ge=1, description="samples per batch while building the basis")
+    jacobian_rank: bool = Field(False, description="also compute the Jacobian Gram M' for PCA and "
+                                "neuron bases, for rank/jacobian (degeneracy source 2); LIB "
+                                "always has it, and PCA/neuron builds skip all Jacobian work "
+                                "in the basis step without it")
 
 
 class ImageDataConfig(Strict):

@@ -19,8 +19,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from interbasis.basis import bases
+from interbasis.basis.dense import DenseJacobian, dense_rows
 from interbasis.basis.fold import frozen_folded_copy
-from interbasis.basis.jacobian import EdgeSum, JacobianGram, integration_points, jacobian_rows
+from interbasis.basis.jacobian import (
+    MAX_CHUNK_ELEMENTS,
+    EdgeSum,
+    JacobianGram,
+    integration_points,
+    jacobian_rows,
+)
 from interbasis.basis.linearized import (
     LinearizedEdgeSum,
     LinearizedJacobianGram,
@@ -82,6 +89,7 @@ def build_graph(
     device: str | torch.device | None = None,
     progress: bool | None = False,
     fast_paths: bool = True,
+    jacobian_gram: bool | None = None,
 ) -> Graph:
     """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
 
@@ -103,7 +111,11 @@ def build_graph(
         device: where to compute (default: the model's device); results are float64 on CPU.
         progress: progress bars; None shows them only when stderr is a terminal.
         fast_paths: use a section's exact analytic form when the model offers one
-            (``linearize_section``); False forces the generic autograd path everywhere.
+            (``linearize_section``, ``section_jacobian``); False forces the generic autograd path
+            everywhere.
+        jacobian_gram: compute M' of every section (``NodeLayer.jacobian_eigenvalues``, the
+            ``rank/jacobian`` metric). None: only where the basis needs it (LIB); PCA and neuron
+            bases then do no Jacobian work in the basis step. True: for every method.
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
@@ -142,9 +154,10 @@ def build_graph(
         name_in, name_out = node_layers[index], node_layers[index + 1]
         C_next = layer_bases[index + 1].C.to(device=device, dtype=dtype)
         start = time.perf_counter()
-        jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, name_out, C_next,
-                                               alphas, weights, n_sources, generator,
-                                               fast_paths)
+        if method == "lib" or jacobian_gram:
+            jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, name_out, C_next,
+                                                   alphas, weights, n_sources, generator,
+                                                   fast_paths)
         gram, mean = grams[name_in], moments[name_in].mean
         if method == "lib":
             layer_bases[index] = bases.lib_basis(gram, mean, jacobian_grams[index], center,
@@ -174,7 +187,7 @@ def build_graph(
             n_positions=positions[name], has_constant=name != OUTPUT))
     settings = dict(center=center, truncation_threshold=truncation_threshold,
                     dtype=str(dtype).removeprefix("torch."), integration=integration,
-                    fast_paths=fast_paths,
+                    fast_paths=fast_paths, jacobian_gram=method == "lib" or bool(jacobian_gram),
                     n_intervals=n_intervals, n_sources=n_sources, seed=seed,
                     n_samples=moments[node_layers[0]].count // positions[node_layers[0]],
                     timings=timings)
@@ -248,6 +261,24 @@ def _linearized(model: nn.Module, name_in: str, name_out: str) -> LinearizedSect
     return None if linearize is None else linearize(name_in, name_out)
 
 
+def _dense(model: nn.Module, name_in: str, name_out: str) -> DenseJacobian | None:
+    """The model's closed-form per-sample Jacobian of this section, if any (basis/dense.py)."""
+    jacobian = getattr(model, "section_jacobian", None)
+    return None if jacobian is None else jacobian(name_in, name_out)
+
+
+def _rows(model, inputs, x, name_in, name_out, C_next, alphas, weights, n_sources, generator,
+          dense: DenseJacobian | None):
+    """Jacobian rows of one batch: from the closed form when there is one, else vmap(vjp)."""
+    if dense is not None:
+        with torch.no_grad():
+            yield from dense_rows(dense, x, C_next, alphas, weights, n_sources, generator,
+                                  MAX_CHUNK_ELEMENTS)
+        return
+    yield from jacobian_rows(section(model, inputs, name_in, name_out), x, C_next, alphas,
+                             weights, n_sources, generator)
+
+
 def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n_sources,
                    generator, fast: bool = True) -> Tensor:
     linearized = _linearized(model, name_in, name_out) if fast else None
@@ -257,6 +288,7 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
             with torch.no_grad():
                 accumulator.add_batch(capture(model, inputs, [name_in])[name_in], alphas, weights)
         return accumulator.result()
+    dense = _dense(model, name_in, name_out) if fast else None
     accumulator = None
     for inputs in batches:
         with torch.no_grad():
@@ -264,9 +296,8 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
         n, p_in, d_in = as_positions(x).shape
         if accumulator is None:
             accumulator = JacobianGram(d_in, x.dtype, x.device)
-        rows = jacobian_rows(section(model, inputs, name_in, name_out), x, C_next, alphas,
-                             weights, n_sources, generator)
-        accumulator.add_batch(rows, n, p_in)
+        accumulator.add_batch(_rows(model, inputs, x, name_in, name_out, C_next, alphas, weights,
+                                    n_sources, generator, dense), n, p_in)
     return accumulator.result()
 
 
@@ -275,6 +306,7 @@ def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alp
     C = basis_in.C.to(C_next)
     C_pinv = basis_in.C_pinv.to(C_next)
     linearized = _linearized(model, name_in, name_out) if fast else None
+    dense = _dense(model, name_in, name_out) if fast and linearized is None else None
     if linearized is not None:
         accumulator = LinearizedEdgeSum(linearized, C_next, C_pinv)
     else:
@@ -289,7 +321,6 @@ def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alp
             with torch.no_grad():
                 accumulator.add_batch(x_rec, features, alphas, weights)
             continue
-        rows = jacobian_rows(section(model, inputs, name_in, name_out), x_rec, C_next, alphas,
-                             weights, n_sources, generator)
-        accumulator.add_batch(rows, features, C_pinv)
+        accumulator.add_batch(_rows(model, inputs, x_rec, name_in, name_out, C_next, alphas,
+                                    weights, n_sources, generator, dense), features, C_pinv)
     return accumulator.result()

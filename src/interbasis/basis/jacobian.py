@@ -13,6 +13,7 @@ Stochastic sources replace the sum over output positions by R random +-1 probes 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,6 +25,16 @@ from interbasis.basis.stats import as_positions
 INTEGRATIONS = ("gradient", "trapezoidal", "gauss-legendre")
 # Jacobian chunks are cut so that one holds at most this many numbers (~256 MB in float64).
 MAX_CHUNK_ELEMENTS = 2**25
+
+
+class RowChunk(NamedTuple):
+    """A chunk of Jacobian rows: J (k, n_chunk, P_in, d_in) for the samples ``samples`` of the
+    batch, the output feature of each of the k rows, and the weight of every row."""
+
+    J: Tensor
+    features: Tensor
+    weight: float
+    samples: slice = slice(None)
 
 
 def integration_points(integration: str, n_intervals: int = 0) -> tuple[list[float], list[float]]:
@@ -80,11 +91,10 @@ def cotangent_chunks(n: int, n_out_positions: int, r_out: int, n_sources: int | 
 
 def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
                   alphas: list[float], weights: list[float], n_sources: int | None,
-                  generator: torch.Generator
-                  ) -> Iterator[tuple[Float[Tensor, "k n p_in d_in"], Tensor, float]]:
+                  generator: torch.Generator) -> Iterator[RowChunk]:
     """Yield chunks of Jacobian rows of x -> fn(x) C_next, integrated over alphas.
 
-    Each chunk: (J (k, n, P_in, d_in), the output feature index of each row, the row weight).
+    Each chunk holds k rows for every sample of the batch (see :class:`RowChunk`).
     """
     x_shape = x.shape
     x_pos = as_positions(x)
@@ -102,7 +112,17 @@ def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
     for cot, features, weight in cotangent_chunks(n, p_out, r_out, n_sources, chunk, generator,
                                                   x.dtype, x.device):
         J = sum(w * torch.func.vmap(vjp_fn)(cot)[0] for w, vjp_fn in zip(weights, vjps))
-        yield J, features, weight
+        yield RowChunk(J, features, weight)
+
+
+def row_matrix(J: Tensor) -> Tensor:
+    """J (..., d) as a (rows, d) matrix without a copy when its leading axes are permuted.
+
+    M' is a sum over rows, so their order does not matter: the leading axes are put in memory
+    order first, so a permuted view (the dense path's) reshapes for free.
+    """
+    lead = sorted(range(J.ndim - 1), key=lambda axis: -J.stride(axis))
+    return J.permute(*lead, J.ndim - 1).reshape(-1, J.shape[-1])
 
 
 class JacobianGram:
@@ -112,10 +132,10 @@ class JacobianGram:
         self.total = torch.zeros(d_in, d_in, dtype=dtype, device=device)
         self.count = 0
 
-    def add_batch(self, rows: Iterator[tuple[Tensor, Tensor, float]], n: int, p_in: int) -> None:
-        for J, _, weight in rows:
-            flat = J.reshape(-1, J.shape[-1])
-            self.total += weight * (flat.T @ flat)
+    def add_batch(self, rows: Iterator[RowChunk], n: int, p_in: int) -> None:
+        for J, _, weight, _ in rows:
+            flat = row_matrix(J)
+            self.total.addmm_(flat.T, flat, alpha=weight)
         self.count += n * p_in
 
     def result(self) -> Tensor:
@@ -129,13 +149,20 @@ class EdgeSum:
         self.total = torch.zeros(r_out, r_in, dtype=dtype, device=device)
         self.count = 0
 
-    def add_batch(self, rows: Iterator[tuple[Tensor, Tensor, float]],
-                  features: Float[Tensor, "n p_in r_in"], C_pinv: Tensor) -> None:
+    def add_batch(self, rows: Iterator[RowChunk], features: Float[Tensor, "n p_in r_in"],
+                  C_pinv: Tensor) -> None:
         n, p_in, _ = features.shape
-        for J, out_index, weight in rows:
+        for J, out_index, weight, samples in rows:
             # d g / d f = (d g / d x) C_pinv^T; input positions are summed inside the square.
-            attributions = ((J @ C_pinv.T) * features).sum(2)
-            self.total.index_add_(0, out_index, weight * attributions.square().sum(1))
+            sample_major = J.permute(1, 2, 0, 3)  # (n, P_in, k, d_in)
+            if sample_major.is_contiguous():  # the dense path's memory order
+                in_features = features[samples]
+                attributions = ((sample_major @ C_pinv.T) * in_features[:, :, None]).sum(1)
+                squares = attributions.square().sum(0)
+            else:
+                attributions = ((J @ C_pinv.T) * features[samples]).sum(2)
+                squares = attributions.square().sum(1)
+            self.total.index_add_(0, out_index, weight * squares)
         self.count += n * p_in
 
     def result(self) -> Tensor:

@@ -1,0 +1,82 @@
+"""The engine's fast and cheap paths agree with the plain computation (issue 19).
+
+Closed-form Jacobians equal autograd at 1e-10 in float64; PCA and neuron builds skip M' without
+changing their bases or edges.
+"""
+
+import pytest
+import torch
+
+from interbasis import build_graph
+from interbasis.basis.sections import capture, section
+from interbasis.data.modadd import all_pairs
+from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
+
+LAYERS = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post",
+          "output"]
+
+
+def small_modadd(seed: int = 1, biases: bool = True) -> ModAddTransformer:
+    cfg = ModAddTransformerConfig(d_vocab=8, d_model=12, n_heads=2, d_head=5, d_mlp=20)
+    model = ModAddTransformer(cfg, seed=seed).double()
+    if biases:  # non-zero biases, so the folded constant coordinate matters
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name.rsplit(".", 1)[-1].startswith("b_"):
+                    param.copy_(torch.randn(param.shape, generator=generator,
+                                            dtype=torch.float64))
+    return model
+
+
+def per_sample_autograd_jacobian(fn, x, C):
+    """d (fn(x) C)[n, t, r] / d x[n, s, i] by autograd, (n, P_out, P_in, r, d)."""
+    full = torch.autograd.functional.jacobian(lambda z: fn(z) @ C, x)  # (n, t, r, n, s, i)
+    return torch.stack([full[i, :, :, i] for i in range(x.shape[0])]).permute(0, 1, 3, 2, 4)
+
+
+def test_attention_jacobian_equals_autograd():
+    folded = small_modadd().fold_bias()
+    tokens = all_pairs(7)[0][:9]
+    x = capture(folded, tokens, LAYERS[:1])[LAYERS[0]]
+    C = torch.randn(x.shape[-1], 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    closed_form = folded.section_jacobian(*LAYERS[:2])(x, C)
+    expected = per_sample_autograd_jacobian(section(folded, tokens, *LAYERS[:2]), x, C)
+    assert closed_form.shape == expected.shape == (9, 1, 3, 7, x.shape[-1])
+    torch.testing.assert_close(closed_form, expected, atol=1e-10, rtol=0)
+    # scaled inputs (integrated gradients evaluate J at alpha x)
+    torch.testing.assert_close(folded.section_jacobian(*LAYERS[:2])(0.3 * x, C),
+                               per_sample_autograd_jacobian(
+                                   section(folded, tokens, *LAYERS[:2]), 0.3 * x, C),
+                               atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize(("integration", "n_intervals"), [("gradient", 0), ("trapezoidal", 2)])
+def test_dense_attention_path_equals_generic_build(integration, n_intervals):
+    model, tokens = small_modadd(), all_pairs(7)[0]
+    kwargs = dict(integration=integration, n_intervals=n_intervals, batch_size=20)
+    fast = build_graph(model, tokens, LAYERS, **kwargs)
+    generic = build_graph(model, tokens, LAYERS, fast_paths=False, **kwargs)
+    for a, b in zip(fast.layers, generic.layers):
+        torch.testing.assert_close(a.eigenvalues, b.eigenvalues, atol=1e-12, rtol=1e-9)
+    for a, b in zip(fast.edges, generic.edges):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["pca", "neuron"])
+def test_pca_and_neuron_builds_skip_the_jacobian_gram_and_keep_their_graph(method):
+    model, tokens = small_modadd(), all_pairs(7)[0]
+    skipped = build_graph(model, tokens, LAYERS, method=method)
+    full = build_graph(model, tokens, LAYERS, method=method, jacobian_gram=True)
+    assert all(layer.jacobian_eigenvalues is None for layer in skipped.layers)
+    assert all(layer.jacobian_eigenvalues is not None for layer in full.layers[:-1])
+    assert skipped.settings["jacobian_gram"] is False and full.settings["jacobian_gram"] is True
+    for a, b in zip(skipped.layers, full.layers):
+        assert torch.equal(a.C, b.C) and torch.equal(a.eigenvalues, b.eigenvalues)
+    for a, b in zip(skipped.edges, full.edges):
+        assert torch.equal(a, b)
+
+
+def test_lib_always_has_the_jacobian_gram():
+    graph = build_graph(small_modadd(), all_pairs(7)[0], LAYERS, method="lib")
+    assert all(layer.jacobian_eigenvalues is not None for layer in graph.layers[:-1])
