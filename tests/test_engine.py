@@ -44,6 +44,10 @@ def test_attention_jacobian_equals_autograd():
     expected = per_sample_autograd_jacobian(section(folded, tokens, *LAYERS[:2]), x, C)
     assert closed_form.shape == expected.shape == (9, 1, 3, 7, x.shape[-1])
     torch.testing.assert_close(closed_form, expected, atol=1e-10, rtol=0)
+    # rotated on the input side too (edges use d g / d f = (d g / d x) C_pinv^T)
+    C_in = torch.randn(x.shape[-1], 4, dtype=torch.float64)
+    torch.testing.assert_close(folded.section_jacobian(*LAYERS[:2])(x, C, C_in),
+                               expected @ C_in, atol=1e-10, rtol=0)
     # scaled inputs (integrated gradients evaluate J at alpha x)
     torch.testing.assert_close(folded.section_jacobian(*LAYERS[:2])(0.3 * x, C),
                                per_sample_autograd_jacobian(
@@ -80,3 +84,31 @@ def test_pca_and_neuron_builds_skip_the_jacobian_gram_and_keep_their_graph(metho
 def test_lib_always_has_the_jacobian_gram():
     graph = build_graph(small_modadd(), all_pairs(7)[0], LAYERS, method="lib")
     assert all(layer.jacobian_eigenvalues is not None for layer in graph.layers[:-1])
+
+
+def test_a_tiny_memory_budget_cuts_chunks_without_changing_the_graph():
+    """Budgets change only how rows and samples are chunked (every path: dense, linearized,
+    generic)."""
+    model, tokens = small_modadd(), all_pairs(7)[0]
+    for fast in (True, False):
+        roomy = build_graph(model, tokens, LAYERS, fast_paths=fast)
+        tight = build_graph(model, tokens, LAYERS, fast_paths=fast, max_memory=20_000)
+        for a, b in zip(roomy.layers, tight.layers):
+            torch.testing.assert_close(a.eigenvalues, b.eigenvalues, atol=1e-13, rtol=1e-10)
+        for a, b in zip(roomy.edges, tight.edges):
+            torch.testing.assert_close(a, b, atol=1e-13, rtol=1e-10)
+
+
+def test_memory_budget_default_and_bad_values():
+    from interbasis.basis.memory import CPU_BUDGET_CAP, Workspace, memory_budget
+
+    cpu = torch.device("cpu")
+    assert 0 < memory_budget(cpu) <= CPU_BUDGET_CAP
+    assert memory_budget(cpu, 12345) == 12345
+    with pytest.raises(ValueError, match="max_memory must be a positive"):
+        build_graph(small_modadd(), all_pairs(7)[0], LAYERS, max_memory=0)
+    workspace = Workspace()
+    first = workspace.get("rows", (4, 5), torch.float64, cpu)
+    smaller = workspace.get("rows", (3, 2), torch.float64, cpu)
+    assert smaller.data_ptr() == first.data_ptr()  # reused, not reallocated
+    assert workspace.get("rows", (10, 10), torch.float64, cpu).shape == (10, 10)

@@ -81,6 +81,9 @@ class MethodConfig(Strict):
                                 "neuron bases, for rank/jacobian (degeneracy source 2); LIB "
                                 "always has it, and PCA/neuron builds skip all Jacobian work "
                                 "in the basis step without it")
+    max_memory: float | None = Field(None, gt=0, description="bytes one chunk of Jacobian work may "
+                                     "use; null = a safe share of the device's free memory (a "
+                                     "quarter on CPU, at most 1 GiB; half on a GPU)")
 
 
 class ImageDataConfig(Strict):

@@ -101,7 +101,8 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
         center=method.center, truncation_threshold=method.truncation_threshold,
         integration=method.integration, n_intervals=method.n_intervals,
         n_sources=method.n_sources, seed=cfg.seed, batch_size=method.batch_size,
-        progress=cfg.progress, jacobian_gram=method.jacobian_rank or None)
+        progress=cfg.progress, jacobian_gram=method.jacobian_rank or None,
+        max_memory=method.max_memory)
     timings["time/basis_s"] = time.perf_counter() - start
     run_dir.write_graph(graph, method.name)
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from interbasis.basis.jacobian import RowChunk
+from interbasis.basis.memory import Workspace
 from interbasis.basis.stats import as_positions
 
 DenseJacobian = Callable[[Tensor, Tensor], Tensor]
@@ -32,72 +33,98 @@ def last_query_attention_jacobian(W_Q: Tensor, W_K: Tensor, W_V: Tensor, W_O: Te
                                   scale: float) -> DenseJacobian:
     """Rotated J of x (n, P, d) -> x[:, -1:] + attention from the last position.
 
-    Returns ``jacobian(x, C) -> (n, 1, P, r, d)``: d (out C)[n, r] / d x[n, s, :]. Per-head
+    Returns ``jacobian(x, C_out, C_in, out) -> (n, 1, P, r_out, r_in)``: d (out C_out)[n, j] / d
+    x[n, s] times C_in (d, r_in) (None: the identity, r_in = d), written into ``out`` if given
+    (a closed form with P_out > 1 ignores ``out``, whose shape assumes P_out = 1). Per-head
     weights as TransformerLens stores them (folded: no biases): W_Q, W_K (h, d, e),
-    W_V (h, d, e_v), W_O (h, e_v, d). With p = softmax(s), s_p = scale q . k_p, u_p = v_p W_O and
-    a_p = p_p (u_p - sum_p' p_p' u_p') (the derivative of the output w.r.t. the score s_p):
+    W_V (h, d, e_v), W_O (h, e_v, d). With p = softmax(s), s_p = scale q . k_p, u_p = v_p W_O
+    and a_p = p_p (u_p - sum_p' p_p' u_p') (the derivative of the output w.r.t. the score s_p):
         d out / d x_s = [s last] I + sum_h p_hs W_V W_O + sum_h a_hs (scale W_K q_h)^T
                         + [s last] sum_h sum_p a_hp (scale W_Q k_hp)^T.
-    C is contracted first so every product is a plain (batched) matmul into (n, P, r, d).
+    Both rotations are contracted first, so every product is a small batched matmul.
     """
     W_VO = torch.einsum("hiv,hvo->hio", W_V, W_O)  # (h, d_in, d_out)
-    cache: dict[int, tuple[Tensor, Tensor]] = {}
+    cache: dict[tuple, tuple] = {}
 
-    def rotated_weights(C: Tensor) -> tuple[Tensor, Tensor]:
-        key = id(C)
+    def rotated_weights(C_out: Tensor, C_in: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(sum_h-ready value weights (h, r_out r_in), skip C_in^T-rotated (r_out, r_in))."""
+        key = (id(C_out), None if C_in is None else id(C_in), C_out.dtype)
         if key not in cache:
             cache.clear()
-            h, d_in, _ = W_VO.shape
-            value = torch.einsum("hio,or->hri", W_VO.to(C.dtype), C).reshape(h, -1)
-            cache[key] = (C, value)
-        return cache[key]
+            W = W_VO.to(C_out.dtype)
+            value = torch.einsum("hio,or->hri", W, C_out)  # (h, r_out, d_in)
+            skip = C_out.T
+            if C_in is not None:
+                value, skip = value @ C_in, skip @ C_in
+            cache[key] = (C_out, C_in, value.reshape(W.shape[0], -1), skip)
+        return cache[key][2:]
 
-    def jacobian(x: Tensor, C: Tensor) -> Tensor:
-        n, P, d = x.shape
-        h, r = W_VO.shape[0], C.shape[1]
-        _, value = rotated_weights(C)
+    @torch.no_grad()
+    def jacobian(x: Tensor, C_out: Tensor, C_in: Tensor | None = None,
+                 out: Tensor | None = None) -> Tensor:
+        n, P, _ = x.shape
+        h, r = W_VO.shape[0], C_out.shape[1]
+        value, skip = rotated_weights(C_out, C_in)
+        r_in = skip.shape[1]
         Wq, Wk, Wv, Wo = (w.to(x.dtype) for w in (W_Q, W_K, W_V, W_O))
         q = torch.einsum("nd,hde->nhe", x[:, -1], Wq)
         k = torch.einsum("npd,hde->nphe", x, Wk)
         v = torch.einsum("npd,hde->nphe", x, Wv)
         p = (torch.einsum("nhe,nphe->nph", q, k) * scale).softmax(dim=1)  # (n, P, h)
-        u = torch.einsum("nphv,hvo->npho", v, Wo) @ C  # (n, P, h, r): values out, rotated
+        u = torch.einsum("nphv,hvo->npho", v, Wo) @ C_out  # (n, P, h, r): values out, rotated
         a = p[..., None] * (u - torch.einsum("nph,nphr->nhr", p, u)[:, None])
         key_grad = scale * torch.einsum("hie,nhe->nhi", Wk, q)  # (n, h, d_in)
         query_grad = scale * torch.einsum("hie,nphe->nphi", Wq, k)  # (n, P, h, d_in)
-        rows = (p.reshape(n * P, h) @ value).reshape(n, P, r, d)  # value path
-        # key path: rows[n, s] += a[n, s]^T (r, h) @ key_grad[n] (h, d)
-        rows += (a.transpose(2, 3).reshape(n, P * r, h) @ key_grad).reshape(n, P, r, d)
+        if C_in is not None:
+            key_grad, query_grad = key_grad @ C_in, query_grad @ C_in
+        rows = torch.empty(n, 1, P, r, r_in, dtype=x.dtype, device=x.device) if out is None else out
+        torch.matmul(p.reshape(n * P, h), value, out=rows.view(n * P, r * r_in))  # value path
+        # key path: rows[n, s] += a[n, s]^T (r, h) @ key_grad[n] (h, r_in)
+        rows.view(n, P * r, r_in).baddbmm_(a.transpose(2, 3).reshape(n, P * r, h), key_grad)
         # query path, last position only: sum over keys p and heads
-        rows[:, -1] += a.permute(0, 3, 1, 2).reshape(n, r, P * h) @ query_grad.reshape(n, P * h, d)
-        rows[:, -1] += C.T  # the skip connection
-        return rows[:, None]
+        last = rows[:, 0, -1]
+        last.baddbmm_(a.permute(0, 3, 1, 2).reshape(n, r, P * h),
+                      query_grad.reshape(n, P * h, r_in))
+        last += skip  # the skip connection
+        return rows
 
     return jacobian
 
 
 def dense_rows(jacobian: DenseJacobian, x: Tensor, C_next: Tensor, alphas: list[float],
                weights: list[float], n_sources: int | None, generator: torch.Generator,
-               max_elements: int) -> Iterator[RowChunk]:
+               max_elements: int, C_in: Tensor | None = None,
+               workspace: Workspace | None = None) -> Iterator[RowChunk]:
     """The Jacobian rows of x -> section(x) C_next from a closed form, as ``jacobian_rows``.
 
     Yields one :class:`RowChunk` per chunk of samples (every row, some samples) whose J is a
     (k, n_chunk, P_in, d_in) view of (n_chunk, P_in, k, d_in) memory (the accumulators use that
     order); integrated over alphas (J first, then the rows), with stochastic sources drawn per
-    sample as in the generic path when P_out > 1.
+    sample as in the generic path when P_out > 1. With ``C_in`` the rows are already
+    multiplied by it (edges: d g / d f = (d g / d x) C_pinv^T, so C_in = C_pinv^T). The rows of
+    a chunk live in ``workspace`` buffers: valid (and free to overwrite) until the next chunk.
     """
+    workspace = workspace or Workspace()
     x = as_positions(x)
     n, p_in, d_in = x.shape
     signs = None
     r_out = C_next.shape[1]
-    chunk = max(1, max_elements // max(1, 4 * r_out * p_in * d_in))
+    if C_in is not None:
+        d_in = C_in.shape[1]
+    chunk = max(1, max_elements // max(1, 3 * r_out * p_in * max(d_in, x.shape[-1])))
     for start in range(0, n, chunk):
         xc = x[start:start + chunk]
+        m = xc.shape[0]
+        shape = (m, 1, p_in, r_out, d_in)  # P_out = 1 fast paths write into the workspace
         rows = None
         for alpha, w in zip(alphas, weights):
-            term = jacobian(alpha * xc, C_next)
-            rows = w * term if rows is None else rows.add_(term, alpha=w)
-        m, p_out = rows.shape[:2]
+            buffer = workspace.get("rows" if rows is None else "term", shape, x.dtype, x.device)
+            term = jacobian(alpha * xc, C_next, C_in, out=buffer)
+            if rows is None:
+                rows = term.mul_(w) if w != 1.0 else term
+            else:
+                rows.add_(term, alpha=w)
+        p_out = rows.shape[1]
         samples = slice(start, start + chunk)
         if n_sources is None or p_out == 1:
             rows = rows.permute(0, 2, 1, 3, 4).reshape(m, p_in, p_out * r_out, d_in)

@@ -33,6 +33,7 @@ from interbasis.basis.linearized import (
     LinearizedJacobianGram,
     LinearizedSection,
 )
+from interbasis.basis.memory import Workspace, memory_budget
 from interbasis.basis.sections import OUTPUT, NodeLayerError, batch_inputs, capture, section
 from interbasis.basis.stats import RunningMoments, as_positions
 from interbasis.basis.types import Graph, NodeLayer
@@ -90,6 +91,7 @@ def build_graph(
     progress: bool | None = False,
     fast_paths: bool = True,
     jacobian_gram: bool | None = None,
+    max_memory: int | float | None = None,
 ) -> Graph:
     """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
 
@@ -116,6 +118,8 @@ def build_graph(
         jacobian_gram: compute M' of every section (``NodeLayer.jacobian_eigenvalues``, the
             ``rank/jacobian`` metric). None: only where the basis needs it (LIB); PCA and neuron
             bases then do no Jacobian work in the basis step. True: for every method.
+        max_memory: bytes one chunk of Jacobian work may use (chunks of samples and output rows
+            are cut to fit); None: a safe share of the device's free memory (basis/memory.py).
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
@@ -126,6 +130,7 @@ def build_graph(
         device = next((p.device for p in folded.parameters()), torch.device("cpu"))
     device = torch.device(device)
     folded.to(device)
+    max_elements = memory_budget(device, max_memory) // torch.empty(0, dtype=dtype).element_size()
     batches = Batches(data, batch_size, dtype, device)
     generator = torch.Generator().manual_seed(seed)
     timings: dict[str, float] = {}
@@ -157,7 +162,7 @@ def build_graph(
         if method == "lib" or jacobian_gram:
             jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, name_out, C_next,
                                                    alphas, weights, n_sources, generator,
-                                                   fast_paths)
+                                                   fast_paths, max_elements)
         gram, mean = grams[name_in], moments[name_in].mean
         if method == "lib":
             layer_bases[index] = bases.lib_basis(gram, mean, jacobian_grams[index], center,
@@ -171,7 +176,7 @@ def build_graph(
             start = time.perf_counter()
             edge_list[index] = _edges(folded, batches, name_in, name_out, layer_bases[index],
                                       C_next, alphas, weights, n_sources, generator,
-                                      fast_paths)
+                                      fast_paths, max_elements)
             timings["edges"] += time.perf_counter() - start
 
     layers = []
@@ -268,19 +273,24 @@ def _dense(model: nn.Module, name_in: str, name_out: str) -> DenseJacobian | Non
 
 
 def _rows(model, inputs, x, name_in, name_out, C_next, alphas, weights, n_sources, generator,
-          dense: DenseJacobian | None):
-    """Jacobian rows of one batch: from the closed form when there is one, else vmap(vjp)."""
+          dense: DenseJacobian | None, max_elements: int, workspace: Workspace,
+          C_in: Tensor | None = None):
+    """Jacobian rows of one batch: from the closed form when there is one, else vmap(vjp).
+
+    ``C_in`` (closed form only) multiplies the rows on the input side.
+    """
     if dense is not None:
         with torch.no_grad():
             yield from dense_rows(dense, x, C_next, alphas, weights, n_sources, generator,
-                                  MAX_CHUNK_ELEMENTS)
+                                  max_elements, C_in, workspace)
         return
     yield from jacobian_rows(section(model, inputs, name_in, name_out), x, C_next, alphas,
-                             weights, n_sources, generator)
+                             weights, n_sources, generator, max_elements)
 
 
 def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n_sources,
-                   generator, fast: bool = True) -> Tensor:
+                   generator, fast: bool = True, max_elements: int = MAX_CHUNK_ELEMENTS
+                   ) -> Tensor:
     linearized = _linearized(model, name_in, name_out) if fast else None
     if linearized is not None:
         accumulator = LinearizedJacobianGram(linearized, C_next)
@@ -289,7 +299,7 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
                 accumulator.add_batch(capture(model, inputs, [name_in])[name_in], alphas, weights)
         return accumulator.result()
     dense = _dense(model, name_in, name_out) if fast else None
-    accumulator = None
+    accumulator, workspace = None, Workspace()
     for inputs in batches:
         with torch.no_grad():
             x = capture(model, inputs, [name_in])[name_in]
@@ -297,18 +307,21 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
         if accumulator is None:
             accumulator = JacobianGram(d_in, x.dtype, x.device)
         accumulator.add_batch(_rows(model, inputs, x, name_in, name_out, C_next, alphas, weights,
-                                    n_sources, generator, dense), n, p_in)
+                                    n_sources, generator, dense, max_elements, workspace),
+                              n, p_in)
     return accumulator.result()
 
 
 def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alphas, weights,
-           n_sources, generator, fast: bool = True) -> Tensor:
+           n_sources, generator, fast: bool = True, max_elements: int = MAX_CHUNK_ELEMENTS
+           ) -> Tensor:
     C = basis_in.C.to(C_next)
     C_pinv = basis_in.C_pinv.to(C_next)
     linearized = _linearized(model, name_in, name_out) if fast else None
     dense = _dense(model, name_in, name_out) if fast and linearized is None else None
+    C_in, workspace = C_pinv.T, Workspace()
     if linearized is not None:
-        accumulator = LinearizedEdgeSum(linearized, C_next, C_pinv)
+        accumulator = LinearizedEdgeSum(linearized, C_next, C_pinv, max_elements)
     else:
         accumulator = EdgeSum(C_next.shape[1], C.shape[1], C_next.dtype, C_next.device)
     for inputs in batches:
@@ -321,6 +334,13 @@ def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alp
             with torch.no_grad():
                 accumulator.add_batch(x_rec, features, alphas, weights)
             continue
+        if dense is not None:  # rows come out as d g / d f directly
+            accumulator.add_batch(_rows(model, inputs, x_rec, name_in, name_out, C_next, alphas,
+                                        weights, n_sources, generator, dense, max_elements,
+                                        workspace, C_in),
+                                  features, None)
+            continue
         accumulator.add_batch(_rows(model, inputs, x_rec, name_in, name_out, C_next, alphas,
-                                    weights, n_sources, generator, dense), features, C_pinv)
+                                    weights, n_sources, generator, None, max_elements,
+                                    workspace), features, C_pinv)
     return accumulator.result()

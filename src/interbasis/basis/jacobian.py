@@ -20,10 +20,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interbasis.basis.memory import Workspace
 from interbasis.basis.stats import as_positions
 
 INTEGRATIONS = ("gradient", "trapezoidal", "gauss-legendre")
-# Jacobian chunks are cut so that one holds at most this many numbers (~256 MB in float64).
+# Default Jacobian chunk: at most this many numbers (~256 MB in float64); build_graph passes its
+# memory budget instead (basis/memory.py).
 MAX_CHUNK_ELEMENTS = 2**25
 
 
@@ -91,7 +93,8 @@ def cotangent_chunks(n: int, n_out_positions: int, r_out: int, n_sources: int | 
 
 def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
                   alphas: list[float], weights: list[float], n_sources: int | None,
-                  generator: torch.Generator) -> Iterator[RowChunk]:
+                  generator: torch.Generator, max_elements: int = MAX_CHUNK_ELEMENTS
+                  ) -> Iterator[RowChunk]:
     """Yield chunks of Jacobian rows of x -> fn(x) C_next, integrated over alphas.
 
     Each chunk holds k rows for every sample of the batch (see :class:`RowChunk`).
@@ -108,7 +111,8 @@ def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
         y, vjp_fn = torch.func.vjp(rotated, alpha * x_pos)
         vjps.append(vjp_fn)
     p_out, r_out = y.shape[1], y.shape[2]
-    chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, n * p_in * d_in * len(alphas)))
+    # each row chunk: one vmap output per alpha, their weighted sum and the accumulator's product
+    chunk = max(1, max_elements // max(1, n * p_in * d_in * (len(alphas) + 2)))
     for cot, features, weight in cotangent_chunks(n, p_out, r_out, n_sources, chunk, generator,
                                                   x.dtype, x.device):
         J = sum(w * torch.func.vmap(vjp_fn)(cot)[0] for w, vjp_fn in zip(weights, vjps))
@@ -148,17 +152,25 @@ class EdgeSum:
     def __init__(self, r_out: int, r_in: int, dtype: torch.dtype, device: torch.device):
         self.total = torch.zeros(r_out, r_in, dtype=dtype, device=device)
         self.count = 0
+        self.workspace = Workspace()
 
     def add_batch(self, rows: Iterator[RowChunk], features: Float[Tensor, "n p_in r_in"],
-                  C_pinv: Tensor) -> None:
+                  C_pinv: Tensor | None) -> None:
+        """Rows are d g / d x (then times C_pinv^T), or already d g / d f when C_pinv is None."""
         n, p_in, _ = features.shape
         for J, out_index, weight, samples in rows:
             # d g / d f = (d g / d x) C_pinv^T; input positions are summed inside the square.
             sample_major = J.permute(1, 2, 0, 3)  # (n, P_in, k, d_in)
             if sample_major.is_contiguous():  # the dense path's memory order
-                in_features = features[samples]
-                attributions = ((sample_major @ C_pinv.T) * in_features[:, :, None]).sum(1)
-                squares = attributions.square().sum(0)
+                if C_pinv is not None:
+                    sample_major = sample_major @ C_pinv.T
+                # the dense path's rows are scratch: scaled in place, summed into a buffer
+                sample_major.mul_(features[samples][:, :, None])
+                m, _, k, r_in = sample_major.shape
+                attributions = self.workspace.get("attributions", (m, k, r_in), J.dtype,
+                                                  J.device)
+                torch.sum(sample_major, dim=1, out=attributions)
+                squares = attributions.square_().sum(0)
             else:
                 attributions = ((J @ C_pinv.T) * features[samples]).sum(2)
                 squares = attributions.square().sum(1)
