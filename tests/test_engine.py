@@ -112,3 +112,24 @@ def test_memory_budget_default_and_bad_values():
     smaller = workspace.get("rows", (3, 2), torch.float64, cpu)
     assert smaller.data_ptr() == first.data_ptr()  # reused, not reallocated
     assert workspace.get("rows", (10, 10), torch.float64, cpu).shape == (10, 10)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_float32_jacobians_stay_close_to_float64(fast):
+    """Float32 rows (dense, linearized and generic paths) with float64 sums: ~1e-6 relative."""
+    model, tokens = small_modadd(), all_pairs(7)[0]
+    exact = build_graph(model, tokens, LAYERS, fast_paths=fast)
+    rough = build_graph(model, tokens, LAYERS, fast_paths=fast, jacobian_dtype=torch.float32)
+    assert rough.settings["jacobian_dtype"] == "float32"
+    for a, b in zip(exact.layers, rough.layers):
+        assert b.C.dtype == torch.float64
+        # the leading features (spec section 9: the tail near tau is decided by rounding)
+        k = int((a.eigenvalues > 1e-4 * a.eigenvalues.max()).sum())
+        torch.testing.assert_close(b.eigenvalues[:k], a.eigenvalues[:k], rtol=1e-4, atol=0)
+    for a, b in zip(exact.edges, rough.edges):
+        assert b.dtype == torch.float64
+        rows, cols = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+        a, b = a[:rows, :cols], b[:rows, :cols]
+        assert (b - a).norm() < 1e-4 * a.norm()
+    with pytest.raises(ValueError, match="jacobian_dtype must be a floating"):
+        build_graph(model, tokens, LAYERS, jacobian_dtype=torch.int32)

@@ -102,7 +102,7 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
         integration=method.integration, n_intervals=method.n_intervals,
         n_sources=method.n_sources, seed=cfg.seed, batch_size=method.batch_size,
         progress=cfg.progress, jacobian_gram=method.jacobian_rank or None,
-        max_memory=method.max_memory)
+        max_memory=method.max_memory, jacobian_dtype=getattr(torch, method.jacobian_dtype))
     timings["time/basis_s"] = time.perf_counter() - start
     run_dir.write_graph(graph, method.name)
 

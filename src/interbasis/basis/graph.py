@@ -11,6 +11,7 @@ from the last backwards, one Jacobian pass for M' (and LIB's basis) and one for 
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable, Iterator
 
@@ -92,6 +93,7 @@ def build_graph(
     fast_paths: bool = True,
     jacobian_gram: bool | None = None,
     max_memory: int | float | None = None,
+    jacobian_dtype: torch.dtype | None = None,
 ) -> Graph:
     """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
 
@@ -120,6 +122,9 @@ def build_graph(
             bases then do no Jacobian work in the basis step. True: for every method.
         max_memory: bytes one chunk of Jacobian work may use (chunks of samples and output rows
             are cut to fit); None: a safe share of the device's free memory (basis/memory.py).
+        jacobian_dtype: dtype of the Jacobian rows and their per-chunk products (e.g.
+            ``torch.float32``); statistics, bases, eigendecompositions and the sums of M' and
+            the edges over chunks stay in ``dtype``. None: ``dtype``.
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
@@ -130,7 +135,13 @@ def build_graph(
         device = next((p.device for p in folded.parameters()), torch.device("cpu"))
     device = torch.device(device)
     folded.to(device)
-    max_elements = memory_budget(device, max_memory) // torch.empty(0, dtype=dtype).element_size()
+    jacobian_dtype = dtype if jacobian_dtype is None else jacobian_dtype
+    if not jacobian_dtype.is_floating_point:
+        raise ValueError(f"jacobian_dtype must be a floating dtype, got {jacobian_dtype}")
+    jacobian_model = (folded if jacobian_dtype == dtype
+                      else copy.deepcopy(folded).to(jacobian_dtype))
+    itemsize = torch.empty(0, dtype=jacobian_dtype).element_size()
+    max_elements = memory_budget(device, max_memory) // itemsize
     batches = Batches(data, batch_size, dtype, device)
     generator = torch.Generator().manual_seed(seed)
     timings: dict[str, float] = {}
@@ -162,7 +173,8 @@ def build_graph(
         if method == "lib" or jacobian_gram:
             jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, name_out, C_next,
                                                    alphas, weights, n_sources, generator,
-                                                   fast_paths, max_elements)
+                                                   fast_paths, max_elements,
+                                                   jacobian_model=jacobian_model)
         gram, mean = grams[name_in], moments[name_in].mean
         if method == "lib":
             layer_bases[index] = bases.lib_basis(gram, mean, jacobian_grams[index], center,
@@ -176,7 +188,8 @@ def build_graph(
             start = time.perf_counter()
             edge_list[index] = _edges(folded, batches, name_in, name_out, layer_bases[index],
                                       C_next, alphas, weights, n_sources, generator,
-                                      fast_paths, max_elements)
+                                      fast_paths, max_elements,
+                                      jacobian_model=jacobian_model)
             timings["edges"] += time.perf_counter() - start
 
     layers = []
@@ -193,6 +206,7 @@ def build_graph(
     settings = dict(center=center, truncation_threshold=truncation_threshold,
                     dtype=str(dtype).removeprefix("torch."), integration=integration,
                     fast_paths=fast_paths, jacobian_gram=method == "lib" or bool(jacobian_gram),
+                    jacobian_dtype=str(jacobian_dtype).removeprefix("torch."),
                     n_intervals=n_intervals, n_sources=n_sources, seed=seed,
                     n_samples=moments[node_layers[0]].count // positions[node_layers[0]],
                     timings=timings)
@@ -288,9 +302,22 @@ def _rows(model, inputs, x, name_in, name_out, C_next, alphas, weights, n_source
                              weights, n_sources, generator, max_elements)
 
 
+def _model_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), default)
+
+
+def _cast(inputs: object, dtype: torch.dtype) -> object:
+    """Float model inputs in ``dtype`` (token ids and other inputs unchanged)."""
+    if isinstance(inputs, Tensor) and inputs.is_floating_point():
+        return inputs.to(dtype)
+    return inputs
+
+
 def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n_sources,
-                   generator, fast: bool = True, max_elements: int = MAX_CHUNK_ELEMENTS
-                   ) -> Tensor:
+                   generator, fast: bool = True, max_elements: int = MAX_CHUNK_ELEMENTS, *,
+                   jacobian_model: nn.Module | None = None) -> Tensor:
+    """M' of one section; rows come from ``jacobian_model`` (a lower-precision copy of
+    ``model``) when given, summed over chunks in ``model``'s dtype."""
     linearized = _linearized(model, name_in, name_out) if fast else None
     if linearized is not None:
         accumulator = LinearizedJacobianGram(linearized, C_next)
@@ -298,7 +325,9 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
             with torch.no_grad():
                 accumulator.add_batch(capture(model, inputs, [name_in])[name_in], alphas, weights)
         return accumulator.result()
-    dense = _dense(model, name_in, name_out) if fast else None
+    jmodel = model if jacobian_model is None else jacobian_model
+    jdtype = _model_dtype(jmodel, C_next.dtype)
+    dense = _dense(jmodel, name_in, name_out) if fast else None
     accumulator, workspace = None, Workspace()
     for inputs in batches:
         with torch.no_grad():
@@ -306,22 +335,27 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
         n, p_in, d_in = as_positions(x).shape
         if accumulator is None:
             accumulator = JacobianGram(d_in, x.dtype, x.device)
-        accumulator.add_batch(_rows(model, inputs, x, name_in, name_out, C_next, alphas, weights,
-                                    n_sources, generator, dense, max_elements, workspace),
-                              n, p_in)
+        accumulator.add_batch(_rows(jmodel, _cast(inputs, jdtype), x.to(jdtype), name_in,
+                                    name_out, C_next.to(jdtype), alphas, weights, n_sources,
+                                    generator, dense, max_elements, workspace), n, p_in)
     return accumulator.result()
 
 
 def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alphas, weights,
-           n_sources, generator, fast: bool = True, max_elements: int = MAX_CHUNK_ELEMENTS
-           ) -> Tensor:
+           n_sources, generator, fast: bool = True, max_elements: int = MAX_CHUNK_ELEMENTS, *,
+           jacobian_model: nn.Module | None = None) -> Tensor:
+    """Squared edges of one section (rows from ``jacobian_model`` as in :func:`_jacobian_gram`)."""
     C = basis_in.C.to(C_next)
     C_pinv = basis_in.C_pinv.to(C_next)
-    linearized = _linearized(model, name_in, name_out) if fast else None
-    dense = _dense(model, name_in, name_out) if fast and linearized is None else None
-    C_in, workspace = C_pinv.T, Workspace()
+    jmodel = model if jacobian_model is None else jacobian_model
+    jdtype = _model_dtype(jmodel, C_next.dtype)
+    C_next_j, C_pinv_j = C_next.to(jdtype), C_pinv.to(jdtype)
+    linearized = _linearized(jmodel, name_in, name_out) if fast else None
+    dense = _dense(jmodel, name_in, name_out) if fast and linearized is None else None
+    C_in, workspace = C_pinv_j.T, Workspace()
     if linearized is not None:
-        accumulator = LinearizedEdgeSum(linearized, C_next, C_pinv, max_elements)
+        accumulator = LinearizedEdgeSum(linearized, C_next_j, C_pinv_j, max_elements,
+                                        total_dtype=C_next.dtype)
     else:
         accumulator = EdgeSum(C_next.shape[1], C.shape[1], C_next.dtype, C_next.device)
     for inputs in batches:
@@ -329,18 +363,18 @@ def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alp
             x = capture(model, inputs, [name_in])[name_in]
         features = as_positions(x) @ C
         # Edges are derivatives of g(f) = section(f C_pinv) C_next at the data's features.
-        x_rec = (features @ C_pinv).reshape(x.shape)
+        x_rec = (features @ C_pinv).reshape(x.shape).to(jdtype)
+        features, inputs = features.to(jdtype), _cast(inputs, jdtype)
         if linearized is not None:
             with torch.no_grad():
                 accumulator.add_batch(x_rec, features, alphas, weights)
             continue
         if dense is not None:  # rows come out as d g / d f directly
-            accumulator.add_batch(_rows(model, inputs, x_rec, name_in, name_out, C_next, alphas,
-                                        weights, n_sources, generator, dense, max_elements,
-                                        workspace, C_in),
-                                  features, None)
+            accumulator.add_batch(_rows(jmodel, inputs, x_rec, name_in, name_out, C_next_j,
+                                        alphas, weights, n_sources, generator, dense,
+                                        max_elements, workspace, C_in), features, None)
             continue
-        accumulator.add_batch(_rows(model, inputs, x_rec, name_in, name_out, C_next, alphas,
+        accumulator.add_batch(_rows(jmodel, inputs, x_rec, name_in, name_out, C_next_j, alphas,
                                     weights, n_sources, generator, None, max_elements,
-                                    workspace), features, C_pinv)
+                                    workspace), features, C_pinv_j)
     return accumulator.result()

@@ -139,7 +139,10 @@ class JacobianGram:
     def add_batch(self, rows: Iterator[RowChunk], n: int, p_in: int) -> None:
         for J, _, weight, _ in rows:
             flat = row_matrix(J)
-            self.total.addmm_(flat.T, flat, alpha=weight)
+            if flat.dtype == self.total.dtype:
+                self.total.addmm_(flat.T, flat, alpha=weight)
+            else:  # lower-precision rows: the chunk's product in their dtype, summed in ours
+                self.total += weight * (flat.T @ flat)
         self.count += n * p_in
 
     def result(self) -> Tensor:
@@ -174,7 +177,7 @@ class EdgeSum:
             else:
                 attributions = ((J @ C_pinv.T) * features[samples]).sum(2)
                 squares = attributions.square().sum(1)
-            self.total.index_add_(0, out_index, weight * squares)
+            self.total.index_add_(0, out_index, weight * squares.to(self.total.dtype))
         self.count += n * p_in
 
     def result(self) -> Tensor:

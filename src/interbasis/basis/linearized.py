@@ -101,15 +101,16 @@ class LinearizedEdgeSum:
     """Squared edges of a linearized section, one batched product per chunk of samples."""
 
     def __init__(self, section: LinearizedSection, C_next: Tensor, C_pinv: Tensor,
-                 max_elements: int = EDGE_CHUNK_ELEMENTS):
+                 max_elements: int = EDGE_CHUNK_ELEMENTS, total_dtype: torch.dtype | None = None):
         self.section = section
         self.max_elements = min(max_elements, EDGE_CHUNK_ELEMENTS)
         self.workspace = Workspace()
         self.P = C_next.T @ section.out_map  # (r_out, d_h)
         self.Q = section.in_map @ C_pinv.T  # (d_h, r_in)
         self.S = None if section.skip is None else C_next.T @ section.skip @ C_pinv.T
-        self.total = torch.zeros(self.P.shape[0], self.Q.shape[1], dtype=C_next.dtype,
-                                 device=C_next.device)
+        # products in the section's dtype, their sum over chunks in total_dtype
+        self.total = torch.zeros(self.P.shape[0], self.Q.shape[1],
+                                 dtype=total_dtype or C_next.dtype, device=C_next.device)
         self.count = 0
 
     def add_batch(self, x_rec: Tensor, features: Tensor, alphas: list[float],
@@ -119,7 +120,7 @@ class LinearizedEdgeSum:
         (r_out, d_h), r_in = self.P.shape, self.Q.shape[1]
         # Scale the smaller factor per sample; f_j scales column j, so it folds into Q.
         chunk = max(1, self.max_elements // (max(r_out, d_h) * max(r_in, d_h)))
-        dtype, device = self.total.dtype, self.total.device
+        dtype, device = self.P.dtype, self.P.device
         for start in range(0, g.shape[0], chunk):
             g_chunk, f_chunk = g[start:start + chunk], f[start:start + chunk]
             m = g_chunk.shape[0]
