@@ -92,9 +92,12 @@ def main() -> None:
                         help="also build with n_probes = each of these")
     parser.add_argument("--models", nargs="+", default=["modadd", "vision", "tiny_gpt"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--generic", action="store_true",
+                        help="no closed-form fast paths (n_probes sketches generic sections only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"LIB builds against exact float64, {args.threads} thread(s)")
+    print(f"LIB builds against exact float64, {args.threads} thread(s)"
+          + (", generic autograd path" if args.generic else ""))
     print(f"{'model':<9} {'setting':<22} {'seconds':>8} {'Lambda rel':>10} {'rank diff':>9} "
           f"{'edges rel':>10}")
     for name in args.models:
@@ -103,6 +106,7 @@ def main() -> None:
             print(f"{name:<9} (skipped: no data)")
             continue
         model, data, layers, kwargs = case
+        kwargs["fast_paths"] = not args.generic
         exact, seconds = timed_build(model, data, layers, **kwargs)
         print(f"{name:<9} {'float64 exact':<22} {seconds:>8.2f} {'-':>10} {'-':>9} {'-':>10}")
         settings = [("jacobian float32", dict(jacobian_dtype=torch.float32))]

@@ -133,3 +133,73 @@ def test_float32_jacobians_stay_close_to_float64(fast):
         assert (b - a).norm() < 1e-4 * a.norm()
     with pytest.raises(ValueError, match="jacobian_dtype must be a floating"):
         build_graph(model, tokens, LAYERS, jacobian_dtype=torch.int32)
+
+
+def test_sketched_jacobian_gram_is_unbiased_and_its_error_falls_with_probes(mlp, inputs):
+    from interbasis.basis.graph import Batches, _jacobian_gram
+
+    batches = Batches(inputs, 100, torch.float64, torch.device("cpu"))
+    folded = __import__("interbasis").fold_bias(mlp).double()
+    C_next = torch.eye(13, dtype=torch.float64)  # the input of layer "2" is 12 + 1 wide
+
+    def gram(n_probes, seed=0):
+        return _jacobian_gram(folded, batches, "0", "2", C_next, [1.0], [1.0], None,
+                              torch.Generator().manual_seed(seed), fast=False,
+                              n_probes=n_probes)
+
+    exact = gram(None)
+    errors = {k: sum((gram(k, seed) - exact).norm().item() for seed in range(3))
+              / (3 * exact.norm().item()) for k in (1, 4, 32)}
+    assert errors[32] < errors[4] < errors[1]
+    mean = sum(gram(2, seed) for seed in range(40)) / 40  # unbiased: the mean converges
+    assert (mean - exact).norm() < 0.5 * errors[4] * exact.norm()
+
+
+def test_n_probes_build_keeps_exact_edges_for_its_basis_and_rejects_bad_values(mlp, inputs):
+    graph = build_graph(mlp, inputs, ["0", "2", "4", "output"], n_probes=64, fast_paths=False)
+    assert graph.settings["n_probes"] == 64
+    assert all(e.min() >= 0 for e in graph.edges)
+    with pytest.raises(ValueError, match="n_probes must be None"):
+        build_graph(mlp, inputs, ["0", "2", "4", "output"], n_probes=0)
+
+
+CUDA = torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_build_and_ablations_equal_cpu():
+    from interbasis import edge_ablation, node_ablation_curve
+
+    model, tokens = small_modadd(), all_pairs(7)[0]
+    labels = (tokens[:, 0] + tokens[:, 1]) % 7
+    on_cpu = build_graph(model, tokens, LAYERS)
+    on_gpu = build_graph(model, tokens, LAYERS, device="cuda")
+    for a, b in zip(on_cpu.layers, on_gpu.layers):
+        assert b.C.device.type == "cpu"  # results come back as CPU float64
+        torch.testing.assert_close(b.eigenvalues, a.eigenvalues, atol=1e-12, rtol=1e-9)
+    for a, b in zip(on_cpu.edges, on_gpu.edges):
+        torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-9)
+    data = (tokens, labels)
+    cpu_curve = node_ablation_curve(model, on_cpu, LAYERS[1], data)
+    gpu_curve = node_ablation_curve(model, on_cpu, LAYERS[1], data, device="cuda")
+    assert gpu_curve.scores == pytest.approx(cpu_curve.scores, abs=1e-9)
+    assert (edge_ablation(model, on_cpu, 0, data, device="cuda").n_required
+            == edge_ablation(model, on_cpu, 0, data).n_required)
+
+
+@pytest.mark.skipif(CUDA, reason="checks the error on a machine without CUDA")
+def test_cuda_without_cuda_is_one_clear_error():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        build_graph(small_modadd(), all_pairs(7)[0], LAYERS, device="cuda")
+
+
+def test_explicit_cpu_device_and_moments_on_a_device():
+    from interbasis.basis.stats import RunningMoments
+
+    model, tokens = small_modadd(), all_pairs(7)[0]
+    default, explicit = build_graph(model, tokens, LAYERS), build_graph(model, tokens, LAYERS,
+                                                                          device="cpu")
+    assert all(torch.equal(a.C, b.C) for a, b in zip(default.layers, explicit.layers))
+    moments = RunningMoments(3, device="cpu")
+    moments.update(torch.tensor([[1.0, 2.0, 1.0], [3.0, 4.0, 1.0]], dtype=torch.float64))
+    assert moments.gram(center=False).device.type == "cpu"

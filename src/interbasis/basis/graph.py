@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from interbasis.basis import bases
+from interbasis.basis.ablation import check_device
 from interbasis.basis.dense import DenseJacobian, dense_rows
 from interbasis.basis.fold import frozen_folded_copy
 from interbasis.basis.jacobian import (
@@ -94,6 +95,7 @@ def build_graph(
     jacobian_gram: bool | None = None,
     max_memory: int | float | None = None,
     jacobian_dtype: torch.dtype | None = None,
+    n_probes: int | None = None,
 ) -> Graph:
     """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
 
@@ -125,15 +127,21 @@ def build_graph(
         jacobian_dtype: dtype of the Jacobian rows and their per-chunk products (e.g.
             ``torch.float32``); statistics, bases, eigendecompositions and the sums of M' and
             the edges over chunks stay in ``dtype``. None: ``dtype``.
+        n_probes: None (exact), or K: M' is sketched from K random +-1 probes over all output
+            positions and features per sample (unbiased; K vector-Jacobian products instead of
+            P_out x r_out). Only where rows come from the generic autograd path: the closed
+            forms are exact and cheaper. Edges stay exact.
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
     _validate(method, node_layers, truncation_threshold, n_sources)
+    if n_probes is not None and (not isinstance(n_probes, int) or n_probes < 1):
+        raise ValueError(f"n_probes must be None (exact) or a positive integer, got {n_probes!r}")
     alphas, weights = integration_points(integration, n_intervals)
     folded = frozen_folded_copy(model, dtype)
     if device is None:
         device = next((p.device for p in folded.parameters()), torch.device("cpu"))
-    device = torch.device(device)
+    device = check_device(device)
     folded.to(device)
     jacobian_dtype = dtype if jacobian_dtype is None else jacobian_dtype
     if not jacobian_dtype.is_floating_point:
@@ -174,7 +182,8 @@ def build_graph(
             jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, name_out, C_next,
                                                    alphas, weights, n_sources, generator,
                                                    fast_paths, max_elements,
-                                                   jacobian_model=jacobian_model)
+                                                   jacobian_model=jacobian_model,
+                                                   n_probes=n_probes)
         gram, mean = grams[name_in], moments[name_in].mean
         if method == "lib":
             layer_bases[index] = bases.lib_basis(gram, mean, jacobian_grams[index], center,
@@ -206,7 +215,7 @@ def build_graph(
     settings = dict(center=center, truncation_threshold=truncation_threshold,
                     dtype=str(dtype).removeprefix("torch."), integration=integration,
                     fast_paths=fast_paths, jacobian_gram=method == "lib" or bool(jacobian_gram),
-                    jacobian_dtype=str(jacobian_dtype).removeprefix("torch."),
+                    jacobian_dtype=str(jacobian_dtype).removeprefix("torch."), n_probes=n_probes,
                     n_intervals=n_intervals, n_sources=n_sources, seed=seed,
                     n_samples=moments[node_layers[0]].count // positions[node_layers[0]],
                     timings=timings)
@@ -255,7 +264,7 @@ def _statistics(model: nn.Module, batches: Batches, node_layers: list[str], cent
             for name in node_layers:
                 x = as_positions(acts[name])
                 if first:
-                    moments[name] = RunningMoments(x.shape[-1])
+                    moments[name] = RunningMoments(x.shape[-1], device=x.device)
                     positions[name] = x.shape[1]
                 if name != OUTPUT:
                     _check_constant(name, x)
@@ -288,7 +297,7 @@ def _dense(model: nn.Module, name_in: str, name_out: str) -> DenseJacobian | Non
 
 def _rows(model, inputs, x, name_in, name_out, C_next, alphas, weights, n_sources, generator,
           dense: DenseJacobian | None, max_elements: int, workspace: Workspace,
-          C_in: Tensor | None = None):
+          C_in: Tensor | None = None, n_probes: int | None = None):
     """Jacobian rows of one batch: from the closed form when there is one, else vmap(vjp).
 
     ``C_in`` (closed form only) multiplies the rows on the input side.
@@ -299,7 +308,7 @@ def _rows(model, inputs, x, name_in, name_out, C_next, alphas, weights, n_source
                                   max_elements, C_in, workspace)
         return
     yield from jacobian_rows(section(model, inputs, name_in, name_out), x, C_next, alphas,
-                             weights, n_sources, generator, max_elements)
+                             weights, n_sources, generator, max_elements, n_probes)
 
 
 def _model_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
@@ -315,9 +324,10 @@ def _cast(inputs: object, dtype: torch.dtype) -> object:
 
 def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n_sources,
                    generator, fast: bool = True, max_elements: int = MAX_CHUNK_ELEMENTS, *,
-                   jacobian_model: nn.Module | None = None) -> Tensor:
+                   jacobian_model: nn.Module | None = None, n_probes: int | None = None
+                   ) -> Tensor:
     """M' of one section; rows come from ``jacobian_model`` (a lower-precision copy of
-    ``model``) when given, summed over chunks in ``model``'s dtype."""
+    ``model``) when given, summed over chunks in ``model``'s dtype; sketched with n_probes."""
     linearized = _linearized(model, name_in, name_out) if fast else None
     if linearized is not None:
         accumulator = LinearizedJacobianGram(linearized, C_next)
@@ -337,7 +347,8 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
             accumulator = JacobianGram(d_in, x.dtype, x.device)
         accumulator.add_batch(_rows(jmodel, _cast(inputs, jdtype), x.to(jdtype), name_in,
                                     name_out, C_next.to(jdtype), alphas, weights, n_sources,
-                                    generator, dense, max_elements, workspace), n, p_in)
+                                    generator, dense, max_elements, workspace,
+                                    n_probes=n_probes), n, p_in)
     return accumulator.result()
 
 

@@ -91,13 +91,29 @@ def cotangent_chunks(n: int, n_out_positions: int, r_out: int, n_sources: int | 
         yield cot, outputs, 1.0 / n_sources
 
 
+def probe_chunks(n: int, n_out_positions: int, r_out: int, n_probes: int, chunk: int,
+                 generator: torch.Generator, dtype: torch.dtype, device: torch.device
+                 ) -> Iterator[tuple[Tensor, Tensor, float]]:
+    """Sketched M': K random +-1 probes over all (t, i) outputs per sample, weight 1/K.
+
+    E[v v^T] = I for Rademacher v, so sum_k (v_k J)^T (v_k J) / K is unbiased for J^T J. A probe
+    mixes output features, so its rows serve M' only (their feature index is meaningless).
+    """
+    for start in range(0, n_probes, chunk):
+        k = min(chunk, n_probes - start)
+        signs = torch.randint(0, 2, (k, n, n_out_positions, r_out), generator=generator)
+        yield ((2 * signs - 1).to(dtype=dtype, device=device),
+               torch.zeros(k, dtype=torch.long, device=device), 1.0 / n_probes)
+
+
 def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
                   alphas: list[float], weights: list[float], n_sources: int | None,
-                  generator: torch.Generator, max_elements: int = MAX_CHUNK_ELEMENTS
-                  ) -> Iterator[RowChunk]:
+                  generator: torch.Generator, max_elements: int = MAX_CHUNK_ELEMENTS,
+                  n_probes: int | None = None) -> Iterator[RowChunk]:
     """Yield chunks of Jacobian rows of x -> fn(x) C_next, integrated over alphas.
 
-    Each chunk holds k rows for every sample of the batch (see :class:`RowChunk`).
+    Each chunk holds k rows for every sample of the batch (see :class:`RowChunk`). With
+    ``n_probes`` the rows are K random output probes (:func:`probe_chunks`, for M' only).
     """
     x_shape = x.shape
     x_pos = as_positions(x)
@@ -113,8 +129,13 @@ def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
     p_out, r_out = y.shape[1], y.shape[2]
     # each row chunk: one vmap output per alpha, their weighted sum and the accumulator's product
     chunk = max(1, max_elements // max(1, n * p_in * d_in * (len(alphas) + 2)))
-    for cot, features, weight in cotangent_chunks(n, p_out, r_out, n_sources, chunk, generator,
-                                                  x.dtype, x.device):
+    if n_probes is not None:
+        cotangents = probe_chunks(n, p_out, r_out, n_probes, chunk, generator, x.dtype,
+                                  x.device)
+    else:
+        cotangents = cotangent_chunks(n, p_out, r_out, n_sources, chunk, generator, x.dtype,
+                                      x.device)
+    for cot, features, weight in cotangents:
         J = sum(w * torch.func.vmap(vjp_fn)(cot)[0] for w, vjp_fn in zip(weights, vjps))
         yield RowChunk(J, features, weight)
 
