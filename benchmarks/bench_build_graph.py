@@ -74,7 +74,7 @@ def run_case(case: str, n: int, threads: int, generic: bool = False) -> dict:
     total = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     peak_mb = after.ru_maxrss / 1024
-    timings = graph.settings["timings"]
+    timings = {k: v for k, v in graph.settings["timings"].items() if k != "per_layer"}
     return dict(case=case, n=n, total=total, **timings, extra_mb=peak_mb - before_mb,
                 user=after.ru_utime - usage.ru_utime, sys=after.ru_stime - usage.ru_stime,
                 minflt=after.ru_minflt - usage.ru_minflt,

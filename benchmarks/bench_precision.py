@@ -7,7 +7,8 @@ Usage::
 
 Models: the committed seed-0 checkpoints of the modadd paper transformer (its 3,830 train pairs),
 the Fashion-MNIST MLP (the first 5,000 train images; skipped without the dataset) and the tiny
-GPT (16 random character windows of 64, one stochastic source, as its experiment). Each row is a
+GPT (16 random character windows of 64, one stochastic source, as its experiment;
+``tiny_gpt_exact``: 8 windows of 16, exact sources, the fair reference for n_probes). Each row is a
 LIB build against the all-float64 exact build: the relative error of the leading Lambda (those
 above 1e-4 of the largest, spec section 9), the change of the kept rank, the relative Frobenius
 error of every edge matrix (worst transition; over the features both builds kept), and the build
@@ -64,6 +65,12 @@ def tiny_gpt() -> tuple:
     return model, windows, layers, {"n_sources": 1, "batch_size": 16}
 
 
+def tiny_gpt_exact() -> tuple:
+    """The tiny GPT on 8 windows of 16 with exact sources: the reference n_probes sketches."""
+    model, windows, layers, _ = tiny_gpt()
+    return model, windows[:8, :16], layers, {"batch_size": 8}
+
+
 def compare(exact, other) -> tuple[float, int, float]:
     """(max relative error of the leading Lambda, max |rank change|, worst edge error)."""
     lam, ranks, edges = 0.0, 0, 0.0
@@ -101,7 +108,8 @@ def main() -> None:
     print(f"{'model':<9} {'setting':<22} {'seconds':>8} {'Lambda rel':>10} {'rank diff':>9} "
           f"{'edges rel':>10}")
     for name in args.models:
-        case = {"modadd": modadd, "vision": vision, "tiny_gpt": tiny_gpt}[name]()
+        case = {"modadd": modadd, "vision": vision, "tiny_gpt": tiny_gpt,
+                "tiny_gpt_exact": tiny_gpt_exact}[name]()
         if case is None:
             print(f"{name:<9} (skipped: no data)")
             continue

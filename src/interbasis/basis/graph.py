@@ -172,6 +172,7 @@ def build_graph(
         layer_bases[-1] = bases.pca_basis(grams[last], moments[last].mean, center,
                                           truncation_threshold)
     timings["basis"] = timings["edges"] = 0.0
+    per_layer: dict[str, dict[str, float]] = {"basis": {}, "edges": {}}  # by section input
     steps = tqdm(range(n_layers - 2, -1, -1), desc=f"{method} sections",
                  disable=tqdm_disable(progress))
     for index in steps:
@@ -193,6 +194,7 @@ def build_graph(
         else:
             layer_bases[index] = bases.neuron_basis(gram, has_constant=True)
         timings["basis"] += time.perf_counter() - start
+        per_layer["basis"][name_in] = time.perf_counter() - start
         if edges:
             start = time.perf_counter()
             edge_list[index] = _edges(folded, batches, name_in, name_out, layer_bases[index],
@@ -200,6 +202,7 @@ def build_graph(
                                       fast_paths, max_elements,
                                       jacobian_model=jacobian_model)
             timings["edges"] += time.perf_counter() - start
+            per_layer["edges"][name_in] = time.perf_counter() - start
 
     layers = []
     for index, name in enumerate(node_layers):
@@ -212,6 +215,7 @@ def build_graph(
             jacobian_eigenvalues=(None if jacobian_grams[index] is None
                                   else bases.sorted_eigh(jacobian_grams[index])[0]),
             n_positions=positions[name], has_constant=name != OUTPUT))
+    timings["per_layer"] = per_layer
     settings = dict(center=center, truncation_threshold=truncation_threshold,
                     dtype=str(dtype).removeprefix("torch."), integration=integration,
                     fast_paths=fast_paths, jacobian_gram=method == "lib" or bool(jacobian_gram),

@@ -1,0 +1,118 @@
+"""Predict the wall time and peak memory of a run before doing it.
+
+Usage::
+
+    python -m interbasis.estimate experiment=modadd_paper method=lib threads=1
+    python -m interbasis.estimate experiment=tiny_gpt --samples 8 16
+
+The same overrides as ``python -m interbasis.run``. The run's model and data are prepared as the
+run would (a cached model is loaded, an uncached one is trained first), then the basis and edges
+are built on two small prefixes of the basis inputs (``--samples``, default 1/16 and 1/8 of them,
+at least 64 and 128) and each phase's time is fitted as a + b N per node layer and extrapolated
+to the run's N; the ablations are timed on one evaluation of each kind and multiplied by the
+number of evaluations the run makes. Peak memory is the resident (or CUDA) peak above the
+prepared model and data, which the memory budget keeps from growing with N once a batch is full.
+Caveats: a prefix can cap ranks (a rank cannot exceed the samples x positions seen), which makes
+the prediction low for generic sections whose cost grows with the next layer's rank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from interbasis import pipeline
+from interbasis.basis import ablation
+from interbasis.basis.sections import OUTPUT
+from interbasis.config import validate
+from interbasis.profiling import PeakMemory, build_once
+from interbasis.run import CONFIG_DIR
+
+
+def compose_run(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return validate(OmegaConf.to_container(compose("config", overrides=overrides),
+                                               resolve=True))
+
+
+def linear_fit(n1: int, t1: float, n2: int, t2: float, n: int) -> float:
+    """a + b n through (n1, t1) and (n2, t2), never below the larger measurement."""
+    slope = max(0.0, (t2 - t1) / (n2 - n1))
+    return max(t2, t2 + slope * (n - n2))
+
+
+def ablation_seconds(cfg, prepared, graph) -> dict[str, float]:
+    """Predicted node and edge ablation time per node layer (one evaluation timed, then scaled)."""
+    inputs, targets = prepared.ablation_data
+    n_abl, probe = len(inputs), min(len(inputs), 512)
+    subset = (inputs[:probe], targets[:probe])
+    dtype = getattr(torch, cfg.ablation.dtype)
+    out: dict[str, float] = {}
+    for index, layer in enumerate(graph.layers):
+        if layer.name == OUTPUT:
+            continue
+        start = time.perf_counter()
+        ablation.node_ablation_curve(prepared.model, graph, layer.name, subset,
+                                     score=prepared.score, ks=[1], dtype=dtype,
+                                     batch_size=cfg.ablation.batch_size, device=cfg.device)
+        one = (time.perf_counter() - start) / 2  # the base score and one ablated score
+        n_evals = len(ablation.ablation_schedule(layer.width)) + 1
+        seconds = one * n_evals * n_abl / probe
+        if cfg.ablation.edges and graph.edges is not None and index < len(graph.edges):
+            folded = ablation.prepare_model(prepared.model, dtype, cfg.device)
+            mask = ablation.edge_mask(graph.edges[index], 1, graph.layers[index + 1].has_constant)
+            forward = ablation.edge_ablated_forward(folded, graph, index, mask, dtype)
+            start = time.perf_counter()
+            ablation.evaluate(forward, subset, ablation.get_scorer(prepared.score), dtype,
+                              cfg.ablation.batch_size, ablation.check_device(cfg.device))
+            n_edges = graph.edges[index].numel()
+            seconds += ((time.perf_counter() - start) * (math.ceil(math.log2(max(n_edges, 2)))
+                                                         + 3) * n_abl / probe)
+        out[layer.name] = seconds
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="run overrides, as for interbasis.run")
+    parser.add_argument("--samples", type=int, nargs=2, default=None,
+                        help="the two prefix sizes timed (default N/16 and N/8)")
+    args = parser.parse_args(argv)
+    cfg = compose_run(args.overrides)
+    torch.set_num_threads(cfg.threads)
+    prepared = pipeline.prepare(cfg)
+    n = len(prepared.basis_inputs)
+    n1, n2 = args.samples or (min(n, max(64, n // 16)), min(n, max(128, n // 8)))
+    runs = []
+    for size in (n1, n2):
+        with PeakMemory(cfg.device) as memory:
+            graph, timings = build_once(cfg, prepared, size)
+        runs.append((graph, timings, memory.extra_mb))
+    (_, t1, m1), (graph, t2, m2) = runs
+    abl = ablation_seconds(cfg, prepared, graph)
+    batch = min(n, cfg.method.batch_size)
+    peak = m2 if n2 >= batch else m2 + max(0.0, (m2 - m1) / max(1, n2 - n1)) * (batch - n2)
+    print(f"estimate for {cfg.experiment_name} ({cfg.method.name}, N = {n}, device "
+          f"{cfg.device}, {cfg.threads} thread(s)), timed on N = {n1} and {n2}")
+    print(f"{'node layer':<32} {'basis s':>8} {'edges s':>8} {'ablation s':>10}")
+    total = linear_fit(n1, t1["statistics"], n2, t2["statistics"], n)
+    for layer in graph.layers:
+        name = layer.name
+        basis = linear_fit(n1, t1["per_layer"]["basis"].get(name, 0.0), n2,
+                           t2["per_layer"]["basis"].get(name, 0.0), n)
+        edges = linear_fit(n1, t1["per_layer"]["edges"].get(name, 0.0), n2,
+                           t2["per_layer"]["edges"].get(name, 0.0), n)
+        total += basis + edges + abl.get(name, 0.0)
+        print(f"{name:<32} {basis:>8.1f} {edges:>8.1f} {abl.get(name, 0.0):>10.1f}")
+    build = total - sum(abl.values())
+    print(f"predicted: build {build:.1f} s, ablations {sum(abl.values()):.1f} s, "
+          f"total {total:.1f} s; peak memory {peak:.0f} MB above the prepared model and data")
+
+
+if __name__ == "__main__":
+    main()
