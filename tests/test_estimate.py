@@ -21,5 +21,6 @@ def test_estimate_prints_per_layer_and_total_predictions(tmp_path, monkeypatch, 
 
 
 def test_linear_fit_extrapolates_and_never_undercuts_the_measurement():
-    assert estimate.linear_fit(10, 1.0, 20, 2.0, 40) == pytest.approx(4.0)
+    assert estimate.linear_fit(10, 1.5, 20, 2.0, 40) == pytest.approx(3.0)  # a + b n
     assert estimate.linear_fit(10, 2.0, 20, 1.0, 40) == 1.0  # noise: no negative slope
+    assert estimate.linear_fit(10, 0.1, 20, 2.0, 40) == pytest.approx(4.0)  # at most proportional

@@ -7,11 +7,13 @@ Usage::
 
 The same overrides as ``python -m interbasis.run``. The run's model and data are prepared as the
 run would (a cached model is loaded, an uncached one is trained first), then the basis and edges
-are built on two small prefixes of the basis inputs (``--samples``, default 1/16 and 1/8 of them,
-at least 64 and 128) and each phase's time is fitted as a + b N per node layer and extrapolated
-to the run's N; the ablations are timed on one evaluation of each kind and multiplied by the
-number of evaluations the run makes. Peak memory is the resident (or CUDA) peak above the
-prepared model and data, which the memory budget keeps from growing with N once a batch is full.
+are built on two prefixes of the basis inputs (``--samples``, default 1/8 and 1/4 of them, at
+least 64 and 128) and each phase's time is fitted as a + b N per node layer and extrapolated to
+the run's N (kept between the larger measurement and its proportional scaling, so timing noise
+on a loaded machine cannot blow it up); the ablations are timed on one evaluation of each kind
+and multiplied by the number of evaluations the run makes. Peak memory is the resident (or CUDA)
+peak above the prepared model and data, which the memory budget keeps from growing with N once a
+batch is full.
 Caveats: a prefix can cap ranks (a rank cannot exceed the samples x positions seen), which makes
 the prediction low for generic sections whose cost grows with the next layer's rank.
 """
@@ -41,38 +43,46 @@ def compose_run(overrides: list[str]):
 
 
 def linear_fit(n1: int, t1: float, n2: int, t2: float, n: int) -> float:
-    """a + b n through (n1, t1) and (n2, t2), never below the larger measurement."""
+    """a + b n through (n1, t1) and (n2, t2), between t2 and the proportional t2 n / n2."""
     slope = max(0.0, (t2 - t1) / (n2 - n1))
-    return max(t2, t2 + slope * (n - n2))
+    return min(max(t2, t2 + slope * (n - n2)), t2 * n / max(n2, 1))
+
+
+def _timed(evaluation) -> float:
+    """Seconds of the second of two calls (the first warms caches and lazy setup)."""
+    evaluation()
+    start = time.perf_counter()
+    evaluation()
+    return time.perf_counter() - start
 
 
 def ablation_seconds(cfg, prepared, graph) -> dict[str, float]:
-    """Predicted node and edge ablation time per node layer (one evaluation timed, then scaled)."""
+    """Predicted node and edge ablation time per node layer: one evaluation of each kind timed on
+    up to 4,096 ablation samples, times the evaluations the run makes, scaled to all samples."""
     inputs, targets = prepared.ablation_data
-    n_abl, probe = len(inputs), min(len(inputs), 512)
+    n_abl, probe = len(inputs), min(len(inputs), 4096)
     subset = (inputs[:probe], targets[:probe])
     dtype = getattr(torch, cfg.ablation.dtype)
+    device = ablation.check_device(cfg.device)
+    scorer = ablation.get_scorer(prepared.score)
+    folded = ablation.prepare_model(prepared.model, dtype, device)
+    batch = cfg.ablation.batch_size
+    one_node = _timed(lambda: ablation.evaluate(folded, subset, scorer, dtype, batch, device))
     out: dict[str, float] = {}
     for index, layer in enumerate(graph.layers):
         if layer.name == OUTPUT:
             continue
-        start = time.perf_counter()
-        ablation.node_ablation_curve(prepared.model, graph, layer.name, subset,
-                                     score=prepared.score, ks=[1], dtype=dtype,
-                                     batch_size=cfg.ablation.batch_size, device=cfg.device)
-        one = (time.perf_counter() - start) / 2  # the base score and one ablated score
-        n_evals = len(ablation.ablation_schedule(layer.width)) + 1
-        seconds = one * n_evals * n_abl / probe
+        # the base score, then every k below the rank (k >= r reuses the base score)
+        n_evals = 1 + sum(k < layer.rank for k in ablation.ablation_schedule(layer.width))
+        seconds = one_node * n_evals * n_abl / probe
         if cfg.ablation.edges and graph.edges is not None and index < len(graph.edges):
-            folded = ablation.prepare_model(prepared.model, dtype, cfg.device)
             mask = ablation.edge_mask(graph.edges[index], 1, graph.layers[index + 1].has_constant)
             forward = ablation.edge_ablated_forward(folded, graph, index, mask, dtype)
-            start = time.perf_counter()
-            ablation.evaluate(forward, subset, ablation.get_scorer(prepared.score), dtype,
-                              cfg.ablation.batch_size, ablation.check_device(cfg.device))
-            n_edges = graph.edges[index].numel()
-            seconds += ((time.perf_counter() - start) * (math.ceil(math.log2(max(n_edges, 2)))
-                                                         + 3) * n_abl / probe)
+            one_edge = _timed(lambda f=forward: ablation.evaluate(f, subset, scorer, dtype, batch,
+                                                                  device))
+            # the bisection: both ends, then one evaluation per halving of the edge count
+            n_bisect = math.ceil(math.log2(max(graph.edges[index].numel(), 2))) + 2
+            seconds += (one_node + one_edge * n_bisect) * n_abl / probe
         out[layer.name] = seconds
     return out
 
@@ -87,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(cfg.threads)
     prepared = pipeline.prepare(cfg)
     n = len(prepared.basis_inputs)
-    n1, n2 = args.samples or (min(n, max(64, n // 16)), min(n, max(128, n // 8)))
+    n1, n2 = args.samples or (min(n, max(64, n // 8)), min(n, max(128, n // 4)))
     runs = []
     for size in (n1, n2):
         with PeakMemory(cfg.device) as memory:
