@@ -24,3 +24,4 @@ def test_linear_fit_extrapolates_and_never_undercuts_the_measurement():
     assert estimate.linear_fit(10, 1.5, 20, 2.0, 40) == pytest.approx(3.0)  # a + b n
     assert estimate.linear_fit(10, 2.0, 20, 1.0, 40) == 1.0  # noise: no negative slope
     assert estimate.linear_fit(10, 0.1, 20, 2.0, 40) == pytest.approx(4.0)  # at most proportional
+    assert estimate.linear_fit(16, 1.0, 16, 1.0, 32) == pytest.approx(2.0)  # one size only

@@ -44,6 +44,8 @@ def compose_run(overrides: list[str]):
 
 def linear_fit(n1: int, t1: float, n2: int, t2: float, n: int) -> float:
     """a + b n through (n1, t1) and (n2, t2), between t2 and the proportional t2 n / n2."""
+    if n2 <= n1:
+        return t2 * n / max(n2, 1)
     slope = max(0.0, (t2 - t1) / (n2 - n1))
     return min(max(t2, t2 + slope * (n - n2)), t2 * n / max(n2, 1))
 
@@ -97,7 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(cfg.threads)
     prepared = pipeline.prepare(cfg)
     n = len(prepared.basis_inputs)
-    n1, n2 = args.samples or (min(n, max(64, n // 8)), min(n, max(128, n // 4)))
+    if args.samples:
+        n1, n2 = args.samples
+    else:  # small sets (an LM's few windows): half of them, then all of them
+        n2 = min(n, max(128, n // 4))
+        n1 = max(1, min(max(64, n // 8), n2 // 2))
     runs = []
     for size in (n1, n2):
         with PeakMemory(cfg.device) as memory:
