@@ -78,13 +78,20 @@ def ablation_seconds(cfg, prepared, graph) -> dict[str, float]:
         n_evals = 1 + sum(k < layer.rank for k in ablation.ablation_schedule(layer.width))
         seconds = one_node * n_evals * n_abl / probe
         if cfg.ablation.edges and graph.edges is not None and index < len(graph.edges):
-            mask = ablation.edge_mask(graph.edges[index], 1, graph.layers[index + 1].has_constant)
-            forward = ablation.edge_ablated_forward(folded, graph, index, mask, dtype)
-            one_edge = _timed(lambda f=forward: ablation.evaluate(f, subset, scorer, dtype, batch,
-                                                                  device))
-            # the bisection: both ends, then one evaluation per halving of the edge count
-            n_bisect = math.ceil(math.log2(max(graph.edges[index].numel(), 2))) + 2
-            seconds += (one_node + one_edge * n_bisect) * n_abl / probe
+            def one_edge_eval(n_keep: int, index: int = index) -> float:
+                mask = ablation.edge_mask(graph.edges[index], n_keep,
+                                          graph.layers[index + 1].has_constant)
+                forward = ablation.edge_ablated_forward(folded, graph, index, mask, dtype)
+                return _timed(lambda: ablation.evaluate(forward, subset, scorer, dtype, batch,
+                                                        device))
+
+            # masked fast paths cost ~ a + b (kept edges): time both ends. The bisection makes
+            # both ends, then one evaluation per halving; for a sparse answer the kept counts
+            # halve too, so they add up to about 2x all edges on top of the fixed costs.
+            n_edges = graph.edges[index].numel()
+            n_bisect = math.ceil(math.log2(max(n_edges, 2))) + 2
+            few, all_kept = one_edge_eval(1), one_edge_eval(n_edges)
+            seconds += (one_node + few * n_bisect + 2 * max(0.0, all_kept - few)) * n_abl / probe
         out[layer.name] = seconds
     return out
 

@@ -6,7 +6,10 @@ Usage::
     graph.layers[0].C, graph.edges[0]
 
 Passes over the data: one forward pass for the statistics of every node layer, then per section,
-from the last backwards, one Jacobian pass for M' (and LIB's basis) and one for the edges.
+from the last backwards, one Jacobian pass for M' (LIB's basis; PCA and neuron bases only when
+``jacobian_gram=True``) and one for the edges. Jacobian rows come from the model's closed forms
+where it offers them (linearized.py, dense.py), else from ``vmap(vjp)`` (jacobian.py), in chunks
+that fit the memory budget (memory.py).
 """
 
 from __future__ import annotations
