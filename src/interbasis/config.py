@@ -77,6 +77,20 @@ class MethodConfig(Strict):
                                   "positions; null = exact")
     basis_split: Literal["train", "test"] = Field("train", description="data the basis is built on")
     batch_size: int = Field(4096, ge=1, description="samples per batch while building the basis")
+    jacobian_rank: bool = Field(False, description="also compute the Jacobian Gram M' for PCA and "
+                                "neuron bases, for rank/jacobian (degeneracy source 2); LIB "
+                                "always has it, and PCA/neuron builds skip all Jacobian work "
+                                "in the basis step without it")
+    max_memory: float | None = Field(None, gt=0, description="bytes one chunk of Jacobian work may "
+                                     "use; null = a safe share of the device's free memory (a "
+                                     "quarter on CPU, at most 1 GiB; half on a GPU)")
+    jacobian_dtype: Literal["float64", "float32"] = Field(
+        "float64", description="dtype of the Jacobian rows and their per-chunk products (float32: "
+        "2-3x faster, ~4e-7 relative error in Lambda and edges; sums over chunks, statistics and "
+        "bases stay float64)")
+    n_probes: int | None = Field(None, ge=1, description="sketch M' from this many random +-1 "
+                                 "output probes per sample (unbiased; generic autograd sections "
+                                 "only, edges stay exact); null = exact")
 
 
 class ImageDataConfig(Strict):
@@ -196,6 +210,8 @@ class RunConfig(Strict):
     experiment_name: str = Field("default", min_length=1, description="results/runs/<this>/")
     seed: int = Field(0, ge=0, description="model seed (initialisation and training)")
     threads: int = Field(2, ge=1, description="torch threads (1 when jobs run in parallel)")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="where the basis, "
+                        "edges and ablations are computed: cpu, cuda or cuda:N")
     progress: bool | None = Field(None, description="progress bars: null = only on a terminal")
     rerun: bool = Field(False, description="run again even when the run directory already holds "
                         "a complete result (by default a complete run is skipped)")

@@ -104,7 +104,10 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
         center=method.center, truncation_threshold=method.truncation_threshold,
         integration=method.integration, n_intervals=method.n_intervals,
         n_sources=method.n_sources, seed=cfg.seed, batch_size=method.batch_size,
-        progress=cfg.progress)
+        progress=cfg.progress, jacobian_gram=method.jacobian_rank or None,
+        max_memory=method.max_memory, device=cfg.device,
+        jacobian_dtype=getattr(torch, method.jacobian_dtype),
+        n_probes=method.n_probes)
     timings["time/basis_s"] = time.perf_counter() - start
     run_dir.write_graph(graph, method.name)
 
@@ -114,14 +117,15 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     layers = [name for name in cfg.model.node_layers if name != OUTPUT]
     node_curves = [node_ablation_curve(prepared.model, graph, name, prepared.ablation_data,
                                        score=prepared.score, batch_size=ablation.batch_size,
-                                       dtype=dtype)
+                                       dtype=dtype, device=cfg.device)
                    for name in tqdm(layers, desc="node ablations",
                                     disable=tqdm_disable(cfg.progress))]
     edge_results = []
     if ablation.edges:
         edge_results = [edge_ablation(prepared.model, graph, index, prepared.ablation_data,
                                       score=prepared.score, delta=ablation.edge_delta,
-                                      batch_size=ablation.batch_size, dtype=dtype)
+                                      batch_size=ablation.batch_size, dtype=dtype,
+                                      device=cfg.device)
                         for index in tqdm(range(len(graph.edges)), desc="edge ablations",
                                           disable=tqdm_disable(cfg.progress))]
     timings["time/ablation_s"] = time.perf_counter() - start

@@ -75,8 +75,10 @@ def measures_over_training(snapshots: list[tuple[int, nn.Module]], basis_inputs:
     also ``rank/gram_rel`` and ``rank/jacobian_rel``: eigenvalues above EFFECTIVE_REL x the
     largest.
     Names are the run-summary keys, so a row reads like the summary of a run at that step.
+    M' is computed for every method here (``jacobian_gram=True``): rank/jacobian is tracked.
     """
     tau = build_settings.get("truncation_threshold")
+    build_settings.setdefault("jacobian_gram", True)
     rows = []
     for step, model in snapshots:
         graph = build_graph(model, basis_inputs, list(node_layers), progress=False,

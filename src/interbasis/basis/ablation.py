@@ -88,9 +88,23 @@ def iter_pairs(data: tuple[Tensor, Tensor] | Iterable, batch_size: int = 4096
         yield batch[0], batch[1]
 
 
-def prepare_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """The folded copy the graph's bases live in, in eval mode and ``dtype``."""
-    return frozen_folded_copy(model, dtype)
+def prepare_model(model: nn.Module, dtype: torch.dtype,
+                  device: str | torch.device | None = None) -> nn.Module:
+    """The folded copy the graph's bases live in, in eval mode, ``dtype`` and on ``device``."""
+    folded = frozen_folded_copy(model, dtype)
+    return folded if device is None else folded.to(check_device(device))
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, with one clear error when it asks for CUDA that is absent."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available here")
+    return device
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _cast(inputs: Tensor, dtype: torch.dtype) -> Tensor:
@@ -99,10 +113,13 @@ def _cast(inputs: Tensor, dtype: torch.dtype) -> Tensor:
 
 @torch.no_grad()
 def evaluate(forward: Callable[[Tensor], Tensor], data, scorer: Scorer, dtype: torch.dtype,
-             batch_size: int = 4096) -> float:
-    """The score of ``forward`` (inputs -> outputs) over all batches of ``data``."""
+             batch_size: int = 4096, device: torch.device | None = None) -> float:
+    """The score of ``forward`` (inputs -> outputs) over all batches of ``data`` (moved to
+    ``device`` batch by batch when given)."""
     total, count = 0.0, 0
     for inputs, targets in iter_pairs(data, batch_size):
+        if device is not None:
+            inputs, targets = inputs.to(device), targets.to(device)
         outputs = model_output(forward(_cast(inputs, dtype)))
         batch_total, batch_count = scorer.batch_score(outputs, targets)
         total += batch_total
@@ -125,7 +142,8 @@ def ablation_schedule(width: int) -> list[int]:
 
 def node_ablation_curve(model: nn.Module, graph: Graph, layer: str, data, score="accuracy",
                         ks: list[int] | None = None, dtype: torch.dtype = torch.float64,
-                        batch_size: int = 4096) -> NodeAblationCurve:
+                        batch_size: int = 4096, device: str | torch.device | None = None
+                        ) -> NodeAblationCurve:
     """Score with the input of ``layer`` replaced by x C[:, :k] C_pinv[:k, :] (spec 6.1).
 
     k runs over the original width (paper schedule by default); for k >= r nothing is ablated.
@@ -134,8 +152,9 @@ def node_ablation_curve(model: nn.Module, graph: Graph, layer: str, data, score=
         raise ValueError("node ablation applies to node layers before the output")
     node = graph.layer(layer)
     scorer = get_scorer(score)
-    folded = prepare_model(model, dtype)
-    C, C_pinv = node.C.to(dtype), node.C_pinv.to(dtype)
+    folded = prepare_model(model, dtype, device)
+    device = _device_of(folded)
+    C, C_pinv = node.C.to(dtype=dtype, device=device), node.C_pinv.to(dtype=dtype, device=device)
 
     def forward_keeping(k: int) -> Callable[[Tensor], Tensor]:
         projector = C[:, :k] @ C_pinv[:k, :]
@@ -145,10 +164,10 @@ def node_ablation_curve(model: nn.Module, graph: Graph, layer: str, data, score=
                 return folded(inputs)
         return forward
 
-    base = evaluate(folded, data, scorer, dtype, batch_size)
+    base = evaluate(folded, data, scorer, dtype, batch_size, device)
     ks = ablation_schedule(node.width) if ks is None else sorted(ks)
     scores = [base if k >= node.rank else evaluate(forward_keeping(k), data, scorer, dtype,
-                                                   batch_size) for k in ks]
+                                                   batch_size, device) for k in ks]
     return NodeAblationCurve(layer=layer, ks=ks, scores=scores, base_score=base,
                              higher_is_better=scorer.higher_is_better, score_name=scorer.name)
 
@@ -175,9 +194,12 @@ def edge_ablated_forward(folded: nn.Module, graph: Graph, index: int, mask: Tens
     others by one vmapped section run per output feature.
     """
     layer_in, layer_out = graph.layers[index], graph.layers[index + 1]
-    C, C_pinv = layer_in.C.to(dtype), layer_in.C_pinv.to(dtype)
-    C_next, C_next_pinv = layer_out.C.to(dtype), layer_out.C_pinv.to(dtype)
+    device = _device_of(folded)
+    C, C_pinv = (t.to(dtype=dtype, device=device) for t in (layer_in.C, layer_in.C_pinv))
+    C_next, C_next_pinv = (t.to(dtype=dtype, device=device)
+                           for t in (layer_out.C, layer_out.C_pinv))
     input_map = section_input_map(folded, layer_in.name, layer_out.name) if fast_paths else None
+    mask = mask.to(device)
     mask_values = mask.to(dtype)
 
     def generic_next_features(inputs: Tensor, x: Tensor, features: Tensor) -> Tensor:
@@ -192,8 +214,8 @@ def edge_ablated_forward(folded: nn.Module, graph: Graph, index: int, mask: Tens
         # one vmapped row holds a few tensors of the section's size, not r_out of them
         widest = max(features.shape[-1], C_pinv.shape[1], C_next.shape[0])
         chunk = max(1, MAX_CHUNK_ELEMENTS // (4 * features.shape[0] * features.shape[1] * widest))
-        columns = torch.func.vmap(output_feature, chunk_size=chunk)(mask_values,
-                                                                    torch.arange(n_out))
+        columns = torch.func.vmap(output_feature, chunk_size=chunk)(
+            mask_values, torch.arange(n_out, device=device))
         return columns.movedim(0, -1)  # (n, P_out, r_next)
 
     def forward(inputs: Tensor) -> Tensor:
@@ -233,7 +255,8 @@ def bisect_smallest(within: Callable[[int], bool], n_total: int, tolerance: int 
 
 def edge_ablation(model: nn.Module, graph: Graph, index: int, data, score="accuracy",
                   delta: float = 0.001, tolerance: int = 1, dtype: torch.dtype = torch.float64,
-                  batch_size: int = 1024, fast_paths: bool = True) -> EdgeAblationResult:
+                  batch_size: int = 1024, fast_paths: bool = True,
+                  device: str | torch.device | None = None) -> EdgeAblationResult:
     """Bisect the smallest number of non-constant edges of transition ``index`` (spec 6.2).
 
     ``fast_paths=False`` forces the generic vmapped evaluation (for testing the fast one).
@@ -243,19 +266,20 @@ def edge_ablation(model: nn.Module, graph: Graph, index: int, data, score="accur
     if not 0 <= index < len(graph.edges):
         raise IndexError(f"transition index {index} out of range 0..{len(graph.edges) - 1}")
     scorer = get_scorer(score)
-    folded = prepare_model(model, dtype)
+    folded = prepare_model(model, dtype, device)
+    device = _device_of(folded)
     edges = graph.edges[index]
     layer_in, layer_out = graph.layers[index], graph.layers[index + 1]
     to_constant = layer_out.has_constant
     n_total = edges[(1 if to_constant else 0):, 1:].numel()
-    base = evaluate(folded, data, scorer, dtype, batch_size)
+    base = evaluate(folded, data, scorer, dtype, batch_size, device)
     evaluations: dict[int, float] = {}
 
     def score_keeping(n: int) -> float:
         if n not in evaluations:
             mask = edge_mask(edges, n, to_constant)
             forward = edge_ablated_forward(folded, graph, index, mask, dtype, fast_paths)
-            evaluations[n] = evaluate(forward, data, scorer, dtype, batch_size)
+            evaluations[n] = evaluate(forward, data, scorer, dtype, batch_size, device)
         return evaluations[n]
 
     def within(n: int) -> bool:

@@ -6,11 +6,15 @@ Usage::
     graph.layers[0].C, graph.edges[0]
 
 Passes over the data: one forward pass for the statistics of every node layer, then per section,
-from the last backwards, one Jacobian pass for M' (and LIB's basis) and one for the edges.
+from the last backwards, one Jacobian pass for M' (LIB's basis; PCA and neuron bases only when
+``jacobian_gram=True``) and one for the edges. Jacobian rows come from the model's closed forms
+where it offers them (linearized.py, dense.py), else from ``vmap(vjp)`` (jacobian.py), in chunks
+that fit the memory budget (memory.py).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable, Iterator
 
@@ -19,13 +23,22 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from interbasis.basis import bases
+from interbasis.basis.ablation import check_device
+from interbasis.basis.dense import DenseJacobian, dense_rows
 from interbasis.basis.fold import frozen_folded_copy
-from interbasis.basis.jacobian import EdgeSum, JacobianGram, integration_points, jacobian_rows
+from interbasis.basis.jacobian import (
+    MAX_CHUNK_ELEMENTS,
+    EdgeSum,
+    JacobianGram,
+    integration_points,
+    jacobian_rows,
+)
 from interbasis.basis.linearized import (
     LinearizedEdgeSum,
     LinearizedJacobianGram,
     LinearizedSection,
 )
+from interbasis.basis.memory import Workspace, memory_budget
 from interbasis.basis.sections import OUTPUT, NodeLayerError, batch_inputs, capture, section
 from interbasis.basis.stats import RunningMoments, as_positions
 from interbasis.basis.types import Graph, NodeLayer
@@ -82,6 +95,10 @@ def build_graph(
     device: str | torch.device | None = None,
     progress: bool | None = False,
     fast_paths: bool = True,
+    jacobian_gram: bool | None = None,
+    max_memory: int | float | None = None,
+    jacobian_dtype: torch.dtype | None = None,
+    n_probes: int | None = None,
 ) -> Graph:
     """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
 
@@ -103,17 +120,39 @@ def build_graph(
         device: where to compute (default: the model's device); results are float64 on CPU.
         progress: progress bars; None shows them only when stderr is a terminal.
         fast_paths: use a section's exact analytic form when the model offers one
-            (``linearize_section``); False forces the generic autograd path everywhere.
+            (``linearize_section``, ``section_jacobian``); False forces the generic autograd path
+            everywhere.
+        jacobian_gram: compute M' of every section (``NodeLayer.jacobian_eigenvalues``, the
+            ``rank/jacobian`` metric). None: only where the basis needs it (LIB); PCA and neuron
+            bases then do no Jacobian work in the basis step. True: for every method.
+        max_memory: bytes one chunk of Jacobian work may use (chunks of samples and output rows
+            are cut to fit); None: a safe share of the device's free memory (basis/memory.py).
+        jacobian_dtype: dtype of the Jacobian rows and their per-chunk products (e.g.
+            ``torch.float32``); statistics, bases, eigendecompositions and the sums of M' and
+            the edges over chunks stay in ``dtype``. None: ``dtype``.
+        n_probes: None (exact), or K: M' is sketched from K random +-1 probes over all output
+            positions and features per sample (unbiased; K vector-Jacobian products instead of
+            P_out x r_out). Only where rows come from the generic autograd path: the closed
+            forms are exact and cheaper. Edges stay exact.
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
     _validate(method, node_layers, truncation_threshold, n_sources)
+    if n_probes is not None and (not isinstance(n_probes, int) or n_probes < 1):
+        raise ValueError(f"n_probes must be None (exact) or a positive integer, got {n_probes!r}")
     alphas, weights = integration_points(integration, n_intervals)
     folded = frozen_folded_copy(model, dtype)
     if device is None:
         device = next((p.device for p in folded.parameters()), torch.device("cpu"))
-    device = torch.device(device)
+    device = check_device(device)
     folded.to(device)
+    jacobian_dtype = dtype if jacobian_dtype is None else jacobian_dtype
+    if not jacobian_dtype.is_floating_point:
+        raise ValueError(f"jacobian_dtype must be a floating dtype, got {jacobian_dtype}")
+    jacobian_model = (folded if jacobian_dtype == dtype
+                      else copy.deepcopy(folded).to(jacobian_dtype))
+    itemsize = torch.empty(0, dtype=jacobian_dtype).element_size()
+    max_elements = memory_budget(device, max_memory) // itemsize
     batches = Batches(data, batch_size, dtype, device)
     generator = torch.Generator().manual_seed(seed)
     timings: dict[str, float] = {}
@@ -136,15 +175,19 @@ def build_graph(
         layer_bases[-1] = bases.pca_basis(grams[last], moments[last].mean, center,
                                           truncation_threshold)
     timings["basis"] = timings["edges"] = 0.0
+    per_layer: dict[str, dict[str, float]] = {"basis": {}, "edges": {}}  # by section input
     steps = tqdm(range(n_layers - 2, -1, -1), desc=f"{method} sections",
                  disable=tqdm_disable(progress))
     for index in steps:
         name_in, name_out = node_layers[index], node_layers[index + 1]
         C_next = layer_bases[index + 1].C.to(device=device, dtype=dtype)
         start = time.perf_counter()
-        jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, name_out, C_next,
-                                               alphas, weights, n_sources, generator,
-                                               fast_paths)
+        if method == "lib" or jacobian_gram:
+            jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, name_out, C_next,
+                                                   alphas, weights, n_sources, generator,
+                                                   fast_paths, max_elements,
+                                                   jacobian_model=jacobian_model,
+                                                   n_probes=n_probes)
         gram, mean = grams[name_in], moments[name_in].mean
         if method == "lib":
             layer_bases[index] = bases.lib_basis(gram, mean, jacobian_grams[index], center,
@@ -154,12 +197,15 @@ def build_graph(
         else:
             layer_bases[index] = bases.neuron_basis(gram, has_constant=True)
         timings["basis"] += time.perf_counter() - start
+        per_layer["basis"][name_in] = time.perf_counter() - start
         if edges:
             start = time.perf_counter()
             edge_list[index] = _edges(folded, batches, name_in, name_out, layer_bases[index],
                                       C_next, alphas, weights, n_sources, generator,
-                                      fast_paths)
+                                      fast_paths, max_elements,
+                                      jacobian_model=jacobian_model)
             timings["edges"] += time.perf_counter() - start
+            per_layer["edges"][name_in] = time.perf_counter() - start
 
     layers = []
     for index, name in enumerate(node_layers):
@@ -172,9 +218,11 @@ def build_graph(
             jacobian_eigenvalues=(None if jacobian_grams[index] is None
                                   else bases.sorted_eigh(jacobian_grams[index])[0]),
             n_positions=positions[name], has_constant=name != OUTPUT))
+    timings["per_layer"] = per_layer
     settings = dict(center=center, truncation_threshold=truncation_threshold,
                     dtype=str(dtype).removeprefix("torch."), integration=integration,
-                    fast_paths=fast_paths,
+                    fast_paths=fast_paths, jacobian_gram=method == "lib" or bool(jacobian_gram),
+                    jacobian_dtype=str(jacobian_dtype).removeprefix("torch."), n_probes=n_probes,
                     n_intervals=n_intervals, n_sources=n_sources, seed=seed,
                     n_samples=moments[node_layers[0]].count // positions[node_layers[0]],
                     timings=timings)
@@ -223,7 +271,7 @@ def _statistics(model: nn.Module, batches: Batches, node_layers: list[str], cent
             for name in node_layers:
                 x = as_positions(acts[name])
                 if first:
-                    moments[name] = RunningMoments(x.shape[-1])
+                    moments[name] = RunningMoments(x.shape[-1], device=x.device)
                     positions[name] = x.shape[1]
                 if name != OUTPUT:
                     _check_constant(name, x)
@@ -248,8 +296,45 @@ def _linearized(model: nn.Module, name_in: str, name_out: str) -> LinearizedSect
     return None if linearize is None else linearize(name_in, name_out)
 
 
+def _dense(model: nn.Module, name_in: str, name_out: str) -> DenseJacobian | None:
+    """The model's closed-form per-sample Jacobian of this section, if any (basis/dense.py)."""
+    jacobian = getattr(model, "section_jacobian", None)
+    return None if jacobian is None else jacobian(name_in, name_out)
+
+
+def _rows(model, inputs, x, name_in, name_out, C_next, alphas, weights, n_sources, generator,
+          dense: DenseJacobian | None, max_elements: int, workspace: Workspace,
+          C_in: Tensor | None = None, n_probes: int | None = None):
+    """Jacobian rows of one batch: from the closed form when there is one, else vmap(vjp).
+
+    ``C_in`` (closed form only) multiplies the rows on the input side.
+    """
+    if dense is not None:
+        with torch.no_grad():
+            yield from dense_rows(dense, x, C_next, alphas, weights, n_sources, generator,
+                                  max_elements, C_in, workspace)
+        return
+    yield from jacobian_rows(section(model, inputs, name_in, name_out), x, C_next, alphas,
+                             weights, n_sources, generator, max_elements, n_probes)
+
+
+def _model_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), default)
+
+
+def _cast(inputs: object, dtype: torch.dtype) -> object:
+    """Float model inputs in ``dtype`` (token ids and other inputs unchanged)."""
+    if isinstance(inputs, Tensor) and inputs.is_floating_point():
+        return inputs.to(dtype)
+    return inputs
+
+
 def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n_sources,
-                   generator, fast: bool = True) -> Tensor:
+                   generator, fast: bool = True, max_elements: int = MAX_CHUNK_ELEMENTS, *,
+                   jacobian_model: nn.Module | None = None, n_probes: int | None = None
+                   ) -> Tensor:
+    """M' of one section; rows come from ``jacobian_model`` (a lower-precision copy of
+    ``model``) when given, summed over chunks in ``model``'s dtype; sketched with n_probes."""
     linearized = _linearized(model, name_in, name_out) if fast else None
     if linearized is not None:
         accumulator = LinearizedJacobianGram(linearized, C_next)
@@ -257,26 +342,38 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
             with torch.no_grad():
                 accumulator.add_batch(capture(model, inputs, [name_in])[name_in], alphas, weights)
         return accumulator.result()
-    accumulator = None
+    jmodel = model if jacobian_model is None else jacobian_model
+    jdtype = _model_dtype(jmodel, C_next.dtype)
+    dense = _dense(jmodel, name_in, name_out) if fast else None
+    accumulator, workspace = None, Workspace()
     for inputs in batches:
         with torch.no_grad():
             x = capture(model, inputs, [name_in])[name_in]
         n, p_in, d_in = as_positions(x).shape
         if accumulator is None:
             accumulator = JacobianGram(d_in, x.dtype, x.device)
-        rows = jacobian_rows(section(model, inputs, name_in, name_out), x, C_next, alphas,
-                             weights, n_sources, generator)
-        accumulator.add_batch(rows, n, p_in)
+        accumulator.add_batch(_rows(jmodel, _cast(inputs, jdtype), x.to(jdtype), name_in,
+                                    name_out, C_next.to(jdtype), alphas, weights, n_sources,
+                                    generator, dense, max_elements, workspace,
+                                    n_probes=n_probes), n, p_in)
     return accumulator.result()
 
 
 def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alphas, weights,
-           n_sources, generator, fast: bool = True) -> Tensor:
+           n_sources, generator, fast: bool = True, max_elements: int = MAX_CHUNK_ELEMENTS, *,
+           jacobian_model: nn.Module | None = None) -> Tensor:
+    """Squared edges of one section (rows from ``jacobian_model`` as in :func:`_jacobian_gram`)."""
     C = basis_in.C.to(C_next)
     C_pinv = basis_in.C_pinv.to(C_next)
-    linearized = _linearized(model, name_in, name_out) if fast else None
+    jmodel = model if jacobian_model is None else jacobian_model
+    jdtype = _model_dtype(jmodel, C_next.dtype)
+    C_next_j, C_pinv_j = C_next.to(jdtype), C_pinv.to(jdtype)
+    linearized = _linearized(jmodel, name_in, name_out) if fast else None
+    dense = _dense(jmodel, name_in, name_out) if fast and linearized is None else None
+    C_in, workspace = C_pinv_j.T, Workspace()
     if linearized is not None:
-        accumulator = LinearizedEdgeSum(linearized, C_next, C_pinv)
+        accumulator = LinearizedEdgeSum(linearized, C_next_j, C_pinv_j, max_elements,
+                                        total_dtype=C_next.dtype)
     else:
         accumulator = EdgeSum(C_next.shape[1], C.shape[1], C_next.dtype, C_next.device)
     for inputs in batches:
@@ -284,12 +381,18 @@ def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alp
             x = capture(model, inputs, [name_in])[name_in]
         features = as_positions(x) @ C
         # Edges are derivatives of g(f) = section(f C_pinv) C_next at the data's features.
-        x_rec = (features @ C_pinv).reshape(x.shape)
+        x_rec = (features @ C_pinv).reshape(x.shape).to(jdtype)
+        features, inputs = features.to(jdtype), _cast(inputs, jdtype)
         if linearized is not None:
             with torch.no_grad():
                 accumulator.add_batch(x_rec, features, alphas, weights)
             continue
-        rows = jacobian_rows(section(model, inputs, name_in, name_out), x_rec, C_next, alphas,
-                             weights, n_sources, generator)
-        accumulator.add_batch(rows, features, C_pinv)
+        if dense is not None:  # rows come out as d g / d f directly
+            accumulator.add_batch(_rows(jmodel, inputs, x_rec, name_in, name_out, C_next_j,
+                                        alphas, weights, n_sources, generator, dense,
+                                        max_elements, workspace, C_in), features, None)
+            continue
+        accumulator.add_batch(_rows(jmodel, inputs, x_rec, name_in, name_out, C_next_j, alphas,
+                                    weights, n_sources, generator, None, max_elements,
+                                    workspace), features, C_pinv_j)
     return accumulator.result()

@@ -13,17 +13,30 @@ Stochastic sources replace the sum over output positions by R random +-1 probes 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interbasis.basis.memory import Workspace
 from interbasis.basis.stats import as_positions
 
 INTEGRATIONS = ("gradient", "trapezoidal", "gauss-legendre")
-# Jacobian chunks are cut so that one holds at most this many numbers (~256 MB in float64).
+# Default Jacobian chunk: at most this many numbers (~256 MB in float64); build_graph passes its
+# memory budget instead (basis/memory.py).
 MAX_CHUNK_ELEMENTS = 2**25
+
+
+class RowChunk(NamedTuple):
+    """A chunk of Jacobian rows: J (k, n_chunk, P_in, d_in) for the samples ``samples`` of the
+    batch, the output feature of each of the k rows, and the weight of every row."""
+
+    J: Tensor
+    features: Tensor
+    weight: float
+    samples: slice = slice(None)
 
 
 def integration_points(integration: str, n_intervals: int = 0) -> tuple[list[float], list[float]]:
@@ -78,13 +91,29 @@ def cotangent_chunks(n: int, n_out_positions: int, r_out: int, n_sources: int | 
         yield cot, outputs, 1.0 / n_sources
 
 
+def probe_chunks(n: int, n_out_positions: int, r_out: int, n_probes: int, chunk: int,
+                 generator: torch.Generator, dtype: torch.dtype, device: torch.device
+                 ) -> Iterator[tuple[Tensor, Tensor, float]]:
+    """Sketched M': K random +-1 probes over all (t, i) outputs per sample, weight 1/K.
+
+    E[v v^T] = I for Rademacher v, so sum_k (v_k J)^T (v_k J) / K is unbiased for J^T J. A probe
+    mixes output features, so its rows serve M' only (their feature index is meaningless).
+    """
+    for start in range(0, n_probes, chunk):
+        k = min(chunk, n_probes - start)
+        signs = torch.randint(0, 2, (k, n, n_out_positions, r_out), generator=generator)
+        yield ((2 * signs - 1).to(dtype=dtype, device=device),
+               torch.zeros(k, dtype=torch.long, device=device), 1.0 / n_probes)
+
+
 def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
                   alphas: list[float], weights: list[float], n_sources: int | None,
-                  generator: torch.Generator
-                  ) -> Iterator[tuple[Float[Tensor, "k n p_in d_in"], Tensor, float]]:
+                  generator: torch.Generator, max_elements: int = MAX_CHUNK_ELEMENTS,
+                  n_probes: int | None = None) -> Iterator[RowChunk]:
     """Yield chunks of Jacobian rows of x -> fn(x) C_next, integrated over alphas.
 
-    Each chunk: (J (k, n, P_in, d_in), the output feature index of each row, the row weight).
+    Each chunk holds k rows for every sample of the batch (see :class:`RowChunk`). With
+    ``n_probes`` the rows are K random output probes (:func:`probe_chunks`, for M' only).
     """
     x_shape = x.shape
     x_pos = as_positions(x)
@@ -98,11 +127,27 @@ def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
         y, vjp_fn = torch.func.vjp(rotated, alpha * x_pos)
         vjps.append(vjp_fn)
     p_out, r_out = y.shape[1], y.shape[2]
-    chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, n * p_in * d_in * len(alphas)))
-    for cot, features, weight in cotangent_chunks(n, p_out, r_out, n_sources, chunk, generator,
-                                                  x.dtype, x.device):
+    # each row chunk: one vmap output per alpha, their weighted sum and the accumulator's product
+    chunk = max(1, max_elements // max(1, n * p_in * d_in * (len(alphas) + 2)))
+    if n_probes is not None:
+        cotangents = probe_chunks(n, p_out, r_out, n_probes, chunk, generator, x.dtype,
+                                  x.device)
+    else:
+        cotangents = cotangent_chunks(n, p_out, r_out, n_sources, chunk, generator, x.dtype,
+                                      x.device)
+    for cot, features, weight in cotangents:
         J = sum(w * torch.func.vmap(vjp_fn)(cot)[0] for w, vjp_fn in zip(weights, vjps))
-        yield J, features, weight
+        yield RowChunk(J, features, weight)
+
+
+def row_matrix(J: Tensor) -> Tensor:
+    """J (..., d) as a (rows, d) matrix without a copy when its leading axes are permuted.
+
+    M' is a sum over rows, so their order does not matter: the leading axes are put in memory
+    order first, so a permuted view (the dense path's) reshapes for free.
+    """
+    lead = sorted(range(J.ndim - 1), key=lambda axis: -J.stride(axis))
+    return J.permute(*lead, J.ndim - 1).reshape(-1, J.shape[-1])
 
 
 class JacobianGram:
@@ -112,10 +157,13 @@ class JacobianGram:
         self.total = torch.zeros(d_in, d_in, dtype=dtype, device=device)
         self.count = 0
 
-    def add_batch(self, rows: Iterator[tuple[Tensor, Tensor, float]], n: int, p_in: int) -> None:
-        for J, _, weight in rows:
-            flat = J.reshape(-1, J.shape[-1])
-            self.total += weight * (flat.T @ flat)
+    def add_batch(self, rows: Iterator[RowChunk], n: int, p_in: int) -> None:
+        for J, _, weight, _ in rows:
+            flat = row_matrix(J)
+            if flat.dtype == self.total.dtype:
+                self.total.addmm_(flat.T, flat, alpha=weight)
+            else:  # lower-precision rows: the chunk's product in their dtype, summed in ours
+                self.total += weight * (flat.T @ flat)
         self.count += n * p_in
 
     def result(self) -> Tensor:
@@ -128,14 +176,29 @@ class EdgeSum:
     def __init__(self, r_out: int, r_in: int, dtype: torch.dtype, device: torch.device):
         self.total = torch.zeros(r_out, r_in, dtype=dtype, device=device)
         self.count = 0
+        self.workspace = Workspace()
 
-    def add_batch(self, rows: Iterator[tuple[Tensor, Tensor, float]],
-                  features: Float[Tensor, "n p_in r_in"], C_pinv: Tensor) -> None:
+    def add_batch(self, rows: Iterator[RowChunk], features: Float[Tensor, "n p_in r_in"],
+                  C_pinv: Tensor | None) -> None:
+        """Rows are d g / d x (then times C_pinv^T), or already d g / d f when C_pinv is None."""
         n, p_in, _ = features.shape
-        for J, out_index, weight in rows:
+        for J, out_index, weight, samples in rows:
             # d g / d f = (d g / d x) C_pinv^T; input positions are summed inside the square.
-            attributions = ((J @ C_pinv.T) * features).sum(2)
-            self.total.index_add_(0, out_index, weight * attributions.square().sum(1))
+            sample_major = J.permute(1, 2, 0, 3)  # (n, P_in, k, d_in)
+            if sample_major.is_contiguous():  # the dense path's memory order
+                if C_pinv is not None:
+                    sample_major = sample_major @ C_pinv.T
+                # the dense path's rows are scratch: scaled in place, summed into a buffer
+                sample_major.mul_(features[samples][:, :, None])
+                m, _, k, r_in = sample_major.shape
+                attributions = self.workspace.get("attributions", (m, k, r_in), J.dtype,
+                                                  J.device)
+                torch.sum(sample_major, dim=1, out=attributions)
+                squares = attributions.square_().sum(0)
+            else:
+                attributions = ((J @ C_pinv.T) * features[samples]).sum(2)
+                squares = attributions.square().sum(1)
+            self.total.index_add_(0, out_index, weight * squares.to(self.total.dtype))
         self.count += n * p_in
 
     def result(self) -> Tensor:

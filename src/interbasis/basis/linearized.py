@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from interbasis.basis.memory import Workspace
+
 MAX_CHUNK_ELEMENTS = 2**25
 # Smaller chunks for the edge products keep their temporaries in cache.
 EDGE_CHUNK_ELEMENTS = 2**22
@@ -98,13 +100,17 @@ class LinearizedJacobianGram:
 class LinearizedEdgeSum:
     """Squared edges of a linearized section, one batched product per chunk of samples."""
 
-    def __init__(self, section: LinearizedSection, C_next: Tensor, C_pinv: Tensor):
+    def __init__(self, section: LinearizedSection, C_next: Tensor, C_pinv: Tensor,
+                 max_elements: int = EDGE_CHUNK_ELEMENTS, total_dtype: torch.dtype | None = None):
         self.section = section
+        self.max_elements = min(max_elements, EDGE_CHUNK_ELEMENTS)
+        self.workspace = Workspace()
         self.P = C_next.T @ section.out_map  # (r_out, d_h)
         self.Q = section.in_map @ C_pinv.T  # (d_h, r_in)
         self.S = None if section.skip is None else C_next.T @ section.skip @ C_pinv.T
-        self.total = torch.zeros(self.P.shape[0], self.Q.shape[1], dtype=C_next.dtype,
-                                 device=C_next.device)
+        # products in the section's dtype, their sum over chunks in total_dtype
+        self.total = torch.zeros(self.P.shape[0], self.Q.shape[1],
+                                 dtype=total_dtype or C_next.dtype, device=C_next.device)
         self.count = 0
 
     def add_batch(self, x_rec: Tensor, features: Tensor, alphas: list[float],
@@ -113,17 +119,26 @@ class LinearizedEdgeSum:
         f = _rows(features)
         (r_out, d_h), r_in = self.P.shape, self.Q.shape[1]
         # Scale the smaller factor per sample; f_j scales column j, so it folds into Q.
-        chunk = max(1, EDGE_CHUNK_ELEMENTS // (max(r_out, d_h) * max(r_in, d_h)))
+        chunk = max(1, self.max_elements // (max(r_out, d_h) * max(r_in, d_h)))
+        dtype, device = self.P.dtype, self.P.device
         for start in range(0, g.shape[0], chunk):
             g_chunk, f_chunk = g[start:start + chunk], f[start:start + chunk]
+            m = g_chunk.shape[0]
+            # Buffers reused from chunk to chunk: no fresh allocation (page faults) per chunk.
+            attributions = self.workspace.get("attributions", (m, r_out, r_in), dtype, device)
             if r_in <= r_out:
-                scaled = g_chunk[:, :, None] * self.Q * f_chunk[:, None, :]  # (n, d_h, r_in)
-                attributions = self.P @ scaled
+                scaled = self.workspace.get("scaled", (m, d_h, r_in), dtype, device)
+                torch.mul(g_chunk[:, :, None], self.Q, out=scaled)
+                scaled.mul_(f_chunk[:, None, :])  # (n, d_h, r_in)
+                torch.matmul(self.P, scaled, out=attributions)
             else:
-                attributions = ((self.P * g_chunk[:, None, :]) @ self.Q) * f_chunk[:, None, :]
+                scaled = self.workspace.get("scaled", (m, r_out, d_h), dtype, device)
+                torch.mul(self.P, g_chunk[:, None, :], out=scaled)
+                torch.matmul(scaled, self.Q, out=attributions)
+                attributions.mul_(f_chunk[:, None, :])
             if self.S is not None:
-                attributions += self.S * f_chunk[:, None, :]
-            self.total += attributions.square().sum(0)
+                attributions.addcmul_(self.S, f_chunk[:, None, :])
+            self.total += attributions.square_().sum(0)
         self.count += g.shape[0]
 
     def result(self) -> Tensor:

@@ -23,16 +23,21 @@ def as_positions(x: Tensor) -> Float[Tensor, "batch pos d"]:
 
 
 class RunningMoments:
-    """Mean and centred scatter of row vectors, accumulated batch by batch in float64."""
+    """Mean and centred scatter of row vectors, accumulated batch by batch in float64.
 
-    def __init__(self, dim: int, dtype: torch.dtype = torch.float64):
+    Accumulated on ``device`` (where the activations are); the results are CPU tensors.
+    """
+
+    def __init__(self, dim: int, dtype: torch.dtype = torch.float64,
+                 device: str | torch.device = "cpu"):
         self.dim = dim
         self.count = 0
-        self._mean = torch.zeros(dim, dtype=dtype)
-        self._scatter = torch.zeros(dim, dim, dtype=dtype)
+        self._mean = torch.zeros(dim, dtype=dtype, device=device)
+        self._scatter = torch.zeros(dim, dim, dtype=dtype, device=device)
 
     def update(self, x: Float[Tensor, "... d"]) -> None:
-        rows = x.detach().reshape(-1, x.shape[-1]).to(dtype=self._mean.dtype, device="cpu")
+        rows = x.detach().reshape(-1, x.shape[-1]).to(dtype=self._mean.dtype,
+                                                      device=self._mean.device)
         if rows.shape[1] != self.dim:
             raise ValueError(f"expected activations of width {self.dim}, got {rows.shape[1]}")
         n = rows.shape[0]
@@ -49,13 +54,13 @@ class RunningMoments:
 
     @property
     def mean(self) -> Float[Tensor, " d"]:
-        return self._mean.clone()
+        return self._mean.cpu().clone()
 
     @property
     def covariance(self) -> Float[Tensor, "d d"]:
         """Population covariance (1/N normalisation, as the spec's Gram)."""
         self._require_data()
-        return self._scatter / self.count
+        return (self._scatter / self.count).cpu()
 
     def gram(self, center: bool) -> Float[Tensor, "d d"]:
         """The Gram matrix of spec section 3.
@@ -65,7 +70,7 @@ class RunningMoments:
         """
         self._require_data()
         if not center:
-            return self.covariance + torch.outer(self._mean, self._mean)
+            return self.covariance + torch.outer(self.mean, self.mean)
         gram = self.covariance.clone()
         gram[-1, :] = 0.0
         gram[:, -1] = 0.0

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from interbasis.basis.dense import DenseJacobian, last_query_attention_jacobian
 from interbasis.basis.linearized import LinearizedSection, residual_mlp_section
 from interbasis.basis.masked import InputMap
 
@@ -289,6 +290,15 @@ class ModAddTransformer(nn.Module):
                                      in_map=W_U.new_zeros(0, W_U.shape[0]),
                                      gate=lambda x, alphas, weights: x.new_zeros(x.shape[0], 0),
                                      skip=W_U.T)
+        return None
+
+    def section_jacobian(self, name_in: str, name_out: str) -> DenseJacobian | None:
+        """Closed-form Jacobian of the folded attention sublayer (basis/dense.py)."""
+        if self.is_bias_folded and (name_in, name_out) == ("blocks.0.hook_resid_pre",
+                                                           "blocks.0.hook_resid_mid"):
+            attn = self.blocks[0].attn
+            return last_query_attention_jacobian(attn.W_Q, attn.W_K, attn.W_V, attn.W_O,
+                                                 attn.scale)
         return None
 
     def section_input_map(self, name_in: str, name_out: str) -> InputMap | None:

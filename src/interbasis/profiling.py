@@ -1,0 +1,69 @@
+"""Measuring a build: peak memory while it runs, and one timed build_graph call for a config.
+
+Used by ``python -m interbasis.estimate``; the peak is the resident memory (sampled every 5 ms
+from /proc) or, on a GPU, ``torch.cuda.max_memory_allocated``, above what was in use before.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import torch
+
+from interbasis.basis import build_graph
+from interbasis.basis.types import Graph
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE / 2**20
+
+
+class PeakMemory:
+    """``with PeakMemory(device) as m: ...`` then ``m.extra_mb``: the peak above the start."""
+
+    def __init__(self, device: str = "cpu"):
+        self.cuda = torch.device(device).type == "cuda"
+
+    def __enter__(self) -> PeakMemory:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated() / 2**20
+            return self
+        self.base = self.peak = resident_mb()
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, resident_mb())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc) -> None:
+        if self.cuda:
+            self.extra_mb = torch.cuda.max_memory_allocated() / 2**20 - self.base
+            return
+        self.running = False
+        self.thread.join()
+        self.extra_mb = self.peak - self.base
+
+
+def build_once(cfg, prepared, n_samples: int | None = None) -> tuple[Graph, dict]:
+    """build_graph as the pipeline calls it, on the first ``n_samples`` basis inputs."""
+    method = cfg.method
+    inputs = prepared.basis_inputs if n_samples is None else prepared.basis_inputs[:n_samples]
+    graph = build_graph(
+        prepared.model, inputs, list(cfg.model.node_layers), method=method.name,
+        center=method.center, truncation_threshold=method.truncation_threshold,
+        integration=method.integration, n_intervals=method.n_intervals,
+        n_sources=method.n_sources, seed=cfg.seed, batch_size=method.batch_size,
+        progress=False, jacobian_gram=method.jacobian_rank or None,
+        max_memory=method.max_memory, device=cfg.device,
+        jacobian_dtype=getattr(torch, method.jacobian_dtype), n_probes=method.n_probes)
+    return graph, graph.settings["timings"]
