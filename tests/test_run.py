@@ -64,11 +64,11 @@ def test_debug_tiny_runs_write_complete_records(tiny_runs):
 
 def test_a_cached_checkpoint_is_reused(tiny_runs):
     results, _ = tiny_runs
-    checkpoints = list((results / "checkpoints").rglob("*.pt"))
+    checkpoints = list((results / "cache" / "checkpoints").rglob("*.pt"))
     assert len(checkpoints) == 1  # lib and pca share the trained model
     out = run_cli("debug=tiny", "method=neuron", results=results)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert list((results / "checkpoints").rglob("*.pt")) == checkpoints
+    assert list((results / "cache" / "checkpoints").rglob("*.pt")) == checkpoints
     summary = json.loads((results / "runs/debug/method=neuron/summary.json").read_text())
     assert summary["train/steps_trained_now"] == 0
 

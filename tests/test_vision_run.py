@@ -41,7 +41,7 @@ def test_fashion_runs_write_metrics_and_class_tables(fashion_runs):
 
 def test_lib_and_pca_share_one_cached_model(fashion_runs):
     results, _ = fashion_runs
-    assert len(list((results / "checkpoints" / "vision").glob("*.pt"))) == 1
+    assert len(list((results / "cache" / "checkpoints" / "vision").glob("*.pt"))) == 1
     steps = [json.loads((results / "runs/debug_vision" / f"data.basis_samples=300,method={m}"
                          / "summary.json").read_text())["train/steps_trained_now"]
              for m in ("lib", "pca")]

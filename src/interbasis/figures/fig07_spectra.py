@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from interbasis.figures import data, style
-from interbasis.results import load_runs
 
 STEM = "fig07_spectra"
 FLOOR = 1e-18  # spectra are clipped here: below it float64 eigenvalues are rounding noise
@@ -22,7 +21,7 @@ FLOOR = 1e-18  # spectra are clipped here: below it float64 eigenvalues are roun
 
 def experiments_with_graphs(results: Path) -> list[str]:
     """Experiments holding complete LIB runs with a stored graph (toy-count runs have none)."""
-    runs = load_runs(results / "runs")
+    runs = data.runs(results)
     if runs.empty or "method" not in runs:
         return []
     lib = runs[runs["method"] == "lib"]

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from interbasis.figures import data, style
-from interbasis.results import load_runs
 
 STEM = "fig08_degeneracy"
 OVER_TRAINING = "degeneracy_over_training.csv"
@@ -31,7 +30,7 @@ MAX_PANELS = 4
 
 def lib_ranks(results: Path) -> list[tuple[str, list[str], pd.DataFrame]]:
     """(experiment, node layers, its complete LIB runs) for experiments whose runs hold ranks."""
-    runs = load_runs(results / "runs")
+    runs = data.runs(results)
     if runs.empty or "method" not in runs or "rank/gram/output" not in runs:
         return []
     runs = runs[(runs["method"] == "lib") & runs["rank/gram/output"].notna()]
@@ -43,7 +42,8 @@ def lib_ranks(results: Path) -> list[tuple[str, list[str], pd.DataFrame]]:
 
 def over_training(results: Path) -> tuple[str, pd.DataFrame] | None:
     """(run path, table) of the first run with a degeneracy-over-training table."""
-    paths = sorted((results / "runs").glob(f"*/*/{OVER_TRAINING}"),
+    paths = sorted((path for path in (results / "runs").glob(f"*/*/{OVER_TRAINING}")
+                    if data.allowed(path.parent.parent.name)),
                    key=lambda path: path.parent.parent.name != TRAINING_EXPERIMENT)
     for path in paths:
         if (path.parent / "summary.json").is_file():

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from interbasis.figures import data, style
-from interbasis.results import atomic_write_text, load_runs
+from interbasis.results import atomic_write_text
 from interbasis.results.report import pipe_table
 
 STEM = "fig10_cross_architecture"
@@ -79,7 +79,7 @@ def per_run_at(runs: pd.DataFrame, k_delta: str, edge_delta: str) -> pd.DataFram
 
 def ratio_table(results: Path) -> pd.DataFrame:
     """One row per experiment with LIB and PCA runs: seeds, means and LIB/PCA ratios."""
-    runs = load_runs(results / "runs")
+    runs = data.runs(results)
     if runs.empty or "method" not in runs:
         runs = pd.DataFrame()
     else:
