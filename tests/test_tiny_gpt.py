@@ -129,7 +129,7 @@ def test_corpus_vocabulary_splits_and_next_character_targets(tmp_path):
 
 
 def test_missing_corpus_and_non_utf8_are_one_line_errors(tmp_path):
-    with pytest.raises(CorpusError, match="apt-get install bible-kjv") as missing:
+    with pytest.raises(CorpusError, match="apt-get install -y bible-kjv") as missing:
         load_corpus(tmp_path / "kjv.txt", dump_kjv=False)  # the default corpus's name
     assert "\n" not in str(missing.value)
     with pytest.raises(CorpusError, match="the file is missing") as missing:

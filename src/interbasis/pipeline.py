@@ -74,7 +74,7 @@ def check_node_layers(model: nn.Module, cfg: RunConfig) -> None:
     missing = [name for name in cfg.model.node_layers if name != OUTPUT and name not in modules]
     if missing:
         close = sorted({match for name in missing
-                        for match in difflib.get_close_matches(name, modules, n=3)})
+                        for match in difflib.get_close_matches(name, modules, n=1)})
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ConfigError(f"config error: model.node_layers: {', '.join(map(repr, missing))} "
                           f"not in the {cfg.model.family} model{hint}")

@@ -91,9 +91,9 @@ def read_text(path: str | Path, dump_kjv: bool = True) -> tuple[bytes, str]:
         raise CorpusError(f"data.path: no text file at {path} (the file is missing); give an "
                           "existing UTF-8 text file")
     if not path.is_file():
-        raise CorpusError(f"no text corpus at {path}: apt-get install bible-kjv (the King James "
-                          "Bible is then written there on first use) or set data.path=<a UTF-8 "
-                          "text file>")
+        raise CorpusError(f"no text corpus at {path}: apt-get update && apt-get install -y "
+                          "bible-kjv (the King James Bible is then written there on first use) "
+                          "or set data.path=<a UTF-8 text file>")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
