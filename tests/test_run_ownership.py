@@ -184,3 +184,18 @@ def test_a_job_waits_for_the_one_training_its_model(complete):
     assert out.returncode == 0, out.stderr[-2000:]
     assert (f"{entry} is busy: model cache entry (training it) held by pid {holder.pid}"
             in out.stdout and "waiting for it to finish" in out.stdout)
+
+
+@pytest.mark.slow
+def test_a_multirun_records_a_held_run_as_busy_and_goes_on(tmp_path):
+    held = tmp_path / "runs/debug/seed=0"
+    holder = hold_lock(held)
+    try:
+        out = run_cli("-m", "debug=tiny", "seed=0,1", results=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.returncode == 1
+    assert "sweep: 2 jobs: 1 ran, 0 skipped (already complete), 0 failed, " in out.stderr
+    assert "1 busy (another process holds the run)" in out.stderr
+    assert RunDirectory(tmp_path / "runs/debug/seed=1").is_complete and not held.exists()

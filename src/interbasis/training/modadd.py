@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=ModAddTrainConfig.steps)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--checkpoint-dir", default="results/checkpoints/modadd")
+    parser.add_argument("--checkpoint-dir", default="results/cache/checkpoints/modadd")
     parser.add_argument("--eval-every", type=int, default=ModAddTrainConfig.eval_every)
     parser.add_argument("--save-every", type=int, default=ModAddTrainConfig.save_every)
     parser.add_argument("--snapshot-every", type=int, default=0,
