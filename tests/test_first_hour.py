@@ -232,6 +232,11 @@ def test_progress_lines_off_a_terminal(monkeypatch, caplog):
     assert "3/3" in lines[-1] and "elapsed" in lines[-1]
     assert describe_bar("edge ablations:  40%|####      | 2/5 [00:30<00:45,  15.00s/it]") == (
         "edge ablations: 2/5, 00:30 elapsed, ~00:45 left")
+    caplog.clear()
+    with progress_bars(None, interval=0.3) as bars:  # a slow step still gets a line
+        for _ in tqdm(range(1), desc="lib sections", disable=not bars):
+            time.sleep(1.0)
+    assert any("still working" in record.getMessage() for record in caplog.records)
 
 
 def test_a_run_prints_its_stages_and_ends_with_the_table(debug_run):

@@ -19,6 +19,7 @@ import io
 import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -65,6 +66,8 @@ class _BarsToLog(io.TextIOBase):
         self._interval = interval
         self._last: dict[str, float] = {}
         self._after_bar = False
+        self._latest: tuple[str, float] | None = None  # the last bar line and when it came
+        self._logged = time.monotonic()
 
     def write(self, text: str) -> int:
         after_bar, self._after_bar = self._after_bar, text.startswith("\r")
@@ -76,10 +79,23 @@ class _BarsToLog(io.TextIOBase):
         if line:
             key = line.split(":", 1)[0]
             now = time.monotonic()
+            self._latest = (describe_bar(line), now)
             if now - self._last.get(key, -float("inf")) >= self._interval:
                 self._last[key] = now
-                log.info("%s", describe_bar(line))
+                self._logged = now
+                log.info("%s", self._latest[0])
         return len(text)
+
+    def heartbeat(self, stop: threading.Event) -> None:
+        """Between two steps of a slow bar tqdm writes nothing: say it is still at work."""
+        while not stop.wait(self._interval / 3):
+            if self._latest is None:
+                continue
+            line, since = self._latest
+            now = time.monotonic()
+            if now - self._logged >= self._interval:
+                self._logged = now
+                log.info("%s (still working: %.0f s since that step)", line, now - since)
 
     def flush(self) -> None:
         self._stream.flush()
@@ -105,5 +121,13 @@ def progress_bars(progress: bool | None, interval: float = INTERVAL_S) -> Iterat
     if progress is False or progress is True or on_terminal():
         yield bool(progress is not False)
         return
-    with contextlib.redirect_stderr(_BarsToLog(sys.stderr, interval)):
-        yield True
+    bars = _BarsToLog(sys.stderr, interval)
+    stop = threading.Event()
+    beat = threading.Thread(target=bars.heartbeat, args=(stop,), daemon=True)
+    beat.start()
+    try:
+        with contextlib.redirect_stderr(bars):
+            yield True
+    finally:
+        stop.set()
+        beat.join()
