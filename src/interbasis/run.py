@@ -95,6 +95,7 @@ def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory,
     from interbasis import pipeline
     from interbasis.results import utc_now
     from interbasis.results.report import format_run_summary
+
     if run_dir.is_complete and not cfg.rerun:
         return _skip(cfg, resolved, run_dir)
     with run_dir.lock():
