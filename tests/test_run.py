@@ -94,7 +94,7 @@ def test_failing_run_leaves_failed_marker_and_no_summary(tmp_path):
     assert out.returncode == 1
     assert out.stderr.strip().startswith("run failed: ")
     assert len(out.stderr.strip().splitlines()) == 1
-    run_dir = next((tmp_path / "runs" / "debug").iterdir())
+    run_dir = next(p for p in (tmp_path / "runs" / "debug").iterdir() if p.is_dir())
     assert (run_dir / "FAILED").is_file() and not (run_dir / "summary.json").exists()
 
 

@@ -54,7 +54,7 @@ def test_cifar_preset_runs_on_official_format_batches(tmp_path):
                   "model.hidden=[8,8]", "train.epochs=1", "data.basis_samples=200",
                   "logger=none", "threads=1", results=tmp_path / "results")
     assert out.returncode == 0, out.stderr[-2000:]
-    (run_dir,) = (tmp_path / "results/runs/cifar_paper").iterdir()
+    (run_dir,) = (p for p in (tmp_path / "results/runs/cifar_paper").iterdir() if p.is_dir())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["rank/gram/0"] <= 3073 and summary["train/step"] == 5  # 300 images, batch 64
     assert "class_separation/best_eta2_groups/2" in summary
