@@ -97,6 +97,8 @@ def run_states(runs: Path) -> tuple[set[str], set[str]]:
     """(complete, started but not complete) run names; asserts no summary is half-valid."""
     complete, unfinished = set(), set()
     for run_dir in runs.glob("*/*"):
+        if run_dir.name.startswith(".") or not run_dir.is_dir():  # locks beside the runs
+            continue
         summary = run_dir / "summary.json"
         if summary.exists():
             assert json.loads(summary.read_text())["status"] == "complete", run_dir
