@@ -193,7 +193,7 @@ def test_run_files_get_the_umask_permissions(tmp_path, umask):
 
 
 def test_a_failed_run_marks_its_wandb_run_failed(tmp_path, monkeypatch):
-    from interbasis import pipeline, run
+    from interbasis import pipeline, runner
     from interbasis.results import RunDirectory
     from interbasis.tracking import Tracker
 
@@ -206,12 +206,12 @@ def test_a_failed_run_marks_its_wandb_run_failed(tmp_path, monkeypatch):
     def broken(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(run, "_start_tracker", lambda *args: Recording())
+    monkeypatch.setattr(runner, "_start_tracker", lambda *args: Recording())
     monkeypatch.setattr(pipeline, "run", broken)
     monkeypatch.setenv("INTERBASIS_RESULTS", str(tmp_path))
     resolved = composed(["debug=tiny"])
     with pytest.raises(RuntimeError):
-        run.execute(validate(resolved), resolved, RunDirectory(tmp_path / "r"))
+        runner.execute(validate(resolved), resolved, RunDirectory(tmp_path / "r"))
     assert finished == [1]
 
 
