@@ -1,4 +1,8 @@
-"""Committed modular-addition checkpoints load and are as good as they record."""
+"""Committed modular-addition checkpoints load and are as good as they record.
+
+The committed files are those listed in ``results/checkpoints/MANIFEST.json`` (a model a user
+trains lives in the git-ignored cache, never beside them; a stray file there is not checked).
+"""
 
 from pathlib import Path
 
@@ -6,15 +10,24 @@ import pytest
 import torch
 
 from interbasis.data.modadd import ModAddDataConfig, make_modadd_split
+from interbasis.training.cache import DEFAULT_ROOT, committed_checkpoints, read_manifest, sha256
 from interbasis.training.checkpoint import load_checkpoint
 from interbasis.training.modadd import model_from_checkpoint
 
-CHECKPOINTS = sorted((Path(__file__).resolve().parents[1] / "results/checkpoints/modadd").glob(
-    "modadd-seed*.pt"))
+CHECKPOINTS = committed_checkpoints(family="modadd")
 
 
 def test_there_are_committed_checkpoints():
-    assert CHECKPOINTS, "no committed checkpoints under results/checkpoints/modadd"
+    assert CHECKPOINTS, "no modadd checkpoints in results/checkpoints/MANIFEST.json"
+
+
+@pytest.mark.parametrize("name", sorted(read_manifest()))
+def test_every_listed_checkpoint_is_the_committed_file(name):
+    entry = read_manifest()[name]
+    path = DEFAULT_ROOT / name
+    assert path.is_file(), f"{path} is listed in MANIFEST.json but missing"
+    assert sha256(path) == entry["sha256"], f"{path} changed since it was committed"
+    assert load_checkpoint(path)[entry["progress"]] == entry["at"]
 
 
 @pytest.mark.parametrize("path", CHECKPOINTS, ids=lambda p: p.name)

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from interbasis.data.vision import FASHION_DEFAULT_ROOT, load_fashion_mnist
+from interbasis.training.cache import committed_checkpoints
 from interbasis.training.checkpoint import load_checkpoint
 from interbasis.training.vision import evaluate, model_from_checkpoint
 
-CHECKPOINTS = sorted((Path(__file__).resolve().parents[1] / "results/checkpoints/vision").glob(
-    "vision-seed*.pt"))
+CHECKPOINTS = committed_checkpoints(family="vision")
 
 
 @pytest.fixture(scope="module")

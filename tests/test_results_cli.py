@@ -93,7 +93,9 @@ def test_status_lists_failed_and_unfinished_runs(store, capsys):
     assert main(["status", "--runs", str(store / "runs")]) == 0
     out = capsys.readouterr().out
     assert "failed: " in out and "RuntimeError: loss is nan" in out
-    assert "incomplete: " in out and "method=lib,seed=3" in out
+    line = next(line for line in out.splitlines() if "method=lib,seed=3" in line)
+    where = store / "runs/modadd_paper/method=lib,seed=3"
+    assert line == f"incomplete (killed or still running): {where}"
     table = out.splitlines()
     assert any(line.startswith("modadd_paper") and line.split()[1:] == ["2", "1", "1"]
                for line in table), out

@@ -129,9 +129,12 @@ def test_corpus_vocabulary_splits_and_next_character_targets(tmp_path):
 
 
 def test_missing_corpus_and_non_utf8_are_one_line_errors(tmp_path):
-    with pytest.raises(CorpusError, match="apt-get install bible-kjv") as missing:
-        load_corpus(tmp_path / "absent.txt", dump_kjv=False)
+    with pytest.raises(CorpusError, match="apt-get install -y bible-kjv") as missing:
+        load_corpus(tmp_path / "kjv.txt", dump_kjv=False)  # the default corpus's name
     assert "\n" not in str(missing.value)
+    with pytest.raises(CorpusError, match="the file is missing") as missing:
+        load_corpus(tmp_path / "absent.txt")  # a corpus of one's own is never replaced by KJV
+    assert "bible" not in str(missing.value) and not (tmp_path / "absent.txt").exists()
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe" * 100)
     with pytest.raises(CorpusError, match="not UTF-8"):
         load_corpus(tmp_path / "bad.txt", dump_kjv=False)
@@ -180,12 +183,13 @@ def test_debug_tiny_lm_runs_score_cross_entropy(lm_runs):
     run_dir = next((results / "runs" / "debug_lm").glob("*method=lib"))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["model"] == "tiny_gpt" and summary["ablation/n_samples"] == 16
-    assert len(list((results / "checkpoints" / "tiny_gpt").glob("*.pt"))) == 1
+    assert len(list((results / "cache" / "checkpoints" / "tiny_gpt").glob("*.pt"))) == 1
 
 
 def test_missing_lm_corpus_stops_with_one_line(tmp_path):
     cfg = validate(composed(["debug=tiny_lm", f"data.path={tmp_path / 'absent.txt'}"]))
-    with pytest.raises(CorpusError, match="bible-kjv") as error:
+    with pytest.raises(CorpusError, match=r"data.path: no text file at .*absent.txt \(the file "
+                       r"is missing\)") as error:
         pipeline.prepare(cfg)
     assert "\n" not in str(error.value)
 

@@ -67,7 +67,7 @@ def test_fingerprint_tells_datasets_apart(tmp_path):
     assert load_fashion_mnist(b_root).fingerprint != a.fingerprint
 
 
-@pytest.mark.parametrize(("name", "hint"), [("fashion_mnist", "apt-get install"),
+@pytest.mark.parametrize(("name", "hint"), [("fashion_mnist", "apt-get install -y"),
                                             ("cifar10", "cifar-10-batches-py")])
 def test_missing_files_give_one_line_saying_what_to_do(tmp_path, name, hint):
     with pytest.raises(DatasetNotFound) as caught:

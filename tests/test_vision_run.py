@@ -41,7 +41,7 @@ def test_fashion_runs_write_metrics_and_class_tables(fashion_runs):
 
 def test_lib_and_pca_share_one_cached_model(fashion_runs):
     results, _ = fashion_runs
-    assert len(list((results / "checkpoints" / "vision").glob("*.pt"))) == 1
+    assert len(list((results / "cache" / "checkpoints" / "vision").glob("*.pt"))) == 1
     steps = [json.loads((results / "runs/debug_vision" / f"data.basis_samples=300,method={m}"
                          / "summary.json").read_text())["train/steps_trained_now"]
              for m in ("lib", "pca")]
@@ -54,7 +54,7 @@ def test_cifar_preset_runs_on_official_format_batches(tmp_path):
                   "model.hidden=[8,8]", "train.epochs=1", "data.basis_samples=200",
                   "logger=none", "threads=1", results=tmp_path / "results")
     assert out.returncode == 0, out.stderr[-2000:]
-    (run_dir,) = (tmp_path / "results/runs/cifar_paper").iterdir()
+    (run_dir,) = (p for p in (tmp_path / "results/runs/cifar_paper").iterdir() if p.is_dir())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["rank/gram/0"] <= 3073 and summary["train/step"] == 5  # 300 images, batch 64
     assert "class_separation/best_eta2_groups/2" in summary

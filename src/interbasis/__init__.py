@@ -9,24 +9,28 @@ The stable public API::
     result = interbasis.edge_ablation(model, graph, 0, (x_test, y_test), delta=0.001)
 """
 
-from interbasis.basis import (
-    INTEGRATIONS,
-    METHODS,
-    OUTPUT,
-    EdgeAblationResult,
-    FoldError,
-    Graph,
-    NodeAblationCurve,
-    NodeLayer,
-    NodeLayerError,
-    Scorer,
-    SelfFolding,
-    build_graph,
-    edge_ablation,
-    fold_bias,
-    load_graph,
-    node_ablation_curve,
-)
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from interbasis.basis import (
+        INTEGRATIONS,
+        METHODS,
+        OUTPUT,
+        EdgeAblationResult,
+        FoldError,
+        Graph,
+        NodeAblationCurve,
+        NodeLayer,
+        NodeLayerError,
+        Scorer,
+        SelfFolding,
+        build_graph,
+        edge_ablation,
+        fold_bias,
+        load_graph,
+        node_ablation_curve,
+    )
 
 __version__ = "0.1.0"
 
@@ -35,3 +39,11 @@ __all__ = [
     "NodeAblationCurve", "NodeLayer", "NodeLayerError", "Scorer", "SelfFolding", "build_graph",
     "edge_ablation", "fold_bias", "load_graph", "node_ablation_curve",
 ]
+
+
+def __getattr__(name: str):
+    # The API is loaded on first use (PEP 562): `import interbasis.config` or the run's --help
+    # must not pay for importing torch.
+    if name in __all__:
+        return getattr(importlib.import_module("interbasis.basis"), name)
+    raise AttributeError(f"module 'interbasis' has no attribute {name!r}")

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: train.lr=inf or a nan tolerance is a typo, never a setting
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(Strict):
@@ -200,7 +201,8 @@ class PathsConfig(Strict):
     root: str = Field(description="project root")
     results: str = Field(description="the results store")
     runs: str = Field(description="one folder per run, grouped by experiment")
-    checkpoints: str = Field(description="trained-model cache")
+    checkpoints: str = Field(description="committed trained models (read only)")
+    cache: str = Field(description="trained-model cache of debug and ad-hoc runs (git-ignored)")
     wandb: str = Field(description="W&B files (offline runs)")
 
 
@@ -296,10 +298,42 @@ def validate(container: dict) -> RunConfig:
         allowed = " or ".join(repr(name) for name in FAMILIES)
         raise ConfigError(f"config error: model.family = {family!r}: Input should be {allowed}")
     try:
-        return FAMILIES[family].model_validate(container)
+        cfg = FAMILIES[family].model_validate(container)
     except ValidationError as error:
         raise ConfigError("\n".join(_describe(problem, container)
                                     for problem in error.errors())) from None
+    problems = cross_field_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join(f"config error: {problem}" for problem in problems))
+    return cfg
+
+
+# Families whose ablations score accuracy (a drop of at most 1); the LMs score CE loss (nats).
+ACCURACY_FAMILIES = ("modadd", "vision", "poly_toy")
+
+
+def cross_field_problems(cfg: RunConfig) -> list[str]:
+    """Values that each fit the schema but cannot work together (one line each)."""
+    problems = []
+    ablation = cfg.ablation
+    tolerances = [("ablation.deltas", delta) for delta in ablation.deltas]
+    tolerances.append(("ablation.edge_delta", ablation.edge_delta))
+    for name, delta in tolerances:
+        if delta <= 0:
+            problems.append(f"{name} = {delta!r}: a tolerance must be > 0")
+        elif cfg.model.family in ACCURACY_FAMILIES and delta >= 1:
+            problems.append(f"{name} = {delta!r}: {cfg.model.family} scores accuracy, which "
+                            "cannot drop by 1 or more; give a tolerance below 1")
+    layers = cfg.model.node_layers
+    if len(set(layers)) != len(layers):
+        problems.append(f"model.node_layers = {layers!r}: a layer is named twice")
+    if "output" in layers[:-1]:
+        problems.append(f"model.node_layers = {layers!r}: 'output' can only be the last layer")
+    model = cfg.model
+    if isinstance(model, TinyGPTModelConfig) and model.d_model % model.n_heads:
+        problems.append(f"model.d_model = {model.d_model}: must divide by model.n_heads = "
+                        f"{model.n_heads}")
+    return problems
 
 
 def _describe(problem: dict, container: dict) -> str:
@@ -308,6 +342,8 @@ def _describe(problem: dict, container: dict) -> str:
         return f"config error: unknown key {field!r}"
     if problem["type"] == "missing":
         return f"config error: {field} is missing"
+    if problem["type"] == "finite_number":
+        return f"config error: {field} = {problem.get('input')!r}: must be a finite number"
     allowed = problem.get("ctx", {}).get("expected")
     message = problem["msg"] + (f" (allowed: {allowed})" if allowed and "expected" not in
                                 problem["msg"] else "")

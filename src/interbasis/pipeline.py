@@ -7,7 +7,9 @@ family-specific summary numbers. Everything after that is the same for every fam
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -25,10 +27,13 @@ from interbasis.basis import build_graph, edge_ablation, node_ablation_curve
 from interbasis.basis.graph import tqdm_disable
 from interbasis.basis.sections import OUTPUT
 from interbasis.basis.types import Graph
-from interbasis.config import RunConfig
+from interbasis.config import ConfigError, RunConfig
 from interbasis.metrics import summarize
+from interbasis.progress import progress_bars
 from interbasis.results import RunDirectory, curves_frame
 from interbasis.tracking import Tracker
+
+log = logging.getLogger("interbasis")
 
 
 @dataclass
@@ -58,9 +63,22 @@ class Prepared:
 def prepare(cfg: RunConfig) -> Prepared:
     family = importlib.import_module(f"interbasis.training.{cfg.model.family}")
     prepared = family.prepare(cfg)
+    check_node_layers(prepared.model, cfg)
     if cfg.ablation.max_samples is not None:
         prepared.ablation_data = subsample(prepared.ablation_data, cfg.ablation.max_samples)
     return prepared
+
+
+def check_node_layers(model: nn.Module, cfg: RunConfig) -> None:
+    """ConfigError (one line) naming node layers that are not modules of the built model."""
+    modules = dict(model.named_modules())
+    missing = [name for name in cfg.model.node_layers if name != OUTPUT and name not in modules]
+    if missing:
+        close = sorted({match for name in missing
+                        for match in difflib.get_close_matches(name, modules, n=1)})
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ConfigError(f"config error: model.node_layers: {', '.join(map(repr, missing))} "
+                          f"not in the {cfg.model.family} model{hint}")
 
 
 def subsample(data: tuple[Tensor, Tensor], n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -75,8 +93,19 @@ def subsample(data: tuple[Tensor, Tensor], n: int, seed: int = 0) -> tuple[Tenso
 
 
 def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
-    """Execute one run and return its summary (written last, so a crash leaves none)."""
+    """Execute one run and return its summary (written last, so a crash leaves none).
+
+    One log line per stage; off a terminal, tqdm bars become a progress line every ~30 s
+    (``interbasis.progress``).
+    """
+    with progress_bars(cfg.progress) as bars:
+        return _run(cfg.model_copy(update={"progress": bars}), run_dir, tracker)
+
+
+def _run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     torch.set_num_threads(cfg.threads)
+    log.info("stage 1: model (%s, seed %d): load from the cache or train", cfg.model.family,
+             cfg.seed)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     prepared = prepare(cfg)
@@ -91,6 +120,7 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     tracker.log_metrics({k: v for k, v in prepared.summary.items() if isinstance(v, float | int)})
 
     start = time.perf_counter()
+    log.info("stage 2: ReLU firing patterns (model ready after %.0f s)", timings["time/prepare_s"])
     relu_sync = relu_sync_by_layer(prepared.model, prepared.basis_inputs, prepared.relu_layers,
                                    batch_size=cfg.method.batch_size)
     timings["time/relu_sync_s"] = time.perf_counter() - start
@@ -99,6 +129,7 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
 
     start = time.perf_counter()
     method = cfg.method
+    log.info("stage 3: %s basis over %d node layers", method.name, len(cfg.model.node_layers))
     graph = build_graph(
         prepared.model, prepared.basis_inputs, list(cfg.model.node_layers), method=method.name,
         center=method.center, truncation_threshold=method.truncation_threshold,
@@ -113,6 +144,8 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
 
     start = time.perf_counter()
     ablation = cfg.ablation
+    log.info("stage 4: ablations on %d samples (basis took %.0f s)",
+             len(prepared.ablation_data[0]), timings["time/basis_s"])
     dtype = getattr(torch, ablation.dtype)
     layers = [name for name in cfg.model.node_layers if name != OUTPUT]
     node_curves = [node_ablation_curve(prepared.model, graph, name, prepared.ablation_data,
@@ -130,6 +163,8 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
                                           disable=tqdm_disable(cfg.progress))]
     timings["time/ablation_s"] = time.perf_counter() - start
 
+    log.info("stage 5: metrics and result files (ablations took %.0f s)",
+             timings["time/ablation_s"])
     curves = curves_frame(node_curves, edge_results)
     run_dir.write_curves(curves)
     eps = eps_from_results(graph, edge_results) if graph.edges is not None else None

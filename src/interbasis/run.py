@@ -22,34 +22,31 @@ at the first failure).
 
 from __future__ import annotations
 
-import functools
-import math
-import os
-import secrets
+import logging
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from interbasis import pipeline
 from interbasis.config import ConfigError, RunConfig, validate
-from interbasis.results import (
-    DEFAULT_IGNORED_OVERRIDES,
-    RunDirectory,
-    collect_meta,
-    run_name_from_overrides,
-    utc_now,
-)
-from interbasis.results.report import format_run_summary
-from interbasis.sweeps import record_job, request_stop, stop_requested
-from interbasis.tracking import Tracker, make_tracker
+from interbasis.interrupt import Interrupted, stop_on_signals
+from interbasis.locking import LockBusy
+from interbasis.overrides import check_overrides
+from interbasis.progress import setup_logging
 
+if TYPE_CHECKING:
+    from interbasis.results import RunDirectory
+
+# torch, pandas and the results store are imported where a run needs them, not here: `--help`
+# and a mistyped override answer in about a second.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = PROJECT_ROOT / "conf"
+log = logging.getLogger("interbasis")
 
 if not OmegaConf.has_resolver("interbasis_root"):
     OmegaConf.register_new_resolver("interbasis_root", lambda: str(PROJECT_ROOT))
@@ -58,62 +55,44 @@ if not OmegaConf.has_resolver("interbasis_root"):
 # Overrides that choose the folder (experiment, experiment_name, debug), the grid (sweep) or how
 # to run (rerun, fail_fast) do not name a run: a forced rerun must land in the directory it redoes,
 # and a W&B sweep (which passes experiment_name) must find the runs of the same Hydra grid.
-RUN_NAME_IGNORES = (*DEFAULT_IGNORED_OVERRIDES, "experiment", "experiment_name", "debug", "sweep",
+RUN_NAME_IGNORES = ("logger", "logger.*", "paths", "paths.*", "hydra", "hydra.*", "progress",
+                    "progress.*", "threads", "experiment", "experiment_name", "debug", "sweep",
                     "rerun", "fail_fast")
 
 
 def run_directory(cfg: RunConfig, overrides: list[str]) -> RunDirectory:
     """``<paths.runs>/<experiment_name>/<run name from the overrides>``."""
+    from interbasis.results import RunDirectory, run_name_from_overrides
+
     run_name = run_name_from_overrides(overrides, ignore=RUN_NAME_IGNORES)
     return RunDirectory(Path(cfg.paths.runs) / cfg.experiment_name / run_name)
 
 
-@functools.cache
-def process_meta() -> dict:
-    """``collect_meta()`` once per process: the git state and library versions are those of the
-    code this process imported, and a multirun job then pays no git calls (~10 ms each)."""
-    return collect_meta()
-
-
-def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory,
-            overrides: list[str] | None = None) -> dict | None:
-    """Run one validated config in ``run_dir``; None when it was complete already (skipped)."""
-    complete = run_dir.is_complete
-    if complete and not cfg.rerun:
-        # flush: joblib workers' stdout is a pipe and the worker may never exit cleanly
-        print(format_run_summary(run_dir.read_summary()), flush=True)
-        print(f"skipped, already complete (rerun=true redoes it): {run_dir.path}", flush=True)
-        _report_to_wandb_agent(cfg, resolved, run_dir)
-        return None
-    previous = run_dir.read_meta()  # before clear(): a resumed run keeps its W&B run and counts
-    run_dir.clear()
-    run_dir.write_config(resolved)
-    wandb_id = _wandb_run_id(cfg, None if complete else previous.get("wandb_run_id"))
-    attempt = previous.get("attempt", 1 if previous else 0) + 1
-    # The id is in meta.json before W&B starts, so a run killed during wandb.init resumes it too.
-    run_dir.write_meta({**process_meta(), "start_time": utc_now(),
-                        "overrides": list(overrides or []), "attempt": attempt,
-                        "wandb_run_id": wandb_id})
-    tracker = _start_tracker(cfg, resolved, run_dir, wandb_id)
-    run_dir.update_meta(wandb_run_id=tracker.run_id, wandb_run_path=tracker.run_path)
-    exit_code = 1
-    try:
-        summary = pipeline.run(cfg, run_dir, tracker)
-        run_dir.write_summary(summary)
-        exit_code = 0
-        print(format_run_summary(summary))
-        print(f"run complete: {run_dir.path}", flush=True)
-        return summary
-    except BaseException as error:
-        run_dir.mark_failed(error)
-        raise
-    finally:
-        run_dir.update_meta(end_time=utc_now(), exit_code=exit_code)
-        tracker.finish(exit_code)
+def main() -> None:
+    """The command: overrides checked first (one line and exit 2 for a mistyped key or choice),
+    then Hydra composes and runs :func:`task` (once, or per job of a multirun)."""
+    args = sys.argv[1:]
+    if not {"--help", "-h", "--hydra-help"} & set(args):
+        problem = check_overrides(args, CONFIG_DIR)
+        if problem:
+            print(problem, file=sys.stderr, flush=True)
+            sys.exit(2)
+    task()
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
-def main(hydra_cfg: DictConfig) -> None:
+def task(hydra_cfg: DictConfig) -> None:
+    """One run of a composed config: validate, lock, run, record (see the module docstring)."""
+    from interbasis.runner import execute
+    from interbasis.sweeps import (
+        read_jobs,
+        record_job,
+        request_stop,
+        stop_requested,
+        summary_lines,
+    )
+
+    setup_logging()
     hydra_conf = HydraConfig.get()
     overrides = list(hydra_conf.overrides.task)
     # In a multirun a failure is recorded and the sweep goes on; SweepReport sums up at the end.
@@ -124,15 +103,29 @@ def main(hydra_cfg: DictConfig) -> None:
         record_job(sweep_dir, job, overrides, "cancelled")
         return
     try:
-        resolved = OmegaConf.to_container(hydra_cfg, resolve=True)
-        cfg = validate(resolved)
-        run_dir = run_directory(cfg, overrides)
+        with stop_on_signals():
+            resolved = OmegaConf.to_container(hydra_cfg, resolve=True)
+            cfg = validate(resolved)
+            run_dir = run_directory(cfg, overrides)
+            if sweep_dir is not None:
+                record_job(sweep_dir, job, overrides, "running", run_dir.path)
+            summary = execute(cfg, resolved, run_dir, overrides)
+            if sweep_dir is not None:
+                status = "skipped" if summary is None else "complete"
+                record_job(sweep_dir, job, overrides, status, run_dir.path)
+    except Interrupted as stop:
+        where = run_dir.path if run_dir is not None else "the run"
         if sweep_dir is not None:
-            record_job(sweep_dir, job, overrides, "running", run_dir.path)
-        summary = execute(cfg, resolved, run_dir, overrides)
-        if sweep_dir is not None:
-            status = "skipped" if summary is None else "complete"
-            record_job(sweep_dir, job, overrides, status, run_dir.path)
+            record_job(sweep_dir, job, overrides, "interrupted", run_dir and run_dir.path)
+            print("\n".join(summary_lines(read_jobs(sweep_dir))[0]), file=sys.stderr)
+        print(f"interrupted: {where} left incomplete; rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
+    except LockBusy as busy:
+        print(str(busy), file=sys.stderr, flush=True)
+        if sweep_dir is None:
+            sys.exit(1)
+        record_job(sweep_dir, job, overrides, "busy", run_dir and run_dir.path, error=str(busy))
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as error:
@@ -147,35 +140,6 @@ def main(hydra_cfg: DictConfig) -> None:
             traceback.print_exc()
             print(f"fail_fast: stopping the sweep after job {job}", file=sys.stderr)
             request_stop(sweep_dir)
-
-
-def _wandb_run_id(cfg: RunConfig, previous_id: str | None) -> str | None:
-    # Under a W&B agent, WANDB_RUN_ID names the sweep's run: that is the one to log to.
-    if cfg.logger.kind == "none" or os.environ.get("WANDB_RUN_ID"):
-        return None
-    return previous_id or secrets.token_hex(6)
-
-
-def _start_tracker(cfg: RunConfig, resolved: dict, run_dir: RunDirectory,
-                   run_id: str | None) -> Tracker:
-    tracker = make_tracker(cfg.logger.kind, project=cfg.logger.project, entity=cfg.logger.entity,
-                           dir=Path(cfg.paths.wandb))
-    tracker.start(resolved, name=f"{cfg.experiment_name}/{run_dir.path.name}",
-                  group=cfg.experiment_name, tags=[cfg.model.family, cfg.method.name,
-                                                   f"seed{cfg.seed}"],
-                  run_dir=run_dir.path, run_id=run_id)
-    return tracker
-
-
-def _report_to_wandb_agent(cfg: RunConfig, resolved: dict, run_dir: RunDirectory) -> None:
-    """Give a W&B sweep's run the stored summary, so its search sees the metric of a skipped run."""
-    if not os.environ.get("WANDB_SWEEP_ID") or cfg.logger.kind == "none":
-        return
-    tracker = _start_tracker(cfg, resolved, run_dir, None)
-    summary = run_dir.read_summary()
-    tracker.set_summary({k: v for k, v in summary.items()
-                         if not (isinstance(v, float) and math.isnan(v))})
-    tracker.finish(0)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,8 @@ def _modadd_model(config: dict, results_root: Path):
     run = run_from_config(cfg)
     path = checkpoint_path(results_root / "checkpoints" / FAMILY, FAMILY, run.seed,
                            run.trajectory())
+    cached = results_root / "cache" / "checkpoints" / FAMILY / path.name  # non-paper models
+    path = cached if not path.is_file() and cached.is_file() else path
     if not path.is_file():
         raise BackfillError(f"no checkpoint {path}; train it with `python -m "
                             f"interbasis.training.modadd --seed {run.seed} --steps "

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+KJV_FILE = "kjv.txt"  # the default data.path's name: only a missing file of this name is dumped
 KJV_RANGE = "Gen1:1-Rev22:21"  # the whole text, as the bible(1) manual page says
 KJV_MIN_CHARS = 4_000_000  # a complete dump is ~4.3 MB; less means the dump failed part-way
 
@@ -82,12 +83,17 @@ def load_corpus(path: str | Path, held_out_fraction: float = 0.1,
 def read_text(path: str | Path, dump_kjv: bool = True) -> tuple[bytes, str]:
     """The file's bytes and text, after dumping the KJV there if asked and possible."""
     path = Path(path)
-    if not path.is_file() and dump_kjv:
+    # Only the KJV's own file name is filled in: a corpus of the user's that is missing must say
+    # so, not turn into the Bible.
+    if not path.is_file() and dump_kjv and path.name == KJV_FILE:
         dump_kjv_text(path)
+    if not path.is_file() and path.name != KJV_FILE:
+        raise CorpusError(f"data.path: no text file at {path} (the file is missing); give an "
+                          "existing UTF-8 text file")
     if not path.is_file():
-        raise CorpusError(f"no text corpus at {path}: apt-get install bible-kjv (the King James "
-                          "Bible is then written there on first use) or set data.path=<a UTF-8 "
-                          "text file>")
+        raise CorpusError(f"no text corpus at {path}: apt-get update && apt-get install -y "
+                          "bible-kjv (the King James Bible is then written there on first use) "
+                          "or set data.path=<a UTF-8 text file>")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")

@@ -193,7 +193,8 @@ def load_fashion_mnist(root: str | Path = FASHION_DEFAULT_ROOT) -> ImageSplit:
     if missing:
         raise DatasetNotFound(
             f"Fashion-MNIST not found: {root} lacks {', '.join(missing)}; install it with "
-            "`apt-get install dataset-fashion-mnist` (files in /usr/share/datasets/fashion-mnist) "
+            "`apt-get update && apt-get install -y dataset-fashion-mnist` (files in "
+            "/usr/share/datasets/fashion-mnist) "
             "or set data.root to a folder holding the four idx-ubyte gz files")
     arrays = {key: read_idx(root / file) for key, file in FASHION_FILES.items()}
     for part in ("train", "test"):

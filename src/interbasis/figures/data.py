@@ -8,7 +8,10 @@ them; the figures command prints that line and goes on with the next figure.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +24,36 @@ SWEEP_COMMAND = "python -m interbasis.run -m sweep=paper_modadd"
 BACKFILL_COMMAND = "python -m interbasis.analysis.backfill results/runs/{experiment}"
 
 
+# The experiments the figure being drawn may read (None: all); set by the figures command from
+# the figure's declared list, so a user's own runs never enter a committed figure.
+_ONLY: ContextVar[tuple[str, ...] | None] = ContextVar("figure_experiments", default=None)
+
+
 class MissingResults(Exception):
     """The results a figure needs are not in the store (the message is the one line to print)."""
+
+
+@contextlib.contextmanager
+def only_experiments(experiments: Iterable[str] | None) -> Iterator[None]:
+    """Within the block, :func:`runs` sees only ``experiments`` (None: every experiment)."""
+    token = _ONLY.set(None if experiments is None else tuple(experiments))
+    try:
+        yield
+    finally:
+        _ONLY.reset(token)
+
+
+def allowed(experiment: str) -> bool:
+    only = _ONLY.get()
+    return only is None or experiment in only
+
+
+def runs(results: Path) -> pd.DataFrame:
+    """``load_runs`` of ``<results>/runs``, limited to the experiments the figure draws."""
+    frame = load_runs(results / "runs")
+    if frame.empty or _ONLY.get() is None:
+        return frame
+    return frame[[allowed(name) for name in frame["experiment"]]].reset_index(drop=True)
 
 
 def sweep_command(experiment: str) -> str:
@@ -34,17 +65,17 @@ def sweep_command(experiment: str) -> str:
 def method_runs(results: Path, experiment: str, methods: tuple[str, ...] = ("lib", "pca")
                 ) -> pd.DataFrame:
     """Complete runs of ``experiment`` for each of ``methods`` (at least one each), by seed."""
-    runs = load_runs(results / "runs")
-    if not runs.empty:
-        runs = runs[runs["experiment"] == experiment]
+    found = runs(results)
+    if not found.empty:
+        found = found[found["experiment"] == experiment]
     missing = [m for m in methods
-               if runs.empty or "method" not in runs or not (runs["method"] == m).any()]
+               if found.empty or "method" not in found or not (found["method"] == m).any()]
     if missing:
         raise MissingResults(
             f"no complete {'/'.join(missing)} runs in {results}/runs/{experiment}/; "
             f"`{sweep_command(experiment)}` writes them")
-    runs = runs[runs["method"].isin(methods)]
-    return runs.sort_values(["method", "seed"], kind="stable").reset_index(drop=True)
+    found = found[found["method"].isin(methods)]
+    return found.sort_values(["method", "seed"], kind="stable").reset_index(drop=True)
 
 
 def node_layers(run_path: str | Path) -> list[str]:

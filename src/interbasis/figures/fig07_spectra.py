@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from interbasis.figures import data, style
-from interbasis.results import load_runs
 
 STEM = "fig07_spectra"
 FLOOR = 1e-15  # the spec's truncation threshold tau (when a graph stores none): below it, noise
@@ -25,7 +24,7 @@ FLOOR = 1e-15  # the spec's truncation threshold tau (when a graph stores none):
 
 def experiments_with_graphs(results: Path) -> list[str]:
     """Experiments holding complete LIB runs with a stored graph (toy-count runs have none)."""
-    runs = load_runs(results / "runs")
+    runs = data.runs(results)
     if runs.empty or "method" not in runs:
         return []
     lib = runs[runs["method"] == "lib"]

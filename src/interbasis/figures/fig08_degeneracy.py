@@ -26,7 +26,6 @@ from matplotlib.ticker import NullFormatter
 from interbasis.analysis.degeneracy import EFFECTIVE_REL as REL
 from interbasis.basis.sections import OUTPUT
 from interbasis.figures import data, style
-from interbasis.results import load_runs
 
 STEM = "fig08_degeneracy"
 OVER_TRAINING = "degeneracy_over_training.csv"
@@ -66,7 +65,7 @@ def graph_ranks(run_path: str) -> dict[str, float]:
 
 def lib_ranks(results: Path) -> list[tuple[str, list[str], pd.DataFrame]]:
     """(experiment, node layers, its complete LIB runs with ranks at REL) per experiment."""
-    runs = load_runs(results / "runs")
+    runs = data.runs(results)
     if runs.empty or "method" not in runs or "rank/gram/output" not in runs:
         return []
     runs = runs[(runs["method"] == "lib") & runs["rank/gram/output"].notna()]
@@ -84,7 +83,8 @@ def lib_ranks(results: Path) -> list[tuple[str, list[str], pd.DataFrame]]:
 
 def over_training(results: Path) -> tuple[str, pd.DataFrame] | None:
     """(run path, table) of the first run with a degeneracy-over-training table."""
-    paths = sorted((results / "runs").glob(f"*/*/{OVER_TRAINING}"),
+    paths = sorted((path for path in (results / "runs").glob(f"*/*/{OVER_TRAINING}")
+                    if data.allowed(path.parent.parent.name)),
                    key=lambda path: path.parent.parent.name != TRAINING_EXPERIMENT)
     for path in paths:
         if (path.parent / "summary.json").is_file():
@@ -94,7 +94,7 @@ def over_training(results: Path) -> tuple[str, pd.DataFrame] | None:
 
 def final_llcs(results: Path) -> pd.DataFrame:
     """Complete runs that stored an LLC and a parameter count (one row each)."""
-    runs = load_runs(results / "runs")
+    runs = data.runs(results)
     if runs.empty or LLC not in runs or "model/n_params" not in runs:
         return pd.DataFrame()
     runs = runs[runs[LLC].notna() & runs["model/n_params"].notna()]

@@ -19,7 +19,6 @@ import yaml
 from matplotlib import ticker
 
 from interbasis.figures import data, style
-from interbasis.results import load_runs
 
 STEM = "fig09_polysemanticity"
 EXPERIMENT = "poly_paper"
@@ -29,7 +28,7 @@ COUNT = "toy/polysemantic_neurons"
 
 def toy_runs(results: Path, experiment: str = EXPERIMENT) -> pd.DataFrame:
     """Complete toy runs with their n, m and lambda (from each run's config)."""
-    runs = load_runs(results / "runs")
+    runs = data.runs(results)
     if not runs.empty:
         runs = runs[runs["experiment"] == experiment]
     if runs.empty or COUNT not in runs or runs[COUNT].isna().all():

@@ -20,7 +20,6 @@ from interbasis.metrics.comparison import (
     mean_interval,
     paired_log_ratios,
 )
-from interbasis.results import load_runs
 from interbasis.results.report import pipe_table
 
 BASELINES = ("pca", "neuron")  # what LIB is compared with, where such runs exist
@@ -140,7 +139,7 @@ def run_rows(run: pd.Series, k_delta: str, edge_delta: str) -> tuple[list[dict],
 
 def long_table(results: Path) -> tuple[pd.DataFrame, dict[str, dict]]:
     """Every run's metric values, and per experiment its layers, tolerance and score."""
-    runs = load_runs(results / "runs")
+    runs = data.runs(results)
     if runs.empty or "method" not in runs:
         runs = pd.DataFrame(columns=["experiment", "method"])
     frames, experiments = [], {}

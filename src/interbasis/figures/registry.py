@@ -63,6 +63,22 @@ FIGURES = (
 )
 
 
+# The experiments each figure draws by default: the paper's, whose runs are committed under
+# results/runs. A user's own runs (``default``, ``debug``, a new experiment_name) never enter a
+# committed figure unless asked for with ``--experiments``.
+MODADD = (PAPER_EXPERIMENT,)
+EXPERIMENTS: dict[int, tuple[str, ...]] = {
+    1: MODADD, 2: MODADD, 3: MODADD, 4: MODADD,
+    5: ("fashion_mlp", "cifar_paper"),
+    6: ("tiny_gpt",),
+    7: ("fashion_mlp", "modadd_degeneracy", "modadd_paper", "poly_toy", "smollm2_135m",
+        "tiny_gpt"),
+    8: ("fashion_mlp", "modadd_degeneracy", "modadd_paper", "poly_toy"),
+    9: ("poly_paper",),
+    10: ("fashion_mlp", "modadd_paper", "poly_toy", "smollm2_135m", "tiny_gpt"),
+}
+
+
 def by_number(number: int) -> FigureSpec:
     for spec in FIGURES:
         if spec.number == number:

@@ -9,6 +9,10 @@ from pathlib import Path
 from interbasis.results.aggregate import default_results_root
 from interbasis.results.store import load_runs
 
+# A directory without summary or FAILED is a run that was killed, or one still running (its lock
+# says which, but reading it from here could be wrong on a shared store: say both).
+LABELS = {"incomplete": "incomplete (killed or still running)"}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``status`` to ``python -m interbasis.results``."""
@@ -22,8 +26,10 @@ def cli(args: argparse.Namespace) -> int:
     if runs.empty:
         print("no runs")
         return 0
+    runs["status"] = runs["status"].replace(LABELS)
     counts = runs.groupby(["experiment", "status"]).size().unstack(fill_value=0)
     print(counts.to_string())
     for row in runs[runs["status"] != "complete"].itertuples():
-        print(f"{row.status}: {row.path}" + (f": {row.error}" if row.error else ""))
+        error = row.error if isinstance(row.error, str) else None  # pandas gives NaN for none
+        print(f"{row.status}: {row.path}" + (f": {error}" if error else ""))
     return 0

@@ -38,6 +38,7 @@ import math
 import numbers
 import os
 import re
+import shutil
 import tempfile
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
@@ -56,6 +57,10 @@ SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.csv"
 FAILED_FILE = "FAILED"
 STATUS_COMPLETE = "complete"
+# A rerun of a complete run is written to a hidden sibling and swapped in at the end; a failed
+# rerun's record is kept beside the old result under the second name (see RunDirectory.staging).
+STAGING_SUFFIX = ".rerun"
+FAILED_RERUN_SUFFIX = ".rerun-failed"
 
 # Hydra overrides that change where, how or how fast a run reports, never what it computes
 # (``threads`` is a performance knob, kept out of the checkpoint hash for the same reason).
@@ -246,6 +251,55 @@ class RunDirectory:
             if entry.is_file() and _is_store_file(entry.name):
                 entry.unlink(missing_ok=True)
 
+    # -- ownership and atomic reruns -----------------------------------------------------------
+
+    def lock(self):
+        """The run's :class:`~interbasis.locking.OwnedLock` (``with run_dir.lock(): ...``)."""
+        from interbasis.locking import OwnedLock  # locking imports this module
+
+        return OwnedLock(self.path, what="run directory")
+
+    def staging(self) -> RunDirectory:
+        """Where a rerun of this complete run is written: ``.<name>.rerun`` beside it (hidden,
+        so ``load_runs`` and the figures never see a half-done attempt)."""
+        return RunDirectory(self.path.with_name(f".{self.path.name}{STAGING_SUFFIX}"))
+
+    def replace_with(self, staged: RunDirectory) -> None:
+        """Swap the finished ``staged`` attempt in for this directory.
+
+        Two renames in one folder: the old result is moved to ``.<name>.old`` and kept until the
+        new one is in place, so a kill between them leaves both on disk and :meth:`recover` (run
+        under the lock at the next start) puts the old one back.
+        """
+        old = self._old_path()
+        shutil.rmtree(old, ignore_errors=True)
+        if self.path.exists():
+            os.rename(self.path, old)
+        os.rename(staged.path, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(self.path.with_name(self.path.name + FAILED_RERUN_SUFFIX),
+                      ignore_errors=True)
+
+    def keep_failed_attempt(self, staged: RunDirectory) -> RunDirectory:
+        """Move a failed rerun from staging to ``<name>.rerun-failed`` beside the old result."""
+        failed = RunDirectory(self.path.with_name(self.path.name + FAILED_RERUN_SUFFIX))
+        shutil.rmtree(failed.path, ignore_errors=True)
+        os.rename(staged.path, failed.path)
+        return failed
+
+    def recover(self) -> None:
+        """Undo a swap that was killed halfway and drop a killed rerun's staging folder."""
+        old = self._old_path()
+        if old.is_dir():
+            if self.path.exists():
+                shutil.rmtree(old)  # the new attempt was already in place
+            else:
+                os.rename(old, self.path)
+        shutil.rmtree(self.staging().path, ignore_errors=True)
+
+    def _old_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.old")
+
     # -- reading -------------------------------------------------------------------------------
 
     @property
@@ -396,6 +450,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, file_mode())  # mkstemp's 0600 would hide results from teammates
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
@@ -404,6 +459,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_mode() -> int:
+    """The mode ``open()`` would give a new file under the current umask (0644 under 022)."""
+    umask = os.umask(0)  # the only way to read it; set straight back
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _dumps(obj: Any) -> str:

@@ -1,7 +1,8 @@
 """One record per multirun job in ``<hydra.sweep.dir>/.interbasis-jobs/``, and the sweep's summary.
 
 A job writes ``<num>.json`` as ``running`` when it starts and overwrites it with its outcome
-(``complete``, ``skipped``, ``failed`` or ``cancelled``) when it ends, so a job whose process died
+(``complete``, ``skipped``, ``failed``, ``cancelled``, ``busy``: another process holds the run
+directory, or ``interrupted``) when it ends, so a job whose process died
 (SIGKILL, a SLURM time limit) is still listed, as "did not finish". ``fail_fast`` drops a ``STOP``
 file that the remaining jobs see before they start.
 
@@ -25,10 +26,11 @@ from interbasis.results import atomic_write_text, utc_now
 
 JOBS_DIR = ".interbasis-jobs"
 STOP_FILE = "STOP"
-STATUSES = ("running", "complete", "skipped", "failed", "cancelled")
+STATUSES = ("running", "complete", "skipped", "failed", "cancelled", "busy", "interrupted")
 # How each outcome reads in the summary's first line, in this order.
 _COUNTED = {"complete": "ran", "skipped": "skipped (already complete)", "failed": "failed",
-            "cancelled": "cancelled (fail_fast)", "running": "did not finish"}
+            "cancelled": "cancelled (fail_fast)", "busy": "busy (another process holds the run)",
+            "interrupted": "interrupted", "running": "did not finish"}
 
 
 def jobs_dir(sweep_dir: str | Path) -> Path:

@@ -28,6 +28,8 @@ from typing import TypeVar
 
 import torch
 
+from interbasis.results.store import file_mode
+
 Result = TypeVar("Result")
 
 CHECKPOINT_FORMAT = "interbasis.checkpoint"
@@ -66,7 +68,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> None:
     os.close(fd)
     try:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a checkpoint is meant to be shared
+        os.chmod(tmp, file_mode())  # mkstemp: owner-only; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -122,18 +124,41 @@ def load_resume_or_train(path: Path, progress: str, target: int, trajectory: dic
     ``target``: ``train(checkpoint)`` resumes it. One exactly at it: ``loaded(checkpoint)``,
     without training. One past it raises :class:`CheckpointError` (the cache keeps only the
     latest step).
+
+    An entry that is already at ``target`` is loaded without a lock (checkpoints are replaced
+    atomically, so a reader never sees half a file). Otherwise the entry's lock is taken first:
+    two jobs that need the same uncached model train it once, the second waiting (with one line
+    naming the first) and then loading what the first saved.
     """
+    checkpoint = _read_if_done(path, progress, target)
+    if checkpoint is not None:
+        check_config_matches(checkpoint["trajectory"], trajectory, "training", path)
+        return loaded(checkpoint)
+    from interbasis.locking import OwnedLock
+
+    lock = OwnedLock(path, what="model cache entry (training it)")
+    lock.acquire(wait=True)
+    try:
+        if not path.exists():
+            return train(None)
+        checkpoint = load_checkpoint(path)
+        done = checkpoint[progress]
+        if done > target:
+            raise CheckpointError(
+                f"checkpoint {path} is at {progress} {done}, past the {target} {progress}s asked "
+                f"for; ask for at least that many {progress}s or use another checkpoint dir")
+        if done < target:
+            if log:
+                log(f"resuming {path} from {progress} {done}")
+            return train(checkpoint)
+        check_config_matches(checkpoint["trajectory"], trajectory, "training", path)
+        return loaded(checkpoint)
+    finally:
+        lock.release()
+
+
+def _read_if_done(path: Path, progress: str, target: int) -> dict | None:
     if not path.exists():
-        return train(None)
+        return None
     checkpoint = load_checkpoint(path)
-    done = checkpoint[progress]
-    if done > target:
-        raise CheckpointError(
-            f"checkpoint {path} is at {progress} {done}, past the {target} {progress}s asked for; "
-            f"ask for at least that many {progress}s or use another checkpoint dir")
-    if done < target:
-        if log:
-            log(f"resuming {path} from {progress} {done}")
-        return train(checkpoint)
-    check_config_matches(checkpoint["trajectory"], trajectory, "training", path)
-    return loaded(checkpoint)
+    return checkpoint if checkpoint[progress] == target else None

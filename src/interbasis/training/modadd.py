@@ -42,6 +42,7 @@ from interbasis.config import RunConfig
 from interbasis.data.modadd import ModAddDataConfig, make_modadd_split
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.pipeline import Prepared
+from interbasis.training.cache import model_cache_dir
 from interbasis.training.checkpoint import (
     CheckpointError,
     check_config_matches,
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=ModAddTrainConfig.steps)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--checkpoint-dir", default="results/checkpoints/modadd")
+    parser.add_argument("--checkpoint-dir", default="results/cache/checkpoints/modadd")
     parser.add_argument("--eval-every", type=int, default=ModAddTrainConfig.eval_every)
     parser.add_argument("--save-every", type=int, default=ModAddTrainConfig.save_every)
     parser.add_argument("--snapshot-every", type=int, default=0,
@@ -383,7 +384,9 @@ def prepare(cfg: RunConfig) -> Prepared:
     """The pipeline's hook: the cached (or trained) model, train pairs for the basis, test pairs
     for the ablations, and the training record for the run summary."""
     run = run_from_config(cfg)
-    result = load_or_train(run, Path(cfg.paths.checkpoints) / FAMILY,
+    # committed paper models are read in place; every other model is cached in paths.cache
+    cache = model_cache_dir(cfg.paths, FAMILY, run.seed, run.trajectory(), run.train.steps)
+    result = load_or_train(run, cache,
                            log=None if cfg.progress is False else print)
     split = make_modadd_split(run.data)
     checkpoint = result.checkpoint

@@ -38,6 +38,7 @@ from interbasis.models.poly_toy import (
     weight_stats,
 )
 from interbasis.pipeline import Prepared
+from interbasis.training.cache import model_cache_dir
 from interbasis.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 
 FAMILY = "poly_toy"
@@ -197,7 +198,9 @@ def prepare(cfg: RunConfig) -> Prepared:
                      lr=cfg.train.lr, l1_lambda=cfg.train.l1_lambda,
                      weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.betas),
                      log_every=cfg.train.log_every, threads=cfg.threads)
-    result = load_or_train(run, Path(cfg.paths.checkpoints) / FAMILY,
+    # committed paper models are read in place; every other model is cached in paths.cache
+    cache = model_cache_dir(cfg.paths, FAMILY, run.seed, run.trajectory(), run.steps)
+    result = load_or_train(run, cache,
                            log=None if cfg.progress is False else print)
     final = result.history.iloc[-1]
     summary = {**weight_stats(result.W), "train/step": run.steps,

@@ -24,6 +24,7 @@ from interbasis.config import RunConfig
 from interbasis.data.text import TextCorpus, load_corpus
 from interbasis.models.tiny_gpt import TinyGPT, TinyGPTConfig
 from interbasis.pipeline import Prepared
+from interbasis.training.cache import model_cache_dir
 from interbasis.training.checkpoint import (
     check_config_matches,
     checkpoint_path,
@@ -173,7 +174,9 @@ def prepare(cfg: RunConfig) -> Prepared:
                      held_out_fraction=cfg.data.held_out_fraction, seed=cfg.seed, steps=t.steps,
                      batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
                      warmup_steps=t.warmup_steps, eval_every=t.eval_every, threads=cfg.threads)
-    result = load_or_train(run, corpus, Path(cfg.paths.checkpoints) / FAMILY,
+    # committed paper models are read in place; every other model is cached in paths.cache
+    cache = model_cache_dir(cfg.paths, FAMILY, run.seed, run.trajectory(), run.steps)
+    result = load_or_train(run, corpus, cache,
                            log=None if cfg.progress is False else print)
     basis_split = "train" if cfg.method.basis_split == "train" else "held_out"
     # fixed data seeds: every method and model seed sees the same windows

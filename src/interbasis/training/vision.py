@@ -30,6 +30,7 @@ from interbasis.config import RunConfig
 from interbasis.data.vision import ImageSplit, load_image_split
 from interbasis.models.vision import make_mlp
 from interbasis.pipeline import Prepared
+from interbasis.training.cache import model_cache_dir
 from interbasis.training.checkpoint import (
     check_config_matches,
     checkpoint_path,
@@ -219,7 +220,9 @@ def prepare(cfg: RunConfig) -> Prepared:
                              train_samples=cfg.train.train_samples, lr=cfg.train.lr,
                              betas=tuple(cfg.train.betas), batch_size=cfg.train.batch_size,
                              epochs=cfg.train.epochs, threads=cfg.threads)
-    result = load_or_train(run, data, Path(cfg.paths.checkpoints) / FAMILY,
+    # committed paper models are read in place; every other model is cached in paths.cache
+    cache = model_cache_dir(cfg.paths, FAMILY, run.seed, run.trajectory(), run.epochs)
+    result = load_or_train(run, data, cache,
                            log=None if cfg.progress is False else print)
     test_images, test_labels = data.split("test")
     checkpoint = result.checkpoint
