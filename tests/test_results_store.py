@@ -310,6 +310,20 @@ def test_load_runs_lists_complete_runs_only(tmp_path):
     assert by_name.error.iloc[0] == "builtins.ValueError: bad"
 
 
+def test_load_runs_has_the_resolved_config_as_columns(tmp_path):
+    for m, seed in ((256, 0), (256, 1), (1024, 0)):
+        run = complete_run(tmp_path, "toy", f"m={m},seed={seed}", {"toy/polysemantic": m // 256})
+        run.path.joinpath("config.yaml").unlink()  # complete_run wrote a placeholder config
+        (run.path / "config.yaml").write_text(
+            f"seed: {seed}\nmodel:\n  m: {m}\n  node_layers: ['0', output]\n")
+    runs = load_runs(tmp_path / "runs")
+    assert runs["config/model.m"].tolist() == [1024, 256, 256]
+    assert runs["config/model.node_layers"].iloc[0] == "['0', 'output']"
+    assert runs.groupby("config/model.m")["toy/polysemantic"].mean().to_dict() == {256: 1, 1024: 4}
+    assert "config/seed" in runs and "config/model.m" not in load_runs(tmp_path / "runs",
+                                                                        config=False)
+
+
 def test_load_runs_empty_folder(tmp_path):
     for path in (tmp_path, tmp_path / "missing"):
         runs = load_runs(path)

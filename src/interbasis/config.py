@@ -38,9 +38,13 @@ class ModAddModelConfig(ModelConfig):
 
 
 class VisionModelConfig(ModelConfig):
-    family: Literal["vision"] = Field(description="MLP on flattened images (experiments.md E2)")
-    hidden: list[int] = Field([100, 100], min_length=1, description="hidden widths (ReLU after "
-                              "each); input and output widths come from the dataset")
+    family: Literal["vision"] = Field(description="MLP or CNN on images (experiments.md E2)")
+    arch: Literal["mlp", "cnn"] = Field("mlp", description="mlp: the paper's MLP on flattened "
+                                        "pixels; cnn: interbasis.models.cnn.SmallCNN")
+    hidden: list[int] = Field([100, 100], min_length=1, description="hidden widths of the MLP "
+                              "(ReLU after each); input and output widths come from the dataset")
+    channels: list[int] = Field([16, 32], min_length=2, max_length=2, description="channels of "
+                                "the CNN's two stride-2 3x3 convolutions")
 
 
 class TinyGPTModelConfig(ModelConfig):

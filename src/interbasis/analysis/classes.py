@@ -26,11 +26,17 @@ from interbasis.metrics.sparsity import non_constant_edges
 @torch.no_grad()
 def layer_features(model: nn.Module, graph: Graph, layer: str, inputs: Tensor,
                    batch_size: int = 4096) -> Tensor:  # (N, r) float64
-    """Features ``x @ C`` of node layer ``layer`` for every input (in the graph's basis)."""
+    """Features ``x @ C`` of node layer ``layer`` for every input (in the graph's basis).
+
+    A layer with positions (a CNN's spatial tokens) gives each image the mean of every feature over
+    its positions: the class views ask what a feature does for an image, wherever it fires.
+    """
     folded = frozen_folded_copy(model, torch.float64)
     C = graph.layer(layer).C.to(torch.float64)
-    parts = [capture(folded, batch.to(torch.float64), [layer])[layer] @ C
-             for batch in inputs.split(batch_size)]
+    parts = []
+    for batch in inputs.split(batch_size):
+        features = capture(folded, batch.to(torch.float64), [layer])[layer] @ C
+        parts.append(features.mean(dim=1) if features.ndim == 3 else features)
     return torch.cat(parts).reshape(len(inputs), -1)
 
 

@@ -50,6 +50,7 @@ import pandas as pd
 import yaml
 
 from interbasis.basis.types import EdgeAblationResult, Graph, NodeAblationCurve
+from interbasis.results.configs import config_columns
 
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
@@ -379,14 +380,16 @@ def validate_summary(summary: Mapping[str, Any]) -> dict[str, str | bool | int |
     return clean
 
 
-def load_runs(path: str | os.PathLike = "results/runs", include_failed: bool = False
-              ) -> pd.DataFrame:
+def load_runs(path: str | os.PathLike = "results/runs", include_failed: bool = False,
+              config: bool = True) -> pd.DataFrame:
     """One row per complete run under ``<path>/<experiment>/<run_name>/``.
 
     Columns: experiment, run_name, path, status, git_commit, wandb_run_id, start_time, end_time,
     then every other summary key (sorted; NaN where a run lacks the key; a summary key named
-    like one of the first columns is shadowed by it). Only summary.json and
-    meta.json are read, so thousands of runs load in about a second. With ``include_failed``,
+    like one of the first columns is shadowed by it), then with ``config`` the resolved config
+    as ``config/<dotted.key>`` columns (lists as their text), so that a sweep's runs group by
+    any parameter, as W&B's runs table does: ``runs.groupby("config/model.m")``. Only
+    summary.json, meta.json and config.yaml are read. With ``include_failed``,
     failed and incomplete runs (killed or still running) are listed too, with ``status``
     "failed" / "incomplete" and the first line of the failure in an ``error`` column.
     A missing or empty folder gives an empty frame with the base columns.
@@ -394,6 +397,7 @@ def load_runs(path: str | os.PathLike = "results/runs", include_failed: bool = F
     root = Path(path)
     records: list[dict[str, Any]] = []
     summary_keys: dict[str, None] = {}
+    config_keys: dict[str, None] = {}
     for experiment_dir in _subdirs(root):
         for run_dir in _subdirs(experiment_dir):
             summary = _read_json_or_none(run_dir / SUMMARY_FILE)
@@ -410,6 +414,10 @@ def load_runs(path: str | os.PathLike = "results/runs", include_failed: bool = F
             meta = _read_json_or_none(run_dir / META_FILE)
             meta = meta if isinstance(meta, dict) else {}
             record.update({key: meta.get(key) for key in META_COLUMNS})
+            if config:
+                settings = config_columns(run_dir / CONFIG_FILE)
+                config_keys.update(dict.fromkeys(settings))
+                record.update(settings)
             failed = run_dir / FAILED_FILE
             if complete:
                 record["error"] = None
@@ -418,7 +426,7 @@ def load_runs(path: str | os.PathLike = "results/runs", include_failed: bool = F
             else:
                 record.update(status="incomplete", error=None)
             records.append(record)
-    columns = BASE_COLUMNS + sorted(summary_keys.keys() - set(BASE_COLUMNS))
+    columns = BASE_COLUMNS + sorted(summary_keys.keys() - set(BASE_COLUMNS)) + sorted(config_keys)
     if include_failed:
         columns.append("error")
     frame = pd.DataFrame.from_records(records, columns=columns)

@@ -1,4 +1,5 @@
-"""Training the vision MLP (experiments.md E2) with Adam in minibatches, with a checkpoint cache.
+"""Training the vision models (experiments.md E2: the MLP, and the small CNN of
+``model.arch=cnn``) with Adam in minibatches, with a checkpoint cache.
 
 The paper recipe: Adam lr 1e-3, batch 64, 12 epochs, cross-entropy, seed 0 (we run several). Each
 epoch shuffles the training images with a generator seeded by (seed, epoch), so a run to 6 epochs
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from interbasis.analysis.classes import classifier_analysis
 from interbasis.config import RunConfig
 from interbasis.data.vision import ImageSplit, load_image_split
+from interbasis.models.cnn import SmallCNN, image_shape
 from interbasis.models.vision import make_mlp
 from interbasis.pipeline import Prepared
 from interbasis.training.cache import model_cache_dir
@@ -52,6 +54,8 @@ class VisionRun:
     d_in: int
     d_out: int
     hidden: tuple[int, ...] = (100, 100)
+    arch: str = "mlp"  # "mlp" (hidden widths) or "cnn" (conv channels)
+    channels: tuple[int, ...] = (16, 32)
     seed: int = 0
     train_samples: int | None = None  # first N training images; None = all
     lr: float = 1e-3
@@ -69,9 +73,17 @@ class VisionRun:
         """Everything that determines the parameters after every epoch: the cache key."""
         return {"family": FAMILY, "seed": self.seed, "dataset": self.dataset,
                 "fingerprint": self.fingerprint, "train_samples": self.train_samples,
-                "model": {"d_in": self.d_in, "hidden": list(self.hidden), "d_out": self.d_out},
+                "model": self.model_spec(),
                 "optim": {"lr": self.lr, "betas": list(self.betas),
                           "batch_size": self.batch_size}}
+
+    def model_spec(self) -> dict:
+        # the MLP's spec has no "arch" key, so the cache keys of MLP checkpoints trained before
+        # the CNN existed are unchanged
+        if self.arch == "mlp":
+            return {"d_in": self.d_in, "hidden": list(self.hidden), "d_out": self.d_out}
+        return {"arch": self.arch, "dataset": self.dataset, "d_in": self.d_in,
+                "channels": list(self.channels), "d_out": self.d_out}
 
 
 @dataclass
@@ -120,7 +132,7 @@ def train(run: VisionRun, data: ImageSplit, path: Path | None = None, resume: di
 def _train(run: VisionRun, data: ImageSplit, path: Path | None, resume: dict | None,
            log: Callable[[str], None]) -> TrainResult:
     images, labels = data.train_images[:run.train_samples], data.train_labels[:run.train_samples]
-    model = make_mlp(run.d_in, list(run.hidden), run.d_out, seed=run.seed)
+    model = make_model(run.model_spec(), seed=run.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=run.betas)
     curve: dict[str, list] = {key: [] for key in CURVE_KEYS}
     epoch = step = 0
@@ -173,7 +185,8 @@ def _checkpoint(run: VisionRun, model: nn.Module, optimizer: torch.optim.Optimiz
         "epoch": epoch,
         "step": step,
         "trajectory": run.trajectory(),
-        "run_config": {**asdict(run), "hidden": list(run.hidden), "betas": list(run.betas)},
+        "run_config": {**asdict(run), "hidden": list(run.hidden), "channels": list(run.channels),
+                       "betas": list(run.betas)},
         "model_state": {name: value.detach().clone() for name, value in model.state_dict().items()},
         "optimizer_state": optimizer.state_dict(),
         "curve": {key: list(values) for key, values in curve.items()},
@@ -195,18 +208,27 @@ def load_or_train(run: VisionRun, data: ImageSplit, checkpoint_dir: str | Path,
         log=log)
 
 
-def model_from_checkpoint(checkpoint: dict | str | Path) -> nn.Sequential:
-    """The trained MLP stored in ``checkpoint`` (a dict or a file), in eval mode."""
+def make_model(spec: dict, seed: int) -> nn.Module:
+    """The MLP or the CNN that a checkpoint's ``trajectory["model"]`` describes."""
+    if spec.get("arch", "mlp") == "mlp":
+        return make_mlp(spec["d_in"], list(spec["hidden"]), spec["d_out"], seed=seed)
+    return SmallCNN(image_shape(spec["dataset"], spec["d_in"]), list(spec["channels"]),
+                    spec["d_out"], seed=seed)
+
+
+def model_from_checkpoint(checkpoint: dict | str | Path) -> nn.Module:
+    """The trained model stored in ``checkpoint`` (a dict or a file), in eval mode."""
     if not isinstance(checkpoint, dict):
         checkpoint = load_checkpoint(checkpoint)
-    model_cfg = checkpoint["trajectory"]["model"]
-    model = make_mlp(model_cfg["d_in"], model_cfg["hidden"], model_cfg["d_out"], seed=0)
+    model = make_model(checkpoint["trajectory"]["model"], seed=0)
     model.load_state_dict(checkpoint["model_state"])
     return model.eval()
 
 
-def relu_layers(model: nn.Sequential) -> list[str]:
-    """Names of the Linear layers whose input is a ReLU's output (``"2"``, ``"4"`` for E2)."""
+def relu_layers(model: nn.Module) -> list[str]:
+    """Modules whose input is a ReLU's output (``"2"``, ``"4"`` for the E2 MLP)."""
+    if isinstance(model, SmallCNN):
+        return model.relu_layers()
     children = list(model.named_children())
     return [name for (name, module), (_, before) in zip(children[1:], children[:-1])
             if isinstance(module, nn.Linear) and isinstance(before, nn.ReLU)]
@@ -216,7 +238,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     """The pipeline's hook: the cached (or trained) MLP, the first ``data.basis_samples`` images
     of the basis split, the ablation split, the class analysis, and the training record."""
     data = load_image_split(cfg.data.name, cfg.data.root, download=cfg.data.download)
-    run = VisionRun.for_data(data, hidden=tuple(cfg.model.hidden), seed=cfg.seed,
+    run = VisionRun.for_data(data, hidden=tuple(cfg.model.hidden), arch=cfg.model.arch,
+                             channels=tuple(cfg.model.channels), seed=cfg.seed,
                              train_samples=cfg.train.train_samples, lr=cfg.train.lr,
                              betas=tuple(cfg.train.betas), batch_size=cfg.train.batch_size,
                              epochs=cfg.train.epochs, threads=cfg.threads)
