@@ -29,6 +29,8 @@ FAMILIES = {
     "cifar_paper": ("vision MLP, CIFAR-10", "paper: LIB sparser"),
     "fashion_mlp": ("vision MLP on Fashion-MNIST, standing in for CIFAR-10",
                     "paper (CIFAR-10): LIB sparser"),
+    "fashion_cnn": ("small CNN on Fashion-MNIST (2 stride-2 convolutions, spatial positions as "
+                    "the position axis)", "no paper claim (the paper has no CNN)"),
     "tiny_gpt": ("2-block character GPT (stand-in for GPT-2 / TinyStories)",
                  "paper (LMs): no real gain"),
     "smollm2_135m": ("SmolLM2-135M, blocks 0-2 of 30, 8 x 32-token windows",

@@ -71,11 +71,12 @@ EXPERIMENTS: dict[int, tuple[str, ...]] = {
     1: MODADD, 2: MODADD, 3: MODADD, 4: MODADD,
     5: ("fashion_mlp", "cifar_paper"),
     6: ("tiny_gpt",),
-    7: ("fashion_mlp", "modadd_degeneracy", "modadd_paper", "poly_toy", "smollm2_135m",
-        "tiny_gpt"),
-    8: ("fashion_mlp", "modadd_degeneracy", "modadd_paper", "poly_toy"),
+    7: ("fashion_cnn", "fashion_mlp", "modadd_degeneracy", "modadd_paper", "poly_toy",
+        "smollm2_135m", "tiny_gpt"),
+    8: ("fashion_cnn", "fashion_llc", "fashion_mlp", "modadd_degeneracy", "modadd_llc",
+        "modadd_paper", "poly_toy"),
     9: ("poly_paper",),
-    10: ("fashion_mlp", "modadd_paper", "poly_toy", "smollm2_135m", "tiny_gpt"),
+    10: ("fashion_cnn", "fashion_mlp", "modadd_paper", "poly_toy", "smollm2_135m", "tiny_gpt"),
 }
 
 
