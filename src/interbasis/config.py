@@ -34,6 +34,14 @@ class ModAddModelConfig(ModelConfig):
     n_heads: int = Field(4, ge=1, description="attention heads")
     d_head: int = Field(32, ge=1, description="width of each head")
     d_mlp: int = Field(512, ge=1, description="MLP hidden width")
+    checkpoint: str | None = Field(None, description="load this TransformerLens HookedTransformer "
+                                   "state dict (a .pt file, or a folder searched for the run's "
+                                   "seed: see models/transformer_lens.py) instead of training")
+    expected_accuracy: float | dict[int, float] | None = Field(
+        None, description="test accuracy the loaded checkpoint must reach (per seed: a map); "
+        "the run fails if it differs by more than accuracy_tolerance")
+    accuracy_tolerance: float = Field(5e-5, ge=0, description="allowed |accuracy - expected| "
+                                      "(5e-5: rounding to 5 decimals, under one of 8939 pairs)")
 
 
 class VisionModelConfig(ModelConfig):
