@@ -75,7 +75,8 @@ class ModAddDataConfig(Strict):
 
 
 class MethodConfig(Strict):
-    name: Literal["lib", "pca", "neuron"] = Field(description="basis: LIB, PCA or neurons")
+    name: Literal["lib", "pca", "neuron", "ngf"] = Field(
+        description="basis: LIB, PCA, neurons, or LIB by naive gradient flow (basis/ngf.py)")
     center: bool = Field(True, description="centre the Gram (the paper's setting)")
     truncation_threshold: float = Field(1e-15, ge=0, description="tau: drop eigenvalues below it")
     integration: Literal["gradient", "trapezoidal", "gauss-legendre"] = Field(
@@ -172,6 +173,8 @@ class PathsConfig(Strict):
     runs: str = Field(description="one folder per run, grouped by experiment")
     checkpoints: str = Field(description="trained-model cache")
     wandb: str = Field(description="W&B files (offline runs)")
+    rib_repo: str | None = Field(None, description="the LIB authors' models and numbers: a clone "
+                                 "of ApolloResearch/rib or a seed<N>/ folder (conf/paths)")
 
 
 class RunConfig(Strict):
