@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from interbasis.basis import bases
+from interbasis.basis import bases, ngf
 from interbasis.basis.fold import frozen_folded_copy
 from interbasis.basis.jacobian import EdgeSum, JacobianGram, integration_points, jacobian_rows
 from interbasis.basis.linearized import (
@@ -91,7 +91,7 @@ def build_graph(
             batches; a batch that is a tuple/list is read as (inputs, ...).
         node_layers: names from ``model.named_modules()`` whose INPUT is a node layer, in model
             order, optionally ending with ``"output"`` (the logits, left unrotated).
-        method: ``"lib"``, ``"pca"`` or ``"neuron"``.
+        method: ``"lib"``, ``"pca"``, ``"neuron"`` or ``"ngf"`` (basis/ngf.py).
         center: centre the Gram (the paper's setting).
         truncation_threshold: tau; directions with D <= tau (for LIB also Lambda < tau) are
             dropped.
@@ -142,11 +142,12 @@ def build_graph(
         name_in, name_out = node_layers[index], node_layers[index + 1]
         C_next = layer_bases[index + 1].C.to(device=device, dtype=dtype)
         start = time.perf_counter()
-        jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, name_out, C_next,
-                                               alphas, weights, n_sources, generator,
-                                               fast_paths)
+        target, C_target = ngf.jacobian_target(method, node_layers, index, layer_bases)
+        jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, target,
+                                               C_target.to(C_next), alphas, weights, n_sources,
+                                               generator, fast_paths)
         gram, mean = grams[name_in], moments[name_in].mean
-        if method == "lib":
+        if ngf.basis_formula(method) == "lib":
             layer_bases[index] = bases.lib_basis(gram, mean, jacobian_grams[index], center,
                                                  truncation_threshold)
         elif method == "pca":
