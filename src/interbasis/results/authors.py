@@ -1,0 +1,161 @@
+"""The LIB authors' published modular-addition numbers, beside ours.
+
+``python -m interbasis.results compare modadd_authors --reference authors`` prints, per node layer
+(basis size, features required within 0.001 accuracy) and per transition (edges required within
+0.001), our pipeline's numbers on the experiment's runs beside the authors' own, for LIB and PCA,
+``mean [min-max]`` over seeds; then the same for our own models (``--ours``, default
+modadd_paper). The reference folder is ``paths.rib_repo`` of the composed config (conf/paths;
+``INTERBASIS_RIB`` moves it) or ``--reference-dir``; it holds ``authors_edges_required.csv`` and
+``authors_node_ablation.csv`` (their ``rib`` basis is our LIB, their centred ``svd`` our PCA).
+
+Their node-layer names map to our hook points: ln1.0 -> before attention (resid_pre), ln2.0 ->
+between attention and MLP (resid_mid), unembed -> after the MLP (resid_post); their row for a
+layer is the transition out of it. Their basis size is the first (largest) ``n_remaining`` of
+their node-ablation schedule, and their features required are our :func:`k_required` on their
+curve, whose schedule is exponential (steps of 2-4 features above 16): a resolution, not an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from interbasis.basis.types import NodeAblationCurve
+from interbasis.metrics.ablation import k_required
+
+EDGES_FILE = "authors_edges_required.csv"
+NODES_FILE = "authors_node_ablation.csv"
+DELTA = 0.001
+# their node layer -> ours, and the transition out of it
+LAYERS = {"ln1.0": "blocks.0.hook_resid_pre", "ln2.0": "blocks.0.hook_resid_mid",
+          "unembed": "blocks.0.hook_resid_post"}
+NEXT = {"blocks.0.hook_resid_pre": "blocks.0.hook_resid_mid",
+        "blocks.0.hook_resid_mid": "blocks.0.hook_resid_post",
+        "blocks.0.hook_resid_post": "output"}
+SHORT = {"blocks.0.hook_resid_pre": "resid_pre", "blocks.0.hook_resid_mid": "resid_mid",
+         "blocks.0.hook_resid_post": "resid_post", "output": "output"}
+METHODS = ("lib", "pca")
+
+
+class AuthorsReferenceError(ValueError):
+    """The authors' numbers are not where the reference folder says."""
+
+
+def transition_name(layer: str) -> str:
+    """Our summary's name of the transition out of node layer ``layer``."""
+    return f"{layer}->{NEXT[layer]}"
+
+
+def load_reference(folder: str | Path) -> pd.DataFrame:
+    """One row per (method, seed, layer) with the authors' ``rank``, ``k_required`` (within
+    0.001 of their unablated accuracy) and ``edges_required``; ``layer`` in our names."""
+    folder = Path(folder)
+    missing = [name for name in (EDGES_FILE, NODES_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise AuthorsReferenceError(
+            f"no {' or '.join(missing)} in {folder}: point --reference-dir (or paths.rib_repo / "
+            "INTERBASIS_RIB) at the folder of the authors' published numbers")
+    edges = pd.read_csv(folder / EDGES_FILE)
+    nodes = pd.read_csv(folder / NODES_FILE)
+    rows = []
+    for (method, seed, layer), curve in nodes.groupby(["method", "seed", "node_layer"]):
+        base = edges[(edges.method == method) & (edges.seed == seed)
+                     & (edges.node_layer == layer)]
+        base_score = float(base.unablated_accuracy.iloc[0]) if len(base) else curve.accuracy.max()
+        ks = [int(k) for k in curve.n_remaining]
+        required = k_required(NodeAblationCurve(LAYERS[layer], ks, list(curve.accuracy),
+                                                base_score), DELTA)
+        rows.append({"method": method, "seed": int(seed), "layer": LAYERS[layer],
+                     "rank": max(ks), "k_required": required,
+                     "edges_required": (int(base.n_edges_required.iloc[0]) if len(base)
+                                        else float("nan"))})
+    return pd.DataFrame(rows)
+
+
+def side_by_side(runs: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(node-layer table, transition table): ours and theirs per method, mean [min-max]."""
+    layers = list(LAYERS.values())
+    node_rows, edge_rows = [], []
+    for layer in layers:
+        node_row: dict[str, str] = {"node layer": SHORT[layer]}
+        edge_row: dict[str, str] = {"transition": f"{SHORT[layer]}->{SHORT[NEXT[layer]]}"}
+        for method in METHODS:
+            ours = runs[runs["method"] == method]
+            theirs = reference[(reference.method == method) & (reference.layer == layer)]
+            label = method.upper()
+            node_row[f"rank {label} ours"] = spread(ours.get(f"rank/basis/{layer}"))
+            node_row[f"rank {label} theirs"] = spread(theirs["rank"])
+            node_row[f"k_req {label} ours"] = spread(
+                ours.get(f"ablation/k_required@{DELTA}/{layer}"))
+            node_row[f"k_req {label} theirs"] = spread(theirs["k_required"])
+            edge_row[f"{label} ours"] = spread(
+                ours.get(f"ablation/edges_required@{DELTA}/{transition_name(layer)}"))
+            edge_row[f"{label} theirs"] = spread(theirs["edges_required"])
+        node_rows.append(node_row)
+        edge_rows.append(edge_row)
+    total: dict[str, str] = {"transition": "total"}
+    for method in METHODS:
+        ours = runs[runs["method"] == method]
+        theirs = reference[reference.method == method].groupby("seed")["edges_required"].sum()
+        total[f"{method.upper()} ours"] = spread(ours.get(f"ablation/edges_required@{DELTA}/total"))
+        total[f"{method.upper()} theirs"] = spread(theirs)
+    edge_rows.append(total)
+    return pd.DataFrame(node_rows), pd.DataFrame(edge_rows)
+
+
+def spread(values: pd.Series | None) -> str:
+    """``mean [min-max]`` of the numbers in ``values`` (``-`` when there are none)."""
+    if values is None:
+        return "-"
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    if values.empty:
+        return "-"
+    low, high, mean = values.min(), values.max(), values.mean()
+    if low == high:
+        return _number(mean)
+    return f"{_number(mean)} [{_number(low)}-{_number(high)}]"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def default_reference_dir() -> Path:
+    """``paths.rib_repo`` of the composed run config (conf/paths/default.yaml)."""
+    from hydra import compose, initialize_config_dir
+
+    from interbasis.run import CONFIG_DIR  # registers the interbasis_root resolver
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config")
+    return Path(cfg.paths.rib_repo)
+
+
+def cli(args, all_runs: pd.DataFrame, runs: pd.DataFrame) -> int:
+    """The ``--reference authors`` part of ``results compare``: the experiment's runs and those of
+    ``args.ours``, each beside the authors' numbers."""
+    from interbasis.results.report import pipe_table
+
+    folder = args.reference_dir or default_reference_dir()
+    try:
+        reference = load_reference(folder)
+    except AuthorsReferenceError as error:
+        print(f"error: {error}")
+        return 1
+    shown = [(args.experiment, runs)]
+    if args.ours != args.experiment:
+        shown.append((args.ours, all_runs[all_runs["experiment"] == args.ours]))
+    for experiment, chosen in shown:
+        if chosen.empty:
+            print(f"\n{experiment}: no complete runs")
+            continue
+        seeds = chosen.groupby("method")["seed"].nunique()
+        print(f"\n{experiment} (ours: " + ", ".join(f"{m.upper()} {n}" for m, n in seeds.items())
+              + f" seeds) beside the authors' published numbers ({folder}; theirs: 5 seeds), "
+              f"within {DELTA} accuracy")
+        for table in side_by_side(chosen, reference):
+            print()
+            print(pipe_table(table.columns, table.itertuples(index=False)) if args.markdown
+                  else table.to_string(index=False))
+    return 0
