@@ -82,3 +82,16 @@ def test_the_shared_reference_has_five_seeds_per_method():
     assert table.groupby("method")["seed"].nunique().to_dict() == {"lib": 5, "pca": 5}
     lib0 = table.set_index(["method", "seed", "layer"]).loc[("lib", 0)]
     assert lib0["edges_required"].tolist() == [133, 82, 633]  # authors_edges_required.csv
+
+
+def test_authors_import_copies_the_csvs_into_the_store(reference, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert main(["authors-import", "--reference-dir", str(reference),
+                 "--results", str(results)]) == 0
+    dest = results / "reference" / "authors_modadd"
+    assert f"wrote {dest}" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(load_reference(dest), load_reference(reference))
+    assert "MIT licence" in (dest / "README.md").read_text()
+    assert main(["authors-import", "--reference-dir", str(tmp_path / "none"),
+                 "--results", str(results)]) == 1
+    assert capsys.readouterr().out.startswith("error: no authors_edges_required.csv")

@@ -7,6 +7,9 @@
 modadd_paper). The reference folder is ``paths.rib_repo`` of the composed config (conf/paths;
 ``INTERBASIS_RIB`` moves it) or ``--reference-dir``; it holds ``authors_edges_required.csv`` and
 ``authors_node_ablation.csv`` (their ``rib`` basis is our LIB, their centred ``svd`` our PCA).
+``python -m interbasis.results authors-import`` copies the two files into the results store
+(``results/reference/authors_modadd/``, with their source and licence), where the figures read them:
+figures draw from committed results only.
 
 Their node-layer names map to our hook points: ln1.0 -> before attention (resid_pre), ln2.0 ->
 between attention and MLP (resid_mid), unembed -> after the MLP (resid_post); their row for a
@@ -24,6 +27,7 @@ import pandas as pd
 from interbasis.basis.types import NodeAblationCurve
 from interbasis.metrics.ablation import k_required
 
+REFERENCE_DIR = "reference/authors_modadd"  # under the results store: the committed copy
 EDGES_FILE = "authors_edges_required.csv"
 NODES_FILE = "authors_node_ablation.csv"
 DELTA = 0.001
@@ -158,4 +162,50 @@ def cli(args, all_runs: pd.DataFrame, runs: pd.DataFrame) -> int:
             print()
             print(pipe_table(table.columns, table.itertuples(index=False)) if args.markdown
                   else table.to_string(index=False))
+    return 0
+
+
+def import_reference(source: str | Path, results: str | Path) -> Path:
+    """Copy the authors' two CSVs into ``<results>/reference/authors_modadd/`` with a README
+    naming their source and licence; returns that folder."""
+    source = Path(source)
+    load_reference(source)  # refuse a folder without them (one line)
+    dest = Path(results) / REFERENCE_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in (EDGES_FILE, NODES_FILE):
+        (dest / name).write_bytes((source / name).read_bytes())
+    (dest / "README.md").write_text(
+        "# The LIB authors' published modular-addition numbers\n\n"
+        "Copied by `python -m interbasis.results authors-import` from the authors' public "
+        "repository\nApolloResearch/rib (MIT licence, Copyright (c) 2024 ApolloResearch), "
+        "`rib_scripts/rib_build/\nsample_configs_modadd/out/*_ablation_results.json`, as CSV: "
+        f"`{EDGES_FILE}` (edges required\nwithin 0.001 test accuracy, per method, seed and node "
+        f"layer; a layer's row is the transition out\nof it) and `{NODES_FILE}` (test accuracy "
+        "with n_remaining features kept, their exponential\nschedule). `lib` is their `rib` "
+        "(jacobian) basis, `pca` their centred `svd` basis; node layers\nln1.0 / ln2.0 / unembed "
+        "are our resid_pre / resid_mid / resid_post. Figures 1 and 2 read them here.\n",
+        encoding="utf-8")
+    return dest
+
+
+def register(subparsers) -> None:
+    """Add ``authors-import`` to ``python -m interbasis.results``."""
+    parser = subparsers.add_parser("authors-import", help="copy the LIB authors' published "
+                                   "modadd numbers into results/reference/ (figures read them)")
+    parser.add_argument("--reference-dir", type=Path,
+                        help="folder of the authors' CSVs (default: paths.rib_repo)")
+    parser.add_argument("--results", type=Path, help="results store (default: <repo>/results)")
+    parser.set_defaults(run=_import_cli)
+
+
+def _import_cli(args) -> int:
+    from interbasis.results.aggregate import default_results_root
+
+    try:
+        dest = import_reference(args.reference_dir or default_reference_dir(),
+                                args.results or default_results_root())
+    except AuthorsReferenceError as error:
+        print(f"error: {error}")
+        return 1
+    print(f"wrote {dest}")
     return 0
