@@ -8,7 +8,7 @@ import pytest
 
 from interbasis.results import RunDirectory
 from interbasis.results.__main__ import main
-from interbasis.results.authors import AuthorsReferenceError, load_reference
+from interbasis.results.authors import AuthorsReferenceError, load_reference, side_by_side
 from test_transformer_lens import RIB_DIR, needs_authors
 
 PRE, MID, POST = "blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post"
@@ -74,6 +74,8 @@ def test_compare_prints_ours_beside_theirs(reference, tmp_path, capsys):
     assert rows[0][1:3] == ["40.5 [40-41]", "80.5 [80-81]"]
     assert rows[1][1:3] == ["81 [80-82]", "80.5 [80-81]"]
     assert rows[0][3:5] == ["40.5 [40-41]", "90.5 [90-91]"]  # PCA: theirs + 10
+    # their models: seed for seed, ours / theirs
+    assert "| PCA | 1 | 41 / 91 | - / 71 | - / 611 |" in out
 
 
 @needs_authors
@@ -95,3 +97,12 @@ def test_authors_import_copies_the_csvs_into_the_store(reference, tmp_path, caps
     assert main(["authors-import", "--reference-dir", str(tmp_path / "none"),
                  "--results", str(results)]) == 1
     assert capsys.readouterr().out.startswith("error: no authors_edges_required.csv")
+
+
+def test_paired_comparison_takes_their_numbers_over_our_seeds(reference):
+    runs = pd.DataFrame([{"method": "lib", "seed": 1,
+                          f"ablation/edges_required@0.001/{PRE}->{MID}": 79}])
+    _, paired = side_by_side(runs, load_reference(reference), paired=True)
+    _, unpaired = side_by_side(runs, load_reference(reference))
+    assert paired.loc[0, "LIB ours"] == "79" and paired.loc[0, "LIB theirs"] == "81"
+    assert unpaired.loc[0, "LIB theirs"] == "80.5 [80-81]"

@@ -77,8 +77,16 @@ def load_reference(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def side_by_side(runs: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(node-layer table, transition table): ours and theirs per method, mean [min-max]."""
+def side_by_side(runs: pd.DataFrame, reference: pd.DataFrame, paired: bool = False
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(node-layer table, transition table): ours and theirs per method, mean [min-max].
+
+    ``paired``: the runs are of the authors' own models, so their numbers are taken over the
+    seeds we have runs of (per method), seed for seed; else over all their seeds."""
+    if paired:
+        reference = pd.concat([reference[(reference.method == m)
+                                         & reference.seed.isin(runs.loc[runs.method == m, "seed"])]
+                               for m in METHODS], ignore_index=True)
     layers = list(LAYERS.values())
     node_rows, edge_rows = [], []
     for layer in layers:
@@ -106,6 +114,23 @@ def side_by_side(runs: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.DataFr
         total[f"{method.upper()} theirs"] = spread(theirs)
     edge_rows.append(total)
     return pd.DataFrame(node_rows), pd.DataFrame(edge_rows)
+
+
+def per_seed(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Edges required per method and seed, ``ours / theirs`` per transition (the same model)."""
+    rows = []
+    for run in runs[runs["method"].isin(METHODS)].sort_values(["method", "seed"]).itertuples():
+        summary = runs.loc[run.Index]
+        theirs = reference[(reference.method == run.method) & (reference.seed == run.seed)]
+        row = {"method": run.method.upper(), "seed": int(run.seed)}
+        for layer in LAYERS.values():
+            ours = summary.get(f"ablation/edges_required@{DELTA}/{transition_name(layer)}")
+            published = theirs.loc[theirs.layer == layer, "edges_required"]
+            row[f"{SHORT[layer]}->{SHORT[NEXT[layer]]}"] = (
+                f"{_number(ours) if pd.notna(ours) else '-'} / "
+                f"{_number(published.iloc[0]) if len(published) else '-'}")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def spread(values: pd.Series | None) -> str:
@@ -158,7 +183,12 @@ def cli(args, all_runs: pd.DataFrame, runs: pd.DataFrame) -> int:
         print(f"\n{experiment} (ours: " + ", ".join(f"{m.upper()} {n}" for m, n in seeds.items())
               + f" seeds) beside the authors' published numbers ({folder}; theirs: 5 seeds), "
               f"within {DELTA} accuracy")
-        for table in side_by_side(chosen, reference):
+        paired = experiment == args.experiment and args.experiment != args.ours
+        tables = list(side_by_side(chosen, reference, paired=paired))
+        if paired:  # the authors' own models: seed for seed, ours / theirs
+            tables.append(per_seed(chosen, reference))
+            print("(theirs over the same seeds; last table: edges required, ours / theirs)")
+        for table in tables:
             print()
             print(pipe_table(table.columns, table.itertuples(index=False)) if args.markdown
                   else table.to_string(index=False))
