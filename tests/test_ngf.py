@@ -69,3 +69,12 @@ def test_ngf_with_and_without_the_fast_paths_agree(mlp, inputs):
                                    atol=1e-10)
     for a, b in zip(fast.edges, generic.edges):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_tiny_gpt_sections_compose_too():
+    """A 2-block GPT (many positions, LayerNorm): NGF runs on it and keeps the last two layers."""
+    from test_tiny_gpt import perturbed_model, tokens
+
+    layers = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "ln_final", "output"]
+    lib, ngf = lib_and_ngf(perturbed_model(), tokens(12), layers)
+    assert_last_two_equal_and_earlier_differ(lib, ngf)

@@ -11,8 +11,9 @@ the two sections coincide) and earlier ones differ.
 The authors' code calls this ``naive_gradient_flow: true`` (ApolloResearch/rib, e.g.
 ``modular_arithmetic_ngf_seed0.yaml``). It needs the section l -> L to be runnable as one
 function, which :func:`interbasis.basis.sections.section` gives for every model whose node layers
-are module inputs crossed once per forward pass (all our families: the MLPs, the modular-addition
-transformer, the tiny GPT and pretrained LMs). A multi-section Jacobian never has a model's
+are module inputs crossed once per forward pass: tested on MLPs (vision, the toy), the modular-
+addition transformer and the tiny GPT (tests/test_ngf.py); pretrained LMs (hf_lm) take the same
+code path but are untested. A multi-section Jacobian never has a model's
 one-section fast path (``linearize_section``), so NGF sections other than the last run on the
 generic autograd path.
 
