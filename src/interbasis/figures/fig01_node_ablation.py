@@ -5,8 +5,9 @@ Top row: our pipeline on our models (``modadd_paper``); bottom row, when its run
 pipeline on the LIB authors' five models (``modadd_authors``). Solid lines are our mean over seeds
 (the band spans the lowest to the highest seed); dashed lines with open markers are the authors'
 published curves (their pipeline on their models, mean of their 5 seeds, their exponential
-schedule; ``results/reference/authors_modadd``), the same in both rows; purple: NGF (naive gradient
-flow) where such runs exist. Dotted verticals: mean k required to stay within 0.001.
+schedule; ``results/reference/authors_modadd``): over all their seeds in the top row, over the
+seeds we ran in the bottom one (the same models); purple: NGF (naive gradient flow) where such runs
+exist. Dotted verticals: mean k required to stay within 0.001.
 Reads ``curves.csv`` (node rows) and ``summary.json`` of every complete run of the experiments.
 """
 
@@ -85,6 +86,8 @@ def make(results: Path, out: Path, experiment: str = data.PAPER_EXPERIMENT) -> l
                 if reference is not None and method in style.METHODS:
                     theirs = reference[(reference["layer"] == layer)
                                        & (reference["method"] == method)]
+                    if name == data.AUTHORS_EXPERIMENT:  # the same models: the same seeds
+                        theirs = theirs[theirs["seed"].isin(seeds)]
                     _mean_line(ax, theirs, "n_remaining", "accuracy", color,
                                f"{style.method_label(method)}, authors' published "
                                f"(mean of {theirs['seed'].nunique()})", band=False, lw=1.2,

@@ -23,8 +23,8 @@ from interbasis.results.authors import NEXT
 
 STEM = "fig02_edges_required"
 PREFIX = "ablation/edges_required@0.001/"
-GROUPS = {"ours": "our models\nour pipeline", "authors_ours": "authors' models\nour pipeline",
-          "authors": "authors' models\ntheir pipeline\n(published)"}
+GROUPS = {"ours": "our models,\nour pipeline", "authors_ours": "authors'\nmodels, our\npipeline",
+          "authors": "authors'\nmodels, their\npipeline\n(published)"}
 
 
 def edges_required(runs: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
@@ -74,7 +74,7 @@ def groups(results: Path, experiment: str) -> tuple[list[str], dict[str, pd.Data
 
 def make(results: Path, out: Path, experiment: str = data.PAPER_EXPERIMENT) -> list[Path]:
     panels, found = groups(results, experiment)
-    fig, axes = style.figure(1, len(panels), figsize=(3.0 * len(panels) + 1.0, 4.2),
+    fig, axes = style.figure(1, len(panels), figsize=(3.3 * len(panels) + 1.0, 4.4),
                              squeeze=False)
     width = 0.38
     for ax, panel in zip(axes[0], panels):
@@ -121,7 +121,7 @@ def make(results: Path, out: Path, experiment: str = data.PAPER_EXPERIMENT) -> l
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8.5,
                bbox_to_anchor=(0.5, -0.04))
     missing = [GROUPS[g].replace("\n", " ") for g in GROUPS if g not in found]
-    seeds = "; ".join(f"{' '.join(GROUPS[g].split(chr(10))[:2])}: "
+    seeds = "; ".join(f"{' '.join(GROUPS[g].split(chr(10))[:3]).removesuffix(' (published)')}: "
                       + ", ".join(f"{style.method_label(m)} {n}" for m, n in
                                   long.groupby("method")["seed"].nunique().items())
                       for g, long in found.items())

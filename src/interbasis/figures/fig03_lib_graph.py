@@ -54,8 +54,16 @@ def selected_features(layer, top: int) -> list[int]:
     return order[:top]
 
 
-def experiment_to_draw(results: Path) -> str:
-    theirs = data.optional_runs(results, data.AUTHORS_EXPERIMENT, ("lib", "pca"))
+def experiment_to_draw(results: Path, seed: int) -> str:
+    """The authors' models if LIB and PCA runs of ``seed`` exist there, else ours if they do
+    there, else the authors' models if they have LIB and PCA runs at all, else ours."""
+    candidates = (data.AUTHORS_EXPERIMENT, data.PAPER_EXPERIMENT)
+    runs = {name: data.optional_runs(results, name, ("lib", "pca")) for name in candidates}
+    for name in candidates:
+        at_seed = runs[name][runs[name]["seed"] == seed] if not runs[name].empty else runs[name]
+        if not at_seed.empty and {"lib", "pca"} <= set(at_seed["method"]):
+            return name
+    theirs = runs[data.AUTHORS_EXPERIMENT]
     if not theirs.empty and {"lib", "pca"} <= set(theirs["method"]):
         return data.AUTHORS_EXPERIMENT
     return data.PAPER_EXPERIMENT
@@ -64,11 +72,11 @@ def experiment_to_draw(results: Path) -> str:
 def make(results: Path, out: Path, experiment: str | None = None, seed: int | None = None,
          resolution: float | None = None, top: int | None = None) -> list[Path]:
     """Both settings; ``seed``, ``resolution`` and ``top`` override them (tests, other graphs)."""
-    experiment = experiment or experiment_to_draw(results)
     paths = []
     for suffix, (s, res, n, hide, methods) in SETTINGS.items():
-        paths += make_one(results, out, STEM + suffix, experiment,
-                          s if seed is None else seed, res if resolution is None else resolution,
+        s = s if seed is None else seed
+        paths += make_one(results, out, STEM + suffix, experiment or experiment_to_draw(results, s),
+                          s, res if resolution is None else resolution,
                           n if top is None else top, hide, methods)
     return paths
 
@@ -77,8 +85,9 @@ def make_one(results: Path, out: Path, stem: str, experiment: str, seed: int,
              resolution: float, top: int, hide_singletons: bool,
              methods: tuple[str, ...]) -> list[Path]:
     runs = data.method_runs(results, experiment, methods=("lib", "pca"))
-    if seed not in set(runs["seed"]):
-        seed = int(runs["seed"].min())
+    both = runs.groupby("seed")["method"].nunique()
+    if seed not in set(both[both == 2].index):  # the first seed with LIB and PCA runs
+        seed = int(both[both == 2].index.min()) if (both == 2).any() else int(runs["seed"].min())
     extra = data.optional_runs(results, experiment, tuple(m for m in methods
                                                          if m not in ("lib", "pca")))
     runs = pd.concat([runs, extra], ignore_index=True) if not extra.empty else runs
@@ -98,10 +107,11 @@ def make_one(results: Path, out: Path, stem: str, experiment: str, seed: int,
         + "; edge width and opacity: log10(E / eps) / max over the panel", fontsize=10.5)
     width_handles = [Line2D([], [], color="black", alpha=0.08 + 0.7 * w, lw=0.2 + 3.0 * w,
                             label=f"{w:g}") for w in (0.25, 0.5, 1.0)]
-    fig.legend(handles=width_handles, title="edge: log10(E/eps) / max", loc="lower right",
-               ncol=3, fontsize=8, title_fontsize=8, bbox_to_anchor=(1.0, 0.0))
+    fig.legend(handles=width_handles, title="edge width: log10(E/eps) / max", loc="lower left",
+               ncol=3, fontsize=8, title_fontsize=8, bbox_to_anchor=(0.0, 0.05),
+               alignment="left")
     fig.text(0.01, 0.005, NOTATION, fontsize=7.5, ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.075, 1, 1))
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return style.save(fig, out, stem)
 
 
