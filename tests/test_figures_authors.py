@@ -54,8 +54,8 @@ def test_fig2_without_the_authors_results_draws_ours_and_says_so(tmp_path, figur
     _, groups = fig02_edges_required.groups(results, "modadd_paper")
     assert list(groups) == ["ours"]
     fig02_edges_required.make(results, tmp_path / "out")
-    assert "not in the results store: authors' models our pipeline" in \
-        figures[0][1]._suptitle.get_text()
+    assert ("not in the results store: authors' models, our pipeline; authors' models, their "
+            "pipeline (published)") in figures[0][1]._suptitle.get_text()
 
 
 def test_fig1_has_a_row_for_their_models_and_their_published_curves(store, figures, tmp_path):

@@ -127,7 +127,7 @@ def make(results: Path, out: Path, experiment: str = data.PAPER_EXPERIMENT) -> l
                       for g, long in found.items())
     fig.suptitle("Modular addition: edges needed to stay within 0.001 test accuracy "
                  f"(each panel its own y-scale)\nseeds: {seeds}"
-                 + (f"\nnot in the results store: {', '.join(missing)}" if missing else ""),
+                 + (f"\nnot in the results store: {'; '.join(missing)}" if missing else ""),
                  fontsize=9.5)
     fig.tight_layout()
     return style.save(fig, out, STEM)
