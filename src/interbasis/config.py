@@ -35,6 +35,14 @@ class ModAddModelConfig(ModelConfig):
     n_heads: int = Field(4, ge=1, description="attention heads")
     d_head: int = Field(32, ge=1, description="width of each head")
     d_mlp: int = Field(512, ge=1, description="MLP hidden width")
+    checkpoint: str | None = Field(None, description="load this TransformerLens HookedTransformer "
+                                   "state dict (a .pt file, or a folder searched for the run's "
+                                   "seed: see models/transformer_lens.py) instead of training")
+    expected_accuracy: float | dict[int, float] | None = Field(
+        None, description="test accuracy the loaded checkpoint must reach (per seed: a map); "
+        "the run fails if it differs by more than accuracy_tolerance")
+    accuracy_tolerance: float = Field(5e-5, ge=0, description="allowed |accuracy - expected| "
+                                      "(5e-5: rounding to 5 decimals, under one of 8939 pairs)")
 
 
 class VisionModelConfig(ModelConfig):
@@ -72,7 +80,8 @@ class ModAddDataConfig(Strict):
 
 
 class MethodConfig(Strict):
-    name: Literal["lib", "pca", "neuron"] = Field(description="basis: LIB, PCA or neurons")
+    name: Literal["lib", "pca", "neuron", "ngf"] = Field(
+        description="basis: LIB, PCA, neurons, or LIB by naive gradient flow (basis/ngf.py)")
     center: bool = Field(True, description="centre the Gram (the paper's setting)")
     truncation_threshold: float = Field(1e-15, ge=0, description="tau: drop eigenvalues below it")
     integration: Literal["gradient", "trapezoidal", "gauss-legendre"] = Field(
@@ -208,6 +217,8 @@ class PathsConfig(Strict):
     checkpoints: str = Field(description="committed trained models (read only)")
     cache: str = Field(description="trained-model cache of debug and ad-hoc runs (git-ignored)")
     wandb: str = Field(description="W&B files (offline runs)")
+    rib_repo: str | None = Field(None, description="the LIB authors' models and numbers: a clone "
+                                 "of ApolloResearch/rib or a seed<N>/ folder (conf/paths)")
 
 
 class RunConfig(Strict):

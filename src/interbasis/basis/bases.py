@@ -13,7 +13,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-METHODS = ("lib", "pca", "neuron")
+METHODS = ("lib", "pca", "neuron", "ngf")  # ngf: LIB by naive gradient flow (basis/ngf.py)
 
 
 @dataclass

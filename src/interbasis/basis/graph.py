@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from interbasis.basis import bases
+from interbasis.basis import bases, ngf
 from interbasis.basis.ablation import check_device
 from interbasis.basis.dense import DenseJacobian, dense_rows
 from interbasis.basis.fold import frozen_folded_copy
@@ -108,7 +108,7 @@ def build_graph(
             batches; a batch that is a tuple/list is read as (inputs, ...).
         node_layers: names from ``model.named_modules()`` whose INPUT is a node layer, in model
             order, optionally ending with ``"output"`` (the logits, left unrotated).
-        method: ``"lib"``, ``"pca"`` or ``"neuron"``.
+        method: ``"lib"``, ``"pca"``, ``"neuron"`` or ``"ngf"`` (basis/ngf.py).
         center: centre the Gram (the paper's setting).
         truncation_threshold: tau; directions with D <= tau (for LIB also Lambda < tau) are
             dropped.
@@ -182,14 +182,16 @@ def build_graph(
         name_in, name_out = node_layers[index], node_layers[index + 1]
         C_next = layer_bases[index + 1].C.to(device=device, dtype=dtype)
         start = time.perf_counter()
-        if method == "lib" or jacobian_gram:
-            jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, name_out, C_next,
-                                                   alphas, weights, n_sources, generator,
-                                                   fast_paths, max_elements,
-                                                   jacobian_model=jacobian_model,
+        if ngf.basis_formula(method) == "lib" or jacobian_gram:
+            # NGF differentiates through the rest of the network (basis/ngf.py); LIB the section
+            target, C_target = ngf.jacobian_target(method, node_layers, index, layer_bases)
+            jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, target,
+                                                   C_target.to(C_next), alphas, weights,
+                                                   n_sources, generator, fast_paths,
+                                                   max_elements, jacobian_model=jacobian_model,
                                                    n_probes=n_probes)
         gram, mean = grams[name_in], moments[name_in].mean
-        if method == "lib":
+        if ngf.basis_formula(method) == "lib":
             layer_bases[index] = bases.lib_basis(gram, mean, jacobian_grams[index], center,
                                                  truncation_threshold)
         elif method == "pca":

@@ -127,3 +127,32 @@ def graph(run_path: str | Path, method: str):
     if not path.is_file():
         raise MissingResults(f"{path} is missing; rerun that run")
     return load_graph(path)
+
+
+AUTHORS_EXPERIMENT = "modadd_authors"  # our pipeline on the LIB authors' five models
+AUTHORS_IMPORT_COMMAND = "python -m interbasis.results authors-import"
+
+
+def authors_reference(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The authors' published numbers from the results store: (per method/seed/layer: rank,
+    k_required, edges_required, in our layer names; their node-ablation curves, our names)."""
+    from interbasis.results.authors import LAYERS, NODES_FILE, REFERENCE_DIR, load_reference
+
+    folder = results / REFERENCE_DIR
+    if not (folder / NODES_FILE).is_file():
+        raise MissingResults(f"no authors' numbers in {folder}; `{AUTHORS_IMPORT_COMMAND}` "
+                             "copies them there")
+    curves = pd.read_csv(folder / NODES_FILE)
+    curves["layer"] = curves["node_layer"].map(LAYERS)
+    return load_reference(folder), curves
+
+
+def optional_runs(results: Path, experiment: str, methods: tuple[str, ...]) -> pd.DataFrame:
+    """Complete runs of ``experiment`` with one of ``methods``; empty when there are none."""
+    try:
+        return method_runs(results, experiment, methods=methods)
+    except MissingResults:
+        runs = load_runs(results / "runs")
+        if runs.empty or "method" not in runs:
+            return runs
+        return runs[(runs["experiment"] == experiment) & runs["method"].isin(methods)]

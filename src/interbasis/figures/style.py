@@ -14,9 +14,17 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display here, and none wanted in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-METHOD_COLORS = {"lib": "#1f5fa8", "pca": "#d9741c", "neuron": "#5a9a3c"}
-METHOD_MARKERS = {"lib": "o", "pca": "s", "neuron": "^"}
-METHOD_LABELS = {"lib": "LIB", "pca": "PCA", "neuron": "neurons"}
+METHOD_COLORS = {"lib": "#1f5fa8", "pca": "#d9741c", "neuron": "#5a9a3c", "ngf": "#7b3294"}
+METHOD_MARKERS = {"lib": "o", "pca": "s", "neuron": "^", "ngf": "D"}
+METHOD_LABELS = {"lib": "LIB", "pca": "PCA", "neuron": "neurons", "ngf": "NGF"}
+# The LIB authors' own published numbers (their pipeline on their models): drawn hatched or
+# dashed in the method's colour, and always labelled "authors'".
+AUTHORS_HATCH = "////"
+AUTHORS_LINESTYLE = (0, (4, 2))
+# Leiden-cluster colours of the interaction graphs: none of the method colours above, so that a
+# cluster never reads as a method (tab10 without its blue, orange, green and purple).
+CLUSTER_COLORS = ("#d62728", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#f2c14e", "#222222",
+                  "#f7b6d2", "#c49c94", "#dbdb8d")
 METHODS = ("lib", "pca")
 
 # Hook-point names (the metric vocabulary) -> what a reader of the paper calls those layers.

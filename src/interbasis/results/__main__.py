@@ -4,6 +4,7 @@
     python -m interbasis.results aggregate   # results/tables/*.csv from every complete run
     python -m interbasis.results status      # complete / failed / unfinished runs
     python -m interbasis.results compare modadd_paper   # LIB vs PCA, mean [min-max] over seeds
+    python -m interbasis.results authors-import   # the LIB authors' numbers -> results/reference/
 
 Each subcommand is registered by one small function (``register(subparsers)`` in its module) and
 runs as ``args.run(args)``, so adding a command touches one line here.
@@ -14,9 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from interbasis.results import aggregate, compare, status, wandb_import
+from interbasis.results import aggregate, authors, compare, status, wandb_import
 
-COMMANDS = (wandb_import.register, aggregate.register, status.register, compare.register)
+COMMANDS = (wandb_import.register, aggregate.register, status.register, compare.register,
+            authors.register)
 
 
 def main(argv: list[str] | None = None) -> int:

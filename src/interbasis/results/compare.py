@@ -3,6 +3,7 @@ method against method, as the closing notes and READMEs quote them.
 
     python -m interbasis.results compare modadd_paper
     python -m interbasis.results compare modadd_paper --markdown
+    python -m interbasis.results compare modadd_authors --reference authors   # + their numbers
 
 One row per node layer (rank/basis, lambda_99, k_required@0.001) and per transition (edges_99,
 edges_required@0.001, then the total), one column per method and metric: ``mean [min-max]`` over
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from interbasis.results import authors
 from interbasis.results.aggregate import default_results_root
 from interbasis.results.report import LAYER_COLUMNS, TRANSITION_COLUMNS, pipe_table, short_metric
 from interbasis.results.store import RunDirectory, load_runs
@@ -51,13 +53,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("experiment", help="folder under the runs folder, e.g. modadd_paper")
     parser.add_argument("--runs", type=Path, help="runs folder (default: <results>/runs)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.add_argument("--reference", choices=["authors"],
+                        help="also print the LIB authors' published numbers beside ours "
+                             "(results/authors.py)")
+    parser.add_argument("--reference-dir", type=Path,
+                        help="folder of the authors' CSVs (default: paths.rib_repo)")
+    parser.add_argument("--ours", default="modadd_paper",
+                        help="with --reference: our own models' experiment, shown likewise")
     parser.set_defaults(run=cli)
 
 
 def cli(args: argparse.Namespace) -> int:
     root = args.runs or default_results_root() / "runs"
-    runs = load_runs(root)
-    runs = runs[runs["experiment"] == args.experiment]
+    all_runs = load_runs(root)
+    runs = all_runs[all_runs["experiment"] == args.experiment]
     if runs.empty:
         print(f"no complete runs of {args.experiment!r} under {root}")
         return 1
@@ -72,6 +81,8 @@ def cli(args: argparse.Namespace) -> int:
         print()
         print(pipe_table(table.columns, table.itertuples(index=False)) if args.markdown
               else table.to_string(index=False))
+    if args.reference == "authors":
+        return authors.cli(args, all_runs, runs)
     return 0
 
 

@@ -41,6 +41,7 @@ from interbasis.analysis.fourier import modadd_analysis
 from interbasis.config import RunConfig
 from interbasis.data.modadd import ModAddDataConfig, make_modadd_split
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
+from interbasis.models.transformer_lens import find_checkpoint, load_transformer_lens
 from interbasis.pipeline import Prepared
 from interbasis.training.cache import model_cache_dir
 from interbasis.training.checkpoint import (
@@ -384,21 +385,25 @@ def prepare(cfg: RunConfig) -> Prepared:
     """The pipeline's hook: the cached (or trained) model, train pairs for the basis, test pairs
     for the ablations, and the training record for the run summary."""
     run = run_from_config(cfg)
-    # committed paper models are read in place; every other model is cached in paths.cache
-    cache = model_cache_dir(cfg.paths, FAMILY, run.seed, run.trajectory(), run.train.steps)
-    result = load_or_train(run, cache,
-                           log=None if cfg.progress is False else print)
     split = make_modadd_split(run.data)
-    checkpoint = result.checkpoint
-    summary = {"train/step": int(checkpoint["step"]), "train/train_acc": checkpoint["train_acc"],
-               "train/test_acc": checkpoint["test_acc"],
-               "train/steps_trained_now": result.steps_trained,
-               "train/checkpoint": result.path.name if result.path else ""}
-    basis_inputs = split.split(cfg.method.basis_split)[0]
     history = {}
-    if run.train.snapshot_every and result.path is not None:
-        history[OVER_TRAINING] = snapshot_measures(cfg, run, result.path, split, basis_inputs)
-    return Prepared(model=result.model, basis_inputs=basis_inputs,
+    basis_inputs = split.split(cfg.method.basis_split)[0]
+    if cfg.model.checkpoint is not None:  # someone else's trained model (e.g. the LIB authors')
+        model, summary = load_external(cfg, run, split)
+    else:
+        # committed paper models are read in place; every other model is cached in paths.cache
+        cache = model_cache_dir(cfg.paths, FAMILY, run.seed, run.trajectory(), run.train.steps)
+        result = load_or_train(run, cache, log=None if cfg.progress is False else print)
+        model, checkpoint = result.model, result.checkpoint
+        summary = {"train/step": int(checkpoint["step"]),
+                   "train/train_acc": checkpoint["train_acc"],
+                   "train/test_acc": checkpoint["test_acc"],
+                   "train/steps_trained_now": result.steps_trained,
+                   "train/checkpoint": result.path.name if result.path else ""}
+        if run.train.snapshot_every and result.path is not None:
+            history[OVER_TRAINING] = snapshot_measures(cfg, run, result.path, split,
+                                                       basis_inputs)
+    return Prepared(model=model, basis_inputs=basis_inputs,
                     ablation_data=split.split(cfg.ablation.split), score="accuracy",
                     summary=summary, analyse=partial(modadd_analysis, p=cfg.data.p),
                     relu_layers=[RELU_LAYER], history=history)
@@ -422,3 +427,34 @@ def snapshot_measures(cfg: RunConfig, run: ModAddRun, path: Path, split,
         truncation_threshold=method.truncation_threshold, integration=method.integration,
         n_intervals=method.n_intervals, n_sources=method.n_sources, seed=cfg.seed,
         batch_size=method.batch_size)
+
+
+class AccuracyMismatch(RuntimeError):
+    """A loaded checkpoint whose test accuracy is not the one the config expects."""
+
+
+def load_external(cfg: RunConfig, run: ModAddRun,
+                  split) -> tuple[ModAddTransformer, dict[str, float | int | str]]:
+    """The TransformerLens checkpoint ``cfg.model.checkpoint`` (for ``cfg.seed``), its accuracy
+    checked against ``cfg.model.expected_accuracy``, and its summary entries."""
+    path = find_checkpoint(cfg.model.checkpoint, cfg.seed)
+    model = load_transformer_lens(path, run.model)
+    _, train_acc = evaluate(model, split.train_tokens, split.train_labels)
+    _, test_acc = evaluate(model, split.test_tokens, split.test_labels)
+    expected = cfg.model.expected_accuracy
+    if isinstance(expected, dict):
+        if cfg.seed not in expected:
+            raise AccuracyMismatch(f"model.expected_accuracy has no entry for seed {cfg.seed} "
+                                   f"(it has seeds {sorted(expected)})")
+        expected = expected[cfg.seed]
+    if expected is not None and abs(test_acc - expected) > cfg.model.accuracy_tolerance:
+        raise AccuracyMismatch(
+            f"checkpoint {path}: test accuracy {test_acc:.5f} on the data_seed "
+            f"{cfg.data.data_seed} split, expected {expected:.5f} (tolerance "
+            f"{cfg.model.accuracy_tolerance:g}): a different model or a different split")
+    summary = {"train/train_acc": train_acc, "train/test_acc": test_acc,
+               "train/steps_trained_now": 0, "train/checkpoint": str(path.name),
+               "train/checkpoint_run": path.parent.name}
+    if expected is not None:
+        summary["train/expected_test_acc"] = expected
+    return model, summary
