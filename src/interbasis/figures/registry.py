@@ -67,8 +67,10 @@ FIGURES = (
 # results/runs. A user's own runs (``default``, ``debug``, a new experiment_name) never enter a
 # committed figure unless asked for with ``--experiments``.
 MODADD = (PAPER_EXPERIMENT,)
+# figures 1-3 set our models beside the LIB authors' models run through our pipeline
+WITH_AUTHORS = (PAPER_EXPERIMENT, "modadd_authors")
 EXPERIMENTS: dict[int, tuple[str, ...]] = {
-    1: MODADD, 2: MODADD, 3: MODADD, 4: MODADD,
+    1: WITH_AUTHORS, 2: WITH_AUTHORS, 3: WITH_AUTHORS, 4: MODADD,
     5: ("fashion_mlp", "cifar_paper"),
     6: ("tiny_gpt",),
     7: ("fashion_cnn", "fashion_mlp", "modadd_degeneracy", "modadd_paper", "poly_toy",
