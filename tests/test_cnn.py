@@ -114,7 +114,8 @@ def test_cnn_runs_through_the_hydra_entry_point(tmp_path):
                   "threads=1", results=tmp_path / "results",
                   extra_env={"INTERBASIS_FASHION_MNIST": str(root)})
     assert out.returncode == 0, out.stderr[-2000:]
-    (run_dir,) = (tmp_path / "results/runs/fashion_cnn").iterdir()
+    (run_dir,) = (path for path in (tmp_path / "results/runs/fashion_cnn").iterdir()
+                  if not path.name.startswith("."))  # the run's lock files lie beside it
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["rank/basis/conv0"] == 2  # one grey channel and the constant
     for key in ("sparsity/edges_99/conv0->conv1", "ablation/edges_required@0.001/conv1->head",

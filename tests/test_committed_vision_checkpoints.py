@@ -26,4 +26,7 @@ def test_checkpoint_reproduces_its_recorded_test_accuracy(path, fashion):
     _, accuracy = evaluate(model_from_checkpoint(checkpoint), fashion.test_images,
                            fashion.test_labels)
     assert accuracy == pytest.approx(checkpoint["test_acc"], abs=1e-4)
-    assert accuracy > 0.85  # an E2 MLP after 12 epochs; chance is 0.1
+    # after 12 epochs (chance is 0.1): the E2 MLP above 0.85; the small mean-pooled CNN, which
+    # reaches 0.76-0.79 on 3 seeds, above 0.75
+    floor = 0.75 if checkpoint["trajectory"]["model"].get("arch") == "cnn" else 0.85
+    assert accuracy > floor
