@@ -10,7 +10,7 @@ the Fashion-MNIST MLP (the first 5,000 train images; skipped without the dataset
 GPT (16 random character windows of 64, one stochastic source, as its experiment;
 ``tiny_gpt_exact``: 8 windows of 16, exact sources, the fair reference for n_probes). Each row is a
 LIB build against the all-float64 exact build: the relative error of the leading Lambda (those
-above 1e-4 of the largest, spec section 9), the change of the kept rank, the relative Frobenius
+above 1e-4 of the largest, docs/method.md §9), the change of the kept rank, the relative Frobenius
 error of every edge matrix (worst transition; over the features both builds kept), and the build
 time. Load matters: run it alone.
 """

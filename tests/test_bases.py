@@ -1,4 +1,4 @@
-"""Invariants of the neuron, PCA and LIB bases (spec section 8), float64 on tiny models."""
+"""Invariants of the neuron, PCA and LIB bases (docs/method.md §8), float64 on tiny models."""
 
 import pytest
 import torch

@@ -104,6 +104,6 @@ def test_relative_gram_rank_drops_directions_that_carry_almost_no_variance():
                       C_pinv=torch.eye(6, dtype=torch.float64), eigenvalues=eigenvalues,
                       mean=torch.zeros(6, dtype=torch.float64), gram_eigenvalues=eigenvalues * 4,
                       jacobian_eigenvalues=eigenvalues)
-    assert rank_gram(layer, tau=1e-15) == 5  # the spec's absolute tau keeps 1e-13
+    assert rank_gram(layer, tau=1e-15) == 5  # docs/method.md's absolute tau keeps 1e-13
     assert rank_gram_relative(layer, rel=1e-6) == 3 and rank_gram_relative(layer, rel=1e-9) == 4
     assert rank_jacobian(layer, rel=1e-6) == 3

@@ -1,4 +1,4 @@
-"""Edges (spec section 5): sign, the sum rule, diagonal edges of elementwise sections."""
+"""Edges (docs/method.md §5): sign, the sum rule, diagonal edges of elementwise sections."""
 
 import pytest
 import torch

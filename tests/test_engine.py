@@ -123,7 +123,7 @@ def test_float32_jacobians_stay_close_to_float64(fast):
     assert rough.settings["jacobian_dtype"] == "float32"
     for a, b in zip(exact.layers, rough.layers):
         assert b.C.dtype == torch.float64
-        # the leading features (spec section 9: the tail near tau is decided by rounding)
+        # the leading features (docs/method.md §9: the tail near tau is decided by rounding)
         k = int((a.eigenvalues > 1e-4 * a.eigenvalues.max()).sum())
         torch.testing.assert_close(b.eigenvalues[:k], a.eigenvalues[:k], rtol=1e-4, atol=0)
     for a, b in zip(exact.edges, rough.edges):

@@ -1,4 +1,4 @@
-"""The analytic fast path agrees with the generic autograd path (spec 4.4)."""
+"""The analytic fast path agrees with the generic autograd path (docs/method.md §4.4)."""
 
 import pytest
 import torch

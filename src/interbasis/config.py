@@ -46,7 +46,7 @@ class ModAddModelConfig(ModelConfig):
 
 
 class VisionModelConfig(ModelConfig):
-    family: Literal["vision"] = Field(description="MLP or CNN on images (experiments.md E2)")
+    family: Literal["vision"] = Field(description="MLP or CNN on images (docs/experiments.md E2)")
     arch: Literal["mlp", "cnn"] = Field("mlp", description="mlp: the paper's MLP on flattened "
                                         "pixels; cnn: interbasis.models.cnn.SmallCNN")
     hidden: list[int] = Field([100, 100], min_length=1, description="hidden widths of the MLP "
@@ -57,7 +57,7 @@ class VisionModelConfig(ModelConfig):
 
 class TinyGPTModelConfig(ModelConfig):
     family: Literal["tiny_gpt"] = Field(description="small pre-LayerNorm GPT trained here on a "
-                                        "character corpus (experiments.md E3)")
+                                        "character corpus (docs/experiments.md E3)")
     d_model: int = Field(64, ge=1, description="residual stream width")
     n_layers: int = Field(2, ge=1, description="transformer blocks")
     n_heads: int = Field(4, ge=1, description="attention heads (d_model must divide by it)")
@@ -173,7 +173,8 @@ class AblationConfig(Strict):
     edges: bool = Field(True, description="run the edge-ablation bisection (the slow part)")
     batch_size: int = Field(1024, ge=1, description="samples per batch while ablating")
     dtype: Literal["float32", "float64"] = Field(
-        "float32", description="ablation precision (the spec allows float32; bases stay float64)")
+        "float32", description="ablation precision (docs/method.md §9 allows float32; bases "
+        "stay float64)")
     modularity_resolutions: list[float] = Field(
         [1.0, 0.5], min_length=1, description="Leiden resolutions whose partitions are stored in "
         "modularity.json (paper: 1 for Q, 0.5 for the main-text graph)")
@@ -256,7 +257,7 @@ class VisionRunConfig(RunConfig):
 
 class PolyToyModelConfig(ModelConfig):
     family: Literal["poly_toy"] = Field(description="incidental-polysemanticity toy "
-                                        "ReLU(x W W^T) (experiments.md E5)")
+                                        "ReLU(x W W^T) (docs/experiments.md E5)")
     n: int = Field(256, ge=1, description="one-hot input features")
     m: int = Field(256, ge=1, description="hidden neurons (the paper sweeps m >= n)")
     graph: bool = Field(True, description="build the basis graph and its ablations; off in the "

@@ -50,7 +50,7 @@ class Prepared:
     # plain numbers (one per run, e.g. the best class separation of one feature) join the summary.
     analyse: Callable[[nn.Module, Graph], dict[str, pd.DataFrame | float | int]] | None = None
     # Modules whose input is a ReLU's output ("output" when the model ends in one): their firing
-    # patterns on the basis inputs give degeneracy/relu_sync/<layer> (spec section 7).
+    # patterns on the basis inputs give degeneracy/relu_sync/<layer> (docs/method.md §7).
     relu_layers: list[str] = field(default_factory=list)
     # Tables over training, each with a "step" column (e.g. a toy's polysemantic count): written
     # as <name>.csv and logged to W&B row by row at that step, as <name>/<column>.

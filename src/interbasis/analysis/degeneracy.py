@@ -1,4 +1,5 @@
-"""Degeneracy source 3 on a real model: distinct ReLU firing patterns per neuron (spec section 7).
+"""Degeneracy source 3 on a real model: distinct ReLU firing patterns per neuron
+(docs/method.md §7).
 
 Each model family names its ReLU layers as module names whose INPUT is a ReLU's output (or
 ``"output"`` when the model ends in a ReLU); a neuron fires on an input when that activation is

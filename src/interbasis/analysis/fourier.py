@@ -1,4 +1,5 @@
-"""Fourier purity of modular-addition features (experiments.md E1, figure 4, figure 3's labels).
+"""Fourier purity of modular-addition features (docs/experiments.md E1; figure 4, and figure
+3's labels).
 
 Each basis feature of a node layer is a function of the two inputs (a, b); over the full p x p grid
 its 2-D FFT says which Fourier modes it is made of. A feature's **purity** is the share of its power

@@ -9,7 +9,8 @@ at the paper's resolutions (1 for the metric, 0.5 for the main-text graph). The 
                      "membership": {"<layer>": [-1, 0, 3, ...], ...}}, ...]}
 
 ``membership[layer][j]`` is the cluster of basis column j (-1 for the constant feature). eps_l is
-the smallest edge the edge-ablation bisection kept (spec section 7), from the strictest delta whose
+the smallest edge the edge-ablation bisection kept (docs/method.md §7), from the strictest delta
+whose
 results cover every transition, exactly as ``summarize`` picks it, so the resolution-1 entry's q
 equals the summary's ``modularity/q``.
 """

@@ -1,4 +1,4 @@
-"""Node and edge ablations: how many features and interactions the model needs (spec section 6).
+"""Node and edge ablations: how many features and interactions the model needs (docs/method.md §6).
 
 Usage::
 
@@ -144,7 +144,7 @@ def node_ablation_curve(model: nn.Module, graph: Graph, layer: str, data, score=
                         ks: list[int] | None = None, dtype: torch.dtype = torch.float64,
                         batch_size: int = 4096, device: str | torch.device | None = None
                         ) -> NodeAblationCurve:
-    """Score with the input of ``layer`` replaced by x C[:, :k] C_pinv[:k, :] (spec 6.1).
+    """Score with the input of ``layer`` replaced by x C[:, :k] C_pinv[:k, :] (docs/method.md §6.1).
 
     k runs over the original width (paper schedule by default); for k >= r nothing is ablated.
     """
@@ -257,7 +257,8 @@ def edge_ablation(model: nn.Module, graph: Graph, index: int, data, score="accur
                   delta: float = 0.001, tolerance: int = 1, dtype: torch.dtype = torch.float64,
                   batch_size: int = 1024, fast_paths: bool = True,
                   device: str | torch.device | None = None) -> EdgeAblationResult:
-    """Bisect the smallest number of non-constant edges of transition ``index`` (spec 6.2).
+    """Bisect the smallest number of non-constant edges of transition ``index`` (docs/method.md
+    §6.2).
 
     ``fast_paths=False`` forces the generic vmapped evaluation (for testing the fast one).
     """

@@ -1,4 +1,4 @@
-"""The three bases of a node layer: neuron, PCA and LIB (spec section 4).
+"""The three bases of a node layer: neuron, PCA and LIB (docs/method.md §4).
 
 Pure functions of a layer's statistics (mean, Gram) and, for LIB, the Jacobian Gram M' of the
 section that follows it. Row-vector convention: features f = x C, reconstruction x = f C_pinv.
@@ -53,7 +53,8 @@ def gram_spectrum(gram: Tensor, center: bool) -> tuple[Tensor, Tensor]:
 
 
 def centring_matrices(mean: Tensor, center: bool) -> tuple[Tensor, Tensor]:
-    """Y with x Y = x - mu on all coordinates but the constant, and Y^-1 (spec 4.2 step 4)."""
+    """Y with x Y = x - mu on all coordinates but the constant, and Y^-1 (docs/method.md §4.2 step
+    4)."""
     d = mean.shape[0]
     Y = torch.eye(d, dtype=mean.dtype)
     Y_inv = torch.eye(d, dtype=mean.dtype)
@@ -78,7 +79,8 @@ def pca_basis(gram: Tensor, mean: Tensor, center: bool, tau: float) -> Basis:
 
 
 def lib_basis(gram: Tensor, mean: Tensor, jacobian_gram: Tensor, center: bool, tau: float) -> Basis:
-    """The Local Interaction Basis (spec 4.3) from the Gram and M' of the section downstream.
+    """The Local Interaction Basis (docs/method.md §4.3) from the Gram and M' of the section
+    downstream.
 
     The constant direction is always kept (even with Lambda_0 < tau, where it is left unscaled) so
     that column 0 is the constant feature in every layer that has one.

@@ -1,4 +1,5 @@
-"""Exact per-sample Jacobians of sections with a closed form: the dense fast path (spec 4.4).
+"""Exact per-sample Jacobians of sections with a closed form: the dense fast path (docs/method.md
+§4.4).
 
 Some sections are cheap to differentiate by hand but not "skip + out diag(gate) in" (linearized.py):
 attention mixes positions through a softmax. For those a model offers

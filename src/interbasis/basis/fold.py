@@ -1,4 +1,5 @@
-"""Bias folding: every node-layer activation gets a last coordinate that is always 1 (spec 2).
+"""Bias folding: every node-layer activation gets a last coordinate that is always 1
+(docs/method.md §2).
 
 LIB treats biases as linear weights of that constant coordinate. Two ways in:
 
@@ -137,7 +138,8 @@ def fold_sequential(model: nn.Sequential) -> FoldedSequential:
 
     Each Linear ``x -> x W^T + b`` becomes a bias-free Linear on ``[x, 1]``; every Linear but the
     last gets an extra output unit fed by weight r1 from the input's constant, so that after the
-    following activation it is exactly 1 again (gradients flow through it, as the spec requires).
+    following activation it is exactly 1 again (gradients flow through it, as docs/method.md
+    section 2 requires).
     """
     modules = list(model)
     linear_positions = [i for i, m in enumerate(modules) if isinstance(m, nn.Linear)]

@@ -4,9 +4,10 @@ For a batch of n samples, one forward pass and ``vmap`` over vector-Jacobian pro
 Jacobian of every (output position t, output feature i) w.r.t. the section input for all samples at
 once: samples are independent, so the batch's vjp with a one-hot cotangent is the per-sample row.
 From these rows we accumulate
-- the Jacobian Gram M' = sum J^T J / (N P_in) (spec 4.3 step 6), with one plain matmul, and
+- the Jacobian Gram M' = sum J^T J / (N P_in) (docs/method.md §4.3 step 6), with one plain matmul,
+and
 - the squared edges E[i, j] = sum_n sum_t (sum_s f[n,s,j] dg[n,t,i]/df[n,s,j])^2 / (N P_in)
-  (spec section 5).
+  (docs/method.md §5).
 Stochastic sources replace the sum over output positions by R random +-1 probes (unbiased).
 """
 
@@ -40,7 +41,7 @@ class RowChunk(NamedTuple):
 
 
 def integration_points(integration: str, n_intervals: int = 0) -> tuple[list[float], list[float]]:
-    """Scales alpha and weights of the integrated gradient (spec 4.3 step 6).
+    """Scales alpha and weights of the integrated gradient (docs/method.md §4.3 step 6).
 
     ``gradient``: the plain gradient at the data point. ``trapezoidal``: n + 1 equally spaced points
     from eps to 1 - eps (eps = 1e-3 / (n + 1)) with weights 1/n inside and 1/(2n) at both ends;

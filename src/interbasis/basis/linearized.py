@@ -1,4 +1,5 @@
-"""Exact fast path for sections whose Jacobian is "skip + out_map diag(gate) in_map" (spec 4.4).
+"""Exact fast path for sections whose Jacobian is "skip + out_map diag(gate) in_map"
+(docs/method.md §4.4).
 
 MLP sections (Linear then an elementwise activation) and residual MLP blocks have per-sample
 Jacobians (rows = section outputs, columns = inputs)

@@ -1,4 +1,5 @@
-"""Fast edge-ablated evaluation of sections that read their input through linear maps (spec 6.2).
+"""Fast edge-ablated evaluation of sections that read their input through linear maps
+(docs/method.md §6.2).
 
 Edge ablation recomputes every output feature i of a transition from its kept input features only,
 g_i(f * m_i) with m_i the i-th row of the edge mask. Run literally (``vmap`` over i) that is r_out

@@ -1,4 +1,4 @@
-"""Streaming mean and Gram matrix of node-layer activations (spec section 3).
+"""Streaming mean and Gram matrix of node-layer activations (docs/method.md §3).
 
 Batches are merged with Chan et al.'s pairwise update, so the centred Gram is accumulated from
 centred batches (no catastrophic cancellation from subtracting mu mu^T at the end) and memory is
@@ -58,12 +58,12 @@ class RunningMoments:
 
     @property
     def covariance(self) -> Float[Tensor, "d d"]:
-        """Population covariance (1/N normalisation, as the spec's Gram)."""
+        """Population covariance (1/N normalisation, as the Gram of docs/method.md section 3)."""
         self._require_data()
         return (self._scatter / self.count).cpu()
 
     def gram(self, center: bool) -> Float[Tensor, "d d"]:
-        """The Gram matrix of spec section 3.
+        """The Gram matrix of docs/method.md §3.
 
         Centred: every coordinate but the last (the constant) is centred, and the constant stays 1,
         so the result is blockdiag(covariance of the others, 1). Uncentred: E[x^T x].

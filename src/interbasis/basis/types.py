@@ -129,7 +129,8 @@ def atomic_torch_save(obj: object, path: Path) -> None:
 
 @dataclass
 class NodeAblationCurve:
-    """Score of the model with only the first k directions of one node layer kept (spec 6.1)."""
+    """Score of the model with only the first k directions of one node layer kept (docs/method.md
+    §6.1)."""
 
     layer: str
     ks: list[int]
@@ -141,7 +142,7 @@ class NodeAblationCurve:
 
 @dataclass
 class EdgeAblationResult:
-    """Result of the edge-ablation bisection for one transition (spec 6.2).
+    """Result of the edge-ablation bisection for one transition (docs/method.md §6.2).
 
     ``n_required`` counts non-constant edges; ``eps`` is the smallest kept edge value at
     ``n_required`` (used as the per-layer scale of the modularity weights).

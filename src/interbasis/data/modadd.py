@@ -1,7 +1,7 @@
 """The modular-addition dataset: every pair (a, b) as tokens [a, b, "="], labelled (a + b) mod p.
 
 The split is a fixed random permutation drawn from its own data seed, so every model seed trains on
-the same 30% of pairs (experiments.md E1: 3830 train and 8939 test pairs for p = 113).
+the same 30% of pairs (docs/experiments.md E1: 3830 train and 8939 test pairs for p = 113).
 
 This is the LIB authors' split too (ApolloResearch/rib, the paper's models): their
 ``ModularArithmeticDataset`` lists the pairs a-major as (a, b, p), and ``train_test_split``

@@ -1,4 +1,4 @@
-"""A character-level text corpus for the language-model family (experiments.md E3).
+"""A character-level text corpus for the language-model family (docs/experiments.md E3).
 
 The default corpus is the King James Bible from Debian (``apt-get install bible-kjv``): its text is
 stored compressed, so the first run dumps it once with the package's ``bible`` program into

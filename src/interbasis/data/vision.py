@@ -1,4 +1,5 @@
-"""Image datasets for the vision MLPs (experiments.md E2): CIFAR-10 and Fashion-MNIST, flattened.
+"""Image datasets for the vision MLPs (docs/experiments.md E2): CIFAR-10 and Fashion-MNIST,
+flattened.
 
 Both are read from the official file formats in a configured folder:
 

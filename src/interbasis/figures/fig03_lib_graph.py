@@ -13,7 +13,7 @@ Each panel's columns are the rotated node layers (before attention, between atte
 after the MLP). In a column, the top features by eigenvalue (Lambda for LIB/NGF, D for PCA; the
 constant left out) are sorted by Leiden cluster (largest cluster on top), then importance. A node
 is a dot with its label to the right; its outgoing edges leave from the end of the label, so no
-edge runs under a label. Edge width and opacity: log10(E / eps_l) / max (spec section 7; edges at
+edge runs under a label. Edge width and opacity: log10(E / eps_l) / max (docs/method.md §7; edges at
 or below eps_l, which the edge ablation does not need, are not drawn). Cluster colours are per
 panel and avoid the method colours. Reads ``graph_<method>.pt``, ``modularity.json`` and
 ``fourier.csv`` of the chosen runs.

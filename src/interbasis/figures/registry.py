@@ -1,4 +1,5 @@
-"""Every paper figure (experiments.md, "Figures to regenerate"): its module, inputs and command.
+"""Every paper figure (docs/experiments.md, "Figures to regenerate"): its module, inputs and
+command.
 
 A figure with a ``module`` is drawn by ``<module>.make(results, out)``; one without is listed so
 that the figures command says in one line which results it waits for and what will produce them.

@@ -1,4 +1,4 @@
-"""Metrics of spec section 7: pure functions of a graph and its ablation results.
+"""Metrics of docs/method.md §7: pure functions of a graph and its ablation results.
 
 Nothing here computes a basis or runs a model: the pipeline hands in a
 :class:`~interbasis.basis.types.Graph` and ablation results, and :func:`summarize` returns the flat

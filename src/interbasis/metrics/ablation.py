@@ -1,4 +1,4 @@
-"""Reading ablation curves (spec 6.1 and section 7): how many features a layer needs."""
+"""Reading ablation curves (docs/method.md §6.1 and section 7): how many features a layer needs."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def k_required(curve: NodeAblationCurve, delta: float) -> int:
 
     If even the largest evaluated k is not within delta (only possible when ks stop short of the
     layer's rank, or the evaluation is noisy), returns max(ks): the curve offers no smaller answer
-    and ks run up to the layer's original width in the spec's schedule, so this reads as "needs
+    and ks run up to the layer's original width in the schedule of docs/method.md section 6.1, so
+    this reads as "needs
     the whole layer". Raises ValueError on an empty curve or mismatched ks / scores.
     """
     if len(curve.ks) != len(curve.scores):

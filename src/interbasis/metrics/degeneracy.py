@@ -1,4 +1,4 @@
-"""Degeneracy and rank of a node layer (spec section 7).
+"""Degeneracy and rank of a node layer (docs/method.md §7).
 
 Three sources of degeneracy make a layer's activations smaller than its width: (1) activations
 that span fewer dimensions (``rank_gram``), (2) directions the rest of the network ignores

@@ -1,4 +1,4 @@
-"""Modularity of the interaction graph: a Leiden partition and its Newman Q (spec section 7).
+"""Modularity of the interaction graph: a Leiden partition and its Newman Q (docs/method.md §7).
 
 Nodes are the non-constant features of every node layer; each non-constant edge E[i, j] of
 transition l becomes an undirected edge of weight log10(E[i, j] / eps_l), clipped at 0, where eps_l

@@ -1,4 +1,4 @@
-"""Sparsity of a basis and of its interaction graph (spec section 7).
+"""Sparsity of a basis and of its interaction graph (docs/method.md §7).
 
 - ``gini``: inequality of non-negative values (0 when all are equal, (n - 1) / n for one non-zero
   among n).

@@ -1,4 +1,4 @@
-"""The flat metric dict every run stores (spec section 7).
+"""The flat metric dict every run stores (docs/method.md §7).
 
 Keys are ``"<metric>/<node layer or transition>"``; these names are the contract between runs,
 W&B and the figures::

@@ -1,4 +1,4 @@
-"""Model families; each folds its own biases (``fold_bias()``, spec section 2)."""
+"""Model families; each folds its own biases (``fold_bias()``, docs/method.md §2)."""
 
 from interbasis.models.modadd import HookPoint, ModAddTransformer, ModAddTransformerConfig
 

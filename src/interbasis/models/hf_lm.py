@@ -1,4 +1,5 @@
-"""Pretrained causal LMs from ``transformers`` (experiments.md E3): by name, from a folder, or GGUF.
+"""Pretrained causal LMs from ``transformers`` (docs/experiments.md E3): by name, from a folder, or
+GGUF.
 
 Supported architectures: GPT-2 (``gpt2``), GPT-NeoX (``EleutherAI/pythia-14m``), GPT-Neo
 (``roneneldan/TinyStories-1M``) and Llama (SmolLM2). :class:`ResidualLM` wraps the model with

@@ -1,4 +1,4 @@
-"""The one-layer modular-addition transformer of the grokking literature (experiments.md E1).
+"""The one-layer modular-addition transformer of the grokking literature (docs/experiments.md E1).
 
 No LayerNorm; tokens [a, b, "="]; the prediction is read at the last position only. Parameters
 follow TransformerLens names and layouts (``W_Q`` is (n_heads, d_model, d_head), activations are row
@@ -23,7 +23,8 @@ computes keys and values at every position, the query at the last one, and cuts 
 last position after attention. :meth:`forward_all_positions` is the straightforward model (every
 position everywhere), kept as the reference and the speed baseline.
 
-:meth:`ModAddTransformer.fold_bias` returns a folded copy (spec section 2) with d + 1, d_mlp + 1 and
+:meth:`ModAddTransformer.fold_bias` returns a folded copy (docs/method.md §2) with d + 1, d_mlp + 1
+and
 d_head + 1 (values only) wide streams whose last coordinate is the constant 1 at every hook point.
 
     >>> model = ModAddTransformer(ModAddTransformerConfig(), seed=0)
@@ -309,7 +310,7 @@ class ModAddTransformer(nn.Module):
         return None
 
     def fold_bias(self) -> ModAddTransformer:
-        """A new model with every bias folded into a constant last coordinate (spec section 2).
+        """A new model with every bias folded into a constant last coordinate (docs/method.md §2).
 
         Same hook-point names, same outputs; ``self`` is left untouched. Each hook point's input is
         ``[unfolded stream, 1]``.

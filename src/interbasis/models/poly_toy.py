@@ -1,4 +1,4 @@
-"""The incidental-polysemanticity toy model (experiments.md E5, arXiv 2312.03096).
+"""The incidental-polysemanticity toy model (docs/experiments.md E5, arXiv 2312.03096).
 
 n one-hot features, m >= n hidden neurons, tied weights W (n x m): y = ReLU(x W W^T). Trained on
 the identity batch (every feature once), with loss sum((y - x)^2) + lambda * ||W||_1. A hidden

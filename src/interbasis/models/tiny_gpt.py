@@ -1,4 +1,5 @@
-"""A small pre-LayerNorm GPT (experiments.md E3) that the project trains itself on a text corpus.
+"""A small pre-LayerNorm GPT (docs/experiments.md E3) that the project trains itself on a text
+corpus.
 
 Learned token and position embeddings, ``n_layers`` blocks of causal multi-head attention and a GELU
 MLP, a final LayerNorm and an untied unembedding; every linear map has a bias. Hook points follow
@@ -17,8 +18,8 @@ Every position is kept (node layers of an LM have P positions) and ``forward`` r
 at every position, (B, P, d_vocab).
 
 :meth:`TinyGPT.fold_bias` returns a copy whose residual stream is d + 1 wide, its last coordinate
-the constant 1 (spec section 2). Norms take their statistics over the first d coordinates only and
-pass the constant through; every bias becomes the weight of that constant coordinate (the layer
+the constant 1 (docs/method.md §2). Norms take their statistics over the first d coordinates only
+and pass the constant through; every bias becomes the weight of that constant coordinate (the layer
 adds ``constant * b``), so the section from one node layer to the next is linear in the constant
 with the bias as its weight, as LIB needs, and the outputs are unchanged.
 
@@ -204,7 +205,8 @@ class TinyGPT(nn.Module):
         return F.linear(normed, self.W_U, self.b_U)
 
     def fold_bias(self) -> TinyGPT:
-        """A copy whose node layers carry the constant 1 as their last coordinate (spec 2).
+        """A copy whose node layers carry the constant 1 as their last coordinate (docs/method.md
+        §2).
 
         The parameters are the same tensors' copies; only the forward reads them differently
         (norm statistics over the first d coordinates, biases times the constant). ``self`` is

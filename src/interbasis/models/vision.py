@@ -1,4 +1,4 @@
-"""The vision MLP of experiments.md E2: flattened image -> 100 -> 100 -> 10, ReLU, biases.
+"""The vision MLP of docs/experiments.md E2: flattened image -> 100 -> 100 -> 10, ReLU, biases.
 
 A plain ``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU``, so
 :func:`interbasis.basis.fold.fold_bias` folds it and the analytic fast path applies to every

@@ -1,4 +1,4 @@
-"""The pretrained-LM family (experiments.md E3): SmolLM2 from its GGUF file, or any supported
+"""The pretrained-LM family (docs/experiments.md E3): SmolLM2 from its GGUF file, or any supported
 transformers model by name or folder. Nothing is trained; :func:`prepare` loads the model, reads
 the text corpus (``data.path``, the KJV by default), tokenizes it with the model's tokenizer and
 cuts windows of ``data.context`` tokens: ``data.basis_samples`` from the train part for the basis,

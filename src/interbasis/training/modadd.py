@@ -1,6 +1,7 @@
 """Fast full-batch CPU training of the modular-addition transformer, with a checkpoint cache.
 
-The paper recipe (experiments.md E1): AdamW lr 1e-3, weight decay 1.0, betas (0.9, 0.98), linear
+The paper recipe (docs/experiments.md E1): AdamW lr 1e-3, weight decay 1.0, betas (0.9, 0.98),
+linear
 warm-up over 10 steps then constant, full batch (3830 pairs), 60,000 steps, cross-entropy on the
 last position in float64. Where the speed comes from (benchmarks/bench_modadd_training.py):
 attention queries, MLP and unembedding at the last position only (on one thread

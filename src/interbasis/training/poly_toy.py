@@ -1,4 +1,4 @@
-"""Training the incidental-polysemanticity toy (experiments.md E5), with a checkpoint cache.
+"""Training the incidental-polysemanticity toy (docs/experiments.md E5), with a checkpoint cache.
 
 Full-batch AdamW on the identity batch: lr 1e-3, 7,500 steps, lambda 1e-3 on ||W||_1. The
 gradient is analytic (:func:`interbasis.models.poly_toy.toy_gradient`, two matmuls per step

@@ -1,4 +1,4 @@
-"""Training the tiny GPT on a character corpus (experiments.md E3), with the checkpoint cache.
+"""Training the tiny GPT on a character corpus (docs/experiments.md E3), with the checkpoint cache.
 
 AdamW on random windows of the train split, linear warm-up then a constant learning rate: the
 windows of step s are drawn from a generator seeded by (seed, s), so a run to 1,000 steps is a

@@ -1,4 +1,4 @@
-"""Training the vision models (experiments.md E2: the MLP, and the small CNN of
+"""Training the vision models (docs/experiments.md E2: the MLP, and the small CNN of
 ``model.arch=cnn``) with Adam in minibatches, with a checkpoint cache.
 
 The paper recipe: Adam lr 1e-3, batch 64, 12 epochs, cross-entropy, seed 0 (we run several). Each
