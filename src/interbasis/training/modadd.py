@@ -53,6 +53,7 @@ from interbasis.training.checkpoint import (
     load_resume_or_train,
     save_checkpoint,
 )
+from interbasis.training.progress import time_left
 
 FAMILY = "modadd"
 RELU_LAYER = "blocks.0.mlp.hook_post"  # its input: the MLP activations after the ReLU
@@ -210,7 +211,8 @@ def _train(run: ModAddRun, path: Path | None, resume: dict | None,
             curve[key].append(value)
         rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)
         log(f"step {step:>6}/{cfg.steps}  train_loss {train_loss:.3e}  train_acc {train_acc:.4f}  "
-            f"test_loss {test_loss:.3e}  test_acc {test_acc:.4f}  {rate:.1f} steps/s")
+            f"test_loss {test_loss:.3e}  test_acc {test_acc:.4f}  {rate:.1f} steps/s  "
+            f"{time_left(step, cfg.steps, start_step, started)}")
 
     started = time.perf_counter()
     if not curve["step"]:

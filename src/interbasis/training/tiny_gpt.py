@@ -32,6 +32,7 @@ from interbasis.training.checkpoint import (
     load_resume_or_train,
     save_checkpoint,
 )
+from interbasis.training.progress import time_left
 
 FAMILY = "tiny_gpt"
 EVAL_WINDOWS = 64  # held-out windows for the training curve (a fixed set)
@@ -123,7 +124,7 @@ def train(run: TinyGPTRun, corpus: TextCorpus, path: Path | None = None,
                 for key, value in zip(curve, (step, train_loss, held_out), strict=True):
                     curve[key].append(value)
                 log(f"step {step:>6}/{run.steps}  train_loss {train_loss:.4f}  held_out_loss "
-                    f"{held_out:.4f}  {time.perf_counter() - started:.1f}s")
+                    f"{held_out:.4f}  {time_left(step, run.steps, start_step, started)}")
         model.eval()
         checkpoint = {
             "family": FAMILY, "seed": run.seed, "step": step, "trajectory": run.trajectory(),

@@ -40,6 +40,7 @@ from interbasis.training.checkpoint import (
     load_resume_or_train,
     save_checkpoint,
 )
+from interbasis.training.progress import time_left
 
 FAMILY = "vision"
 CURVE_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc")
@@ -142,7 +143,7 @@ def _train(run: VisionRun, data: ImageSplit, path: Path | None, resume: dict | N
         optimizer.load_state_dict(resume["optimizer_state"])
         curve = {key: list(values) for key, values in resume["curve"].items()}
         epoch, step = resume["epoch"], resume["step"]
-    start_step, started = step, time.perf_counter()
+    start_step, start_epoch, started = step, epoch, time.perf_counter()
 
     def record() -> None:
         train_loss, train_acc = evaluate(model, images, labels)
@@ -155,7 +156,7 @@ def _train(run: VisionRun, data: ImageSplit, path: Path | None, resume: dict | N
             curve[key].append(value)
         log(f"epoch {epoch:>3}/{run.epochs}  train_loss {train_loss:.4f}  train_acc "
             f"{train_acc:.4f}  test_loss {test_loss:.4f}  test_acc {test_acc:.4f}  "
-            f"{time.perf_counter() - started:.1f}s")
+            f"{time_left(epoch, run.epochs, start_epoch, started)}")
 
     if not curve["epoch"]:
         record()
