@@ -26,6 +26,7 @@ import pandas as pd
 
 from interbasis.basis.types import NodeAblationCurve
 from interbasis.metrics.ablation import k_required
+from interbasis.results.report import number, spread
 
 REFERENCE_DIR = "reference/authors_modadd"  # under the results store: the committed copy
 EDGES_FILE = "authors_edges_required.csv"
@@ -127,27 +128,10 @@ def per_seed(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
             ours = summary.get(f"ablation/edges_required@{DELTA}/{transition_name(layer)}")
             published = theirs.loc[theirs.layer == layer, "edges_required"]
             row[f"{SHORT[layer]}->{SHORT[NEXT[layer]]}"] = (
-                f"{_number(ours) if pd.notna(ours) else '-'} / "
-                f"{_number(published.iloc[0]) if len(published) else '-'}")
+                f"{number(ours) if pd.notna(ours) else '-'} / "
+                f"{number(published.iloc[0]) if len(published) else '-'}")
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def spread(values: pd.Series | None) -> str:
-    """``mean [min-max]`` of the numbers in ``values`` (``-`` when there are none)."""
-    if values is None:
-        return "-"
-    values = pd.to_numeric(values, errors="coerce").dropna()
-    if values.empty:
-        return "-"
-    low, high, mean = values.min(), values.max(), values.mean()
-    if low == high:
-        return _number(mean)
-    return f"{_number(mean)} [{_number(low)}-{_number(high)}]"
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
 def default_reference_dir() -> Path:

@@ -21,11 +21,17 @@ import pandas as pd
 
 from interbasis.results import authors
 from interbasis.results.aggregate import default_results_root
-from interbasis.results.report import LAYER_COLUMNS, TRANSITION_COLUMNS, pipe_table, short_metric
+from interbasis.results.report import (
+    LAYER_COLUMNS,
+    TRANSITION_COLUMNS,
+    pipe_table,
+    short_metric,
+    spread,
+)
 from interbasis.results.store import RunDirectory, load_runs
 
 
-def seed_spread(runs: pd.DataFrame, metrics: Sequence[str], rows: Sequence[str]) -> pd.DataFrame:
+def seedspread(runs: pd.DataFrame, metrics: Sequence[str], rows: Sequence[str]) -> pd.DataFrame:
     """``mean [min-max]`` of ``<metric>/<row>`` per method, over the runs (one per seed)."""
     methods = sorted(runs["method"].dropna().unique())
     table = pd.DataFrame(index=list(rows))
@@ -33,7 +39,7 @@ def seed_spread(runs: pd.DataFrame, metrics: Sequence[str], rows: Sequence[str])
         for method in methods:
             chosen = runs[runs["method"] == method]
             label = f"{short_metric(metric)} {method.upper()}"
-            table[label] = [_spread(chosen.get(f"{metric}/{row}")) for row in rows]
+            table[label] = [spread(chosen.get(f"{metric}/{row}")) for row in rows]
     return table
 
 
@@ -42,8 +48,8 @@ def compare_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     layers = _rows(runs, f"{LAYER_COLUMNS[0]}/")
     transitions = [name for name in _rows(runs, f"{TRANSITION_COLUMNS[-1]}/") if name != "total"]
     total = ["total"] if f"{TRANSITION_COLUMNS[-1]}/total" in runs else []
-    return (seed_spread(runs, LAYER_COLUMNS, layers),
-            seed_spread(runs, TRANSITION_COLUMNS, transitions + total))
+    return (seedspread(runs, LAYER_COLUMNS, layers),
+            seedspread(runs, TRANSITION_COLUMNS, transitions + total))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -99,21 +105,3 @@ def _rows(runs: pd.DataFrame, prefix: str) -> list[str]:
 def _summary_keys(runs: pd.DataFrame) -> list[str]:
     """The summary keys of the first run, in the order the run wrote them."""
     return list(RunDirectory(runs["path"].iloc[0]).read_summary()) if not runs.empty else []
-
-
-def _spread(values: pd.Series | None) -> str:
-    if values is None:
-        return "-"
-    values = pd.to_numeric(values, errors="coerce").dropna()
-    if values.empty:
-        return "-"
-    low, high, mean = values.min(), values.max(), values.mean()
-    if low == high:
-        return _number(mean)
-    return f"{_number(mean)} [{_number(low)}-{_number(high)}]"
-
-
-def _number(value: float) -> str:
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.3g}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import pandas as pd
+
 LAYER_COLUMNS = ("rank/basis", "sparsity/lambda_99", "ablation/k_required@0.001")
 TRANSITION_COLUMNS = ("sparsity/edges_99", "ablation/edges_required@0.001")
 
@@ -66,3 +68,23 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def spread(values: pd.Series | None) -> str:
+    """``mean [min-max]`` of the numbers in ``values`` (``-`` when there are none)."""
+    if values is None:
+        return "-"
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    if values.empty:
+        return "-"
+    low, high, mean = values.min(), values.max(), values.mean()
+    if low == high:
+        return number(mean)
+    return f"{number(mean)} [{number(low)}-{number(high)}]"
+
+
+def number(value: float) -> str:
+    """An integer as itself, else one decimal (three significant digits below 1)."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.3g}"
