@@ -84,8 +84,12 @@ def test_bad_override_is_one_line_and_leaves_no_run(tmp_path):
 def test_unknown_group_option_names_the_choices(tmp_path):
     out = run_cli("method=ica", results=tmp_path)
     assert out.returncode == 2
-    assert out.stderr.strip() == ("config error: method=ica: no such method; choose one of: lib, "
-                                  "neuron, pca")
+    from interbasis.run import CONFIG_DIR
+
+    methods = ", ".join(sorted(path.stem for path in (CONFIG_DIR / "method").glob("*.yaml")))
+    assert "lib, neuron, ngf, pca" in methods  # the methods this release ships
+    expected = f"config error: method=ica: no such method; choose one of: {methods}"
+    assert out.stderr.strip() == expected
 
 
 def test_failing_run_leaves_failed_marker_and_no_summary(tmp_path):
