@@ -77,13 +77,7 @@ def write_run(root: Path, experiment: str, method: str, seed: int, family: str,
     delta, eps = eps_from_results(graph, edge_results)
     run.write_json("modularity", partition_record(graph, eps, delta))
     if family == "modadd":
-        tables = []
-        for layer in graph.layers:
-            table = fourier_purity(rng.normal(size=(5, 5, 1, layer.rank)))
-            table.insert(0, "layer", layer.name)
-            table.insert(2, "constant", layer.has_constant & (table["feature"] == 0))
-            tables.append(table)
-        run.write_table("fourier", pd.concat(tables)[COLUMNS])
+        run.write_table("fourier", random_fourier_table(graph, rng))
     if family == "vision":
         rank = graph.layer("2").rank
         run.write_table("class_means", pd.DataFrame(
@@ -160,3 +154,14 @@ def broken_links(site: Path) -> list[str]:
                   and unquote(parts.fragment) not in pages[target][1]):
                 broken.append(f"{page.relative_to(site)}: {url} (no such id)")
     return broken
+
+
+def random_fourier_table(graph: Graph, rng: np.random.Generator) -> pd.DataFrame:
+    """A fourier.csv for ``graph``: the purity of random feature grids over a 5 x 5 input grid."""
+    tables = []
+    for layer in graph.layers:
+        table = fourier_purity(rng.normal(size=(5, 5, 1, layer.rank)))
+        table.insert(0, "layer", layer.name)
+        table.insert(2, "constant", layer.has_constant & (table["feature"] == 0))
+        tables.append(table)
+    return pd.concat(tables)[COLUMNS]

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import torch
 
-from interbasis.analysis.fourier import COLUMNS, fourier_purity
 from interbasis.analysis.partition import eps_from_results, partition_record
 from interbasis.basis.types import EdgeAblationResult, Graph, NodeAblationCurve, NodeLayer
 from interbasis.figures import fig03_lib_graph, fig06_lm_edges, fig10_cross_architecture
@@ -17,6 +16,7 @@ from interbasis.figures.data import MissingResults
 from interbasis.figures.registry import FIGURES
 from interbasis.metrics import summarize
 from interbasis.results import RunDirectory, curves_frame, load_runs
+from site_store import random_fourier_table
 
 LAYERS = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post",
           "output"]
@@ -62,13 +62,7 @@ def write_run(root, experiment: str, method: str, seed: int, model: str = "modad
     run_dir.write_curves(curves_frame(node_curves, edge_results))
     delta, eps = eps_from_results(graph, edge_results)
     run_dir.write_json("modularity", partition_record(graph, eps, delta))
-    tables = []
-    for layer in graph.layers:  # features of random grids over a 5 x 5 "input grid"
-        table = fourier_purity(rng.normal(size=(5, 5, 1, layer.rank)))
-        table.insert(0, "layer", layer.name)
-        table.insert(2, "constant", layer.has_constant & (table["feature"] == 0))
-        tables.append(table)
-    run_dir.write_table("fourier", pd.concat(tables)[COLUMNS])
+    run_dir.write_table("fourier", random_fourier_table(graph, rng))
     if model == "vision":
         for name, table in vision_tables(graph, rng).items():
             run_dir.write_table(name, table)

@@ -5,13 +5,13 @@ Figures and tables read runs back with ``load_runs`` / ``load_curves`` and nothi
 """
 
 from interbasis.results.meta import collect_meta, utc_now
+from interbasis.results.runs_table import load_runs
 from interbasis.results.store import (
     DEFAULT_IGNORED_OVERRIDES,
     RunDirectory,
     atomic_write_text,
     curves_frame,
     load_curves,
-    load_runs,
     run_name_from_overrides,
     validate_summary,
 )

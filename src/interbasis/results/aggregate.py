@@ -28,12 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from interbasis.results.store import (
-    DEFAULT_IGNORED_OVERRIDES,
-    META_FILE,
-    atomic_write_text,
-    load_runs,
-)
+from interbasis.results.runs_table import load_runs
+from interbasis.results.store import DEFAULT_IGNORED_OVERRIDES, META_FILE, atomic_write_text
 
 # Overrides that do not change what a run computes get no param/ column.
 NOT_PARAMS = (*DEFAULT_IGNORED_OVERRIDES, "rerun", "fail_fast", "sweep", "debug", "experiment_name")

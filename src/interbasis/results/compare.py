@@ -28,7 +28,8 @@ from interbasis.results.report import (
     short_metric,
     spread,
 )
-from interbasis.results.store import RunDirectory, load_runs
+from interbasis.results.runs_table import load_runs
+from interbasis.results.store import RunDirectory
 
 
 def seedspread(runs: pd.DataFrame, metrics: Sequence[str], rows: Sequence[str]) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from interbasis.results.aggregate import default_results_root
-from interbasis.results.store import load_runs
+from interbasis.results.runs_table import load_runs
 
 # A directory without summary or FAILED is a run that was killed, or one still running (its lock
 # says which, but reading it from here could be wrong on a shared store: say both).

@@ -50,7 +50,6 @@ import pandas as pd
 import yaml
 
 from interbasis.basis.types import EdgeAblationResult, Graph, NodeAblationCurve
-from interbasis.results.configs import config_columns
 
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
@@ -306,7 +305,7 @@ class RunDirectory:
     @property
     def is_complete(self) -> bool:
         """True when summary.json exists, parses and says ``"status": "complete"``."""
-        summary = _read_json_or_none(self.path / SUMMARY_FILE)
+        summary = read_json_or_none(self.path / SUMMARY_FILE)
         return isinstance(summary, dict) and summary.get("status") == STATUS_COMPLETE
 
     @property
@@ -324,7 +323,7 @@ class RunDirectory:
 
     def read_meta(self) -> dict[str, Any]:
         """The metadata dict; empty when no meta.json was written."""
-        meta = _read_json_or_none(self.path / META_FILE)
+        meta = read_json_or_none(self.path / META_FILE)
         return meta if isinstance(meta, dict) else {}
 
     def read_json(self, name: str) -> Any:
@@ -378,61 +377,6 @@ def validate_summary(summary: Mapping[str, Any]) -> dict[str, str | bool | int |
     if problems:
         raise ValueError("summary must map str to str/bool/int/float: " + "; ".join(problems))
     return clean
-
-
-def load_runs(path: str | os.PathLike = "results/runs", include_failed: bool = False,
-              config: bool = True) -> pd.DataFrame:
-    """One row per complete run under ``<path>/<experiment>/<run_name>/``.
-
-    Columns: experiment, run_name, path, status, git_commit, wandb_run_id, start_time, end_time,
-    then every other summary key (sorted; NaN where a run lacks the key; a summary key named
-    like one of the first columns is shadowed by it), then with ``config`` the resolved config
-    as ``config/<dotted.key>`` columns (lists as their text), so that a sweep's runs group by
-    any parameter, as W&B's runs table does: ``runs.groupby("config/model.m")``. Only
-    summary.json, meta.json and config.yaml are read. With ``include_failed``,
-    failed and incomplete runs (killed or still running) are listed too, with ``status``
-    "failed" / "incomplete" and the first line of the failure in an ``error`` column.
-    A missing or empty folder gives an empty frame with the base columns.
-    """
-    root = Path(path)
-    records: list[dict[str, Any]] = []
-    summary_keys: dict[str, None] = {}
-    config_keys: dict[str, None] = {}
-    for experiment_dir in _subdirs(root):
-        for run_dir in _subdirs(experiment_dir):
-            summary = _read_json_or_none(run_dir / SUMMARY_FILE)
-            complete = isinstance(summary, dict) and summary.get("status") == STATUS_COMPLETE
-            if not complete and not include_failed:
-                continue
-            # Where the run lies and what its meta says win over a same-named summary key
-            # (a run may well record its own "experiment").
-            record: dict[str, Any] = dict(summary) if complete else {}
-            if complete:
-                summary_keys.update(dict.fromkeys(summary))
-            record.update(experiment=experiment_dir.name, run_name=run_dir.name,
-                          path=str(run_dir))
-            meta = _read_json_or_none(run_dir / META_FILE)
-            meta = meta if isinstance(meta, dict) else {}
-            record.update({key: meta.get(key) for key in META_COLUMNS})
-            if config:
-                settings = config_columns(run_dir / CONFIG_FILE)
-                config_keys.update(dict.fromkeys(settings))
-                record.update(settings)
-            failed = run_dir / FAILED_FILE
-            if complete:
-                record["error"] = None
-            elif failed.is_file():
-                record.update(status="failed", error=_failure_line(failed))
-            else:
-                record.update(status="incomplete", error=None)
-            records.append(record)
-    columns = BASE_COLUMNS + sorted(summary_keys.keys() - set(BASE_COLUMNS)) + sorted(config_keys)
-    if include_failed:
-        columns.append("error")
-    frame = pd.DataFrame.from_records(records, columns=columns)
-    if frame.empty:
-        return frame
-    return frame.sort_values(["experiment", "run_name"], kind="stable").reset_index(drop=True)
 
 
 def load_curves(run_path: str | os.PathLike) -> pd.DataFrame:
@@ -519,31 +463,12 @@ def _is_store_file(name: str) -> bool:
     return name.endswith((".json", ".csv")) or (name.startswith("graph_") and name.endswith(".pt"))
 
 
-def _subdirs(path: Path) -> list[Path]:
-    try:
-        entries = list(os.scandir(path))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted((Path(entry.path) for entry in entries
-                   if entry.is_dir() and not entry.name.startswith(".")), key=lambda p: p.name)
-
-
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _read_json_or_none(path: Path) -> Any:
+def read_json_or_none(path: Path) -> Any:
     try:
         return _read_json(path)
     except (OSError, ValueError):  # missing, unreadable or half-written by a foreign tool
         return None
-
-
-def _failure_line(path: Path) -> str | None:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    kind = next((line[6:] for line in lines if line.startswith("type: ")), "")
-    message = next((line[9:] for line in lines if line.startswith("message: ")), "")
-    return f"{kind}: {message}" if kind else (lines[0] if lines else None)
