@@ -17,13 +17,10 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from interbasis.basis.fold import frozen_folded_copy
-from interbasis.basis.sections import capture
-from interbasis.basis.types import Graph
+from interbasis.basis import Graph, features
 from interbasis.metrics.sparsity import non_constant_edges
 
 
-@torch.no_grad()
 def layer_features(model: nn.Module, graph: Graph, layer: str, inputs: Tensor,
                    batch_size: int = 4096) -> Tensor:  # (N, r) float64
     """Features ``x @ C`` of node layer ``layer`` for every input (in the graph's basis).
@@ -31,13 +28,8 @@ def layer_features(model: nn.Module, graph: Graph, layer: str, inputs: Tensor,
     A layer with positions (a CNN's spatial tokens) gives each image the mean of every feature over
     its positions: the class views ask what a feature does for an image, wherever it fires.
     """
-    folded = frozen_folded_copy(model, torch.float64)
-    C = graph.layer(layer).C.to(torch.float64)
-    parts = []
-    for batch in inputs.split(batch_size):
-        features = capture(folded, batch.to(torch.float64), [layer])[layer] @ C
-        parts.append(features.mean(dim=1) if features.ndim == 3 else features)
-    return torch.cat(parts).reshape(len(inputs), -1)
+    found = features(model, graph, layer, inputs, batch_size)
+    return found.mean(dim=1) if found.ndim == 3 else found
 
 
 def class_means(features: Tensor, labels: Tensor, layer: str, classes: tuple[str, ...],

@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from interbasis.basis.fold import frozen_folded_copy
-from interbasis.basis.sections import capture
-from interbasis.basis.types import Graph
+from interbasis.basis import Graph, features_by_layer
 from interbasis.data.modadd import all_pairs
 
 FOURIER_TABLE = "fourier"
@@ -118,7 +115,6 @@ def fourier_purity(grids: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@torch.no_grad()
 def feature_grids(model: nn.Module, graph: Graph, p: int) -> dict[str, np.ndarray]:
     """Every node layer's features on all p^2 inputs: name -> (p, p, n_positions, r) array.
 
@@ -126,15 +122,11 @@ def feature_grids(model: nn.Module, graph: Graph, p: int) -> dict[str, np.ndarra
     same rotation the graph's edges and ablations use), in float64.
     """
     tokens, _ = all_pairs(p)  # a-major: row a * p + b
-    folded = frozen_folded_copy(model, torch.float64)
-    acts = capture(folded, tokens, graph.layer_names)
     grids = {}
-    for layer in graph.layers:
-        x: Tensor = acts[layer.name].to(torch.float64)
-        if x.ndim == 2:  # (N, d): one position
-            x = x[:, None]
-        features = x.reshape(p * p, -1, layer.width) @ layer.C
-        grids[layer.name] = features.reshape(p, p, features.shape[1], layer.rank).numpy()
+    for name, found in features_by_layer(model, graph, graph.layer_names, tokens).items():
+        if found.ndim == 2:  # (N, r): one position
+            found = found[:, None]
+        grids[name] = found.reshape(p, p, found.shape[1], found.shape[2]).numpy()
     return grids
 
 
@@ -153,5 +145,5 @@ def fourier_table(model: nn.Module, graph: Graph, p: int) -> pd.DataFrame:
 
 
 def modadd_analysis(model: nn.Module, graph: Graph, p: int) -> dict[str, pd.DataFrame]:
-    """The modular-addition family's ``Prepared.analyse`` hook: ``{"fourier": table}``."""
+    """The modular-addition family's analysis of the graph: ``{"fourier": table}``."""
     return {FOURIER_TABLE: fourier_table(model, graph, p)}

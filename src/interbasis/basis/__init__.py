@@ -12,9 +12,11 @@ from interbasis.basis.ablation import (
     node_ablation_curve,
 )
 from interbasis.basis.bases import METHODS
+from interbasis.basis.features import features, features_by_layer
 from interbasis.basis.fold import FoldError, SelfFolding, fold_bias, is_folded
 from interbasis.basis.graph import build_graph
 from interbasis.basis.jacobian import INTEGRATIONS, integration_points
+from interbasis.basis.methods import BASES, layer_basis, needs_jacobian
 from interbasis.basis.sections import OUTPUT, NodeLayerError
 from interbasis.basis.types import (
     EdgeAblationResult,
@@ -25,8 +27,10 @@ from interbasis.basis.types import (
 )
 
 __all__ = [
-    "INTEGRATIONS", "METHODS", "OUTPUT", "SCORERS", "EdgeAblationResult", "FoldError", "Graph",
+    "BASES", "INTEGRATIONS", "METHODS", "OUTPUT", "SCORERS", "EdgeAblationResult", "FoldError",
+    "Graph",
     "NodeAblationCurve", "NodeLayer", "NodeLayerError", "Scorer", "SelfFolding",
-    "ablation_schedule", "build_graph", "edge_ablation", "fold_bias", "integration_points",
-    "is_folded", "load_graph", "node_ablation_curve",
+    "ablation_schedule", "build_graph", "edge_ablation", "features", "features_by_layer",
+    "fold_bias", "integration_points", "is_folded", "layer_basis", "load_graph", "needs_jacobian",
+    "node_ablation_curve",
 ]

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from interbasis.basis import bases, ngf
+from interbasis.basis import bases, methods, ngf
 from interbasis.basis.ablation import check_device
 from interbasis.basis.dense import DenseJacobian, dense_rows
 from interbasis.basis.fold import frozen_folded_copy
@@ -169,11 +169,9 @@ def build_graph(
     last = node_layers[-1]
     if last == OUTPUT:
         layer_bases[-1] = bases.output_basis(grams[last])
-    elif method == "neuron":
-        layer_bases[-1] = bases.neuron_basis(grams[last], has_constant=True)
     else:
-        layer_bases[-1] = bases.pca_basis(grams[last], moments[last].mean, center,
-                                          truncation_threshold)
+        layer_bases[-1] = methods.layer_basis(method, grams[last], moments[last].mean, None,
+                                              center, truncation_threshold, last=True)
     timings["basis"] = timings["edges"] = 0.0
     per_layer: dict[str, dict[str, float]] = {"basis": {}, "edges": {}}  # by section input
     steps = tqdm(range(n_layers - 2, -1, -1), desc=f"{method} sections",
@@ -182,7 +180,7 @@ def build_graph(
         name_in, name_out = node_layers[index], node_layers[index + 1]
         C_next = layer_bases[index + 1].C.to(device=device, dtype=dtype)
         start = time.perf_counter()
-        if ngf.basis_formula(method) == "lib" or jacobian_gram:
+        if methods.needs_jacobian(method) or jacobian_gram:
             # NGF differentiates through the rest of the network (basis/ngf.py); LIB the section
             target, C_target = ngf.jacobian_target(method, node_layers, index, layer_bases)
             jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, target,
@@ -191,13 +189,8 @@ def build_graph(
                                                    max_elements, jacobian_model=jacobian_model,
                                                    n_probes=n_probes)
         gram, mean = grams[name_in], moments[name_in].mean
-        if ngf.basis_formula(method) == "lib":
-            layer_bases[index] = bases.lib_basis(gram, mean, jacobian_grams[index], center,
-                                                 truncation_threshold)
-        elif method == "pca":
-            layer_bases[index] = bases.pca_basis(gram, mean, center, truncation_threshold)
-        else:
-            layer_bases[index] = bases.neuron_basis(gram, has_constant=True)
+        layer_bases[index] = methods.layer_basis(method, gram, mean, jacobian_grams[index],
+                                                 center, truncation_threshold)
         timings["basis"] += time.perf_counter() - start
         per_layer["basis"][name_in] = time.perf_counter() - start
         if edges:

@@ -1,0 +1,56 @@
+"""The method -> basis table: which formula turns a node layer's statistics into its basis.
+
+``build_graph`` asks :func:`layer_basis` for every layer and :func:`needs_jacobian` whether the
+method's basis needs the Jacobian Gram M' of the section after the layer (docs/method.md §4).
+A new method is one entry here (and its name in ``bases.METHODS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor
+
+from interbasis.basis import bases
+from interbasis.basis.bases import Basis
+
+# formula(gram, mean, jacobian_gram, center, truncation_threshold) -> Basis
+Formula = Callable[[Tensor, Tensor, Tensor | None, bool, float], Basis]
+
+
+def _lib(gram: Tensor, mean: Tensor, jacobian_gram: Tensor | None, center: bool,
+         tau: float) -> Basis:
+    return bases.lib_basis(gram, mean, jacobian_gram, center, tau)
+
+
+def _pca(gram: Tensor, mean: Tensor, jacobian_gram: Tensor | None, center: bool,
+         tau: float) -> Basis:
+    return bases.pca_basis(gram, mean, center, tau)
+
+
+def _neuron(gram: Tensor, mean: Tensor, jacobian_gram: Tensor | None, center: bool,
+            tau: float) -> Basis:
+    return bases.neuron_basis(gram, has_constant=True)
+
+
+# name -> (formula of a layer with a section after it, formula of the last node layer, which
+# has none: LIB-type methods fall back to PCA there), and whether the first needs M'.
+BASES: dict[str, tuple[Formula, Formula, bool]] = {
+    "lib": (_lib, _pca, True),
+    "ngf": (_lib, _pca, True),  # LIB's formula on the Jacobian to the final layer (basis/ngf.py)
+    "pca": (_pca, _pca, False),
+    "neuron": (_neuron, _neuron, False),
+}
+
+
+def needs_jacobian(method: str) -> bool:
+    """Does ``method``'s basis of a layer need the Jacobian Gram M' of the section after it?"""
+    return BASES[method][2]
+
+
+def layer_basis(method: str, gram: Tensor, mean: Tensor, jacobian_gram: Tensor | None,
+                center: bool, truncation_threshold: float, last: bool = False) -> Basis:
+    """The basis ``method`` gives a node layer from its Gram, mean and (LIB) M'; ``last``: the
+    final node layer (other than the output, whose basis is fixed)."""
+    formula = BASES[method][1 if last else 0]
+    return formula(gram, mean, jacobian_gram, center, truncation_threshold)
