@@ -26,7 +26,7 @@ def tiny_run(steps: int, snapshot_every: int = 0) -> ModAddRun:
                                                            d_head=8, d_mlp=32),
                      data=ModAddDataConfig(p=11, train_fraction=0.5),
                      train=ModAddTrainConfig(steps=steps, eval_every=10, save_every=10,
-                                             snapshot_every=snapshot_every, threads=1))
+                                             snapshot_every=snapshot_every), threads=1)
 
 
 def test_snapshots_are_the_models_of_shorter_runs(tmp_path):

@@ -31,10 +31,12 @@ P = 11
 TINY_MODEL = ModAddTransformerConfig(d_vocab=P + 1, d_model=16, n_heads=2, d_head=8, d_mlp=32)
 
 
-def tiny_run(steps: int = 20, **train_overrides) -> ModAddRun:
-    settings = {"lr": 1e-2, "eval_every": 5, "save_every": 5, "threads": 1, **train_overrides}
+def tiny_run(steps: int = 20, threads: int = 1, flush_denormal: bool = True,
+             **train_overrides) -> ModAddRun:
+    settings = {"lr": 1e-2, "eval_every": 5, "save_every": 5, **train_overrides}
     train_cfg = ModAddTrainConfig(steps=steps, **settings)
-    return ModAddRun(seed=3, model=TINY_MODEL, data=ModAddDataConfig(p=P), train=train_cfg)
+    return ModAddRun(seed=3, model=TINY_MODEL, data=ModAddDataConfig(p=P), train=train_cfg,
+                     threads=threads, flush_denormal=flush_denormal)
 
 
 def test_training_reduces_the_loss() -> None:
@@ -139,10 +141,10 @@ def test_cache_key_ignores_steps_and_runtime_knobs_only(tmp_path: Path) -> None:
     def path_of(other: ModAddRun) -> Path:
         return checkpoint_path(tmp_path, "modadd", other.seed, other.trajectory())
 
-    knobs = replace(run.train, steps=99, threads=2, eval_every=7, save_every=9,
-                    flush_denormal=False)
-    assert path_of(replace(run, train=knobs)) == path_of(run)
-    assert path_of(replace(run, train=replace(run.train, lr=2e-3))) != path_of(run)
+    knobs = run.train.model_copy(update=dict(steps=99, eval_every=7, save_every=9,
+                                             snapshot_every=3))
+    assert path_of(replace(run, train=knobs, threads=2, flush_denormal=False)) == path_of(run)
+    assert path_of(replace(run, train=run.train.model_copy(update={"lr": 2e-3}))) != path_of(run)
     assert path_of(replace(run, seed=4)) != path_of(run)
     assert path_of(replace(run, data=ModAddDataConfig(p=P, data_seed=1))) != path_of(run)
 
@@ -171,7 +173,8 @@ def test_divergence_stops_with_the_step(tmp_path: Path) -> None:
 
 def test_poisoned_weight_names_step_zero() -> None:
     run = tiny_run(steps=5)
-    checkpoint = train(replace(run, train=replace(run.train, steps=0)), log=None).checkpoint
+    untrained = replace(run, train=run.train.model_copy(update={"steps": 0}))
+    checkpoint = train(untrained, log=None).checkpoint
     checkpoint["model_state"]["unembed.W_U"][0, 0] = float("nan")
     with pytest.raises(TrainingDiverged, match="at step 0 "):
         train(run, resume=checkpoint, log=None)

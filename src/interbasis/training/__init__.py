@@ -1,6 +1,11 @@
-"""Training loops and the checkpoint cache of trained models.
+"""Model families and the one training loop.
 
-``interbasis.training.modadd`` trains the modular-addition transformer (``load_or_train``);
-``interbasis.training.checkpoint`` reads and writes checkpoints. The loops are not imported here so
-that ``python -m interbasis.training.modadd`` runs the module only once.
+- ``loop``: the training loop every trained family runs (threads, resume, the checkpoint cache,
+  curves, divergence checks); ``checkpoint`` and ``cache``: checkpoint files and where they live.
+- ``family``: what a family is to the pipeline (``Family``, ``Prepared``).
+- one module per family (``modadd``, ``vision``, ``tiny_gpt``, ``poly_toy``, ``hf_lm``): its
+  training recipe, model and data, registered in ``interbasis.families``.
+
+The family modules are not imported here so that ``python -m interbasis.training.modadd`` runs
+the module only once.
 """

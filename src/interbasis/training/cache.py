@@ -30,8 +30,6 @@ from interbasis.results.store import atomic_write_text, file_mode
 from interbasis.training.checkpoint import checkpoint_path, load_checkpoint
 
 MANIFEST = "MANIFEST.json"
-# What "trained to the target" means per family (the checkpoint key of its progress).
-PROGRESS = {"modadd": "step", "tiny_gpt": "step", "vision": "epoch", "poly_toy": "step"}
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "results" / "checkpoints"
 
 
@@ -75,11 +73,12 @@ def write_manifest(root: Path = DEFAULT_ROOT) -> Path:
     """List every ``<family>/*.pt`` under ``root`` with its progress and checksum."""
     files = {}
     for path in sorted(root.glob("*/*.pt")):
-        family = path.parent.name
-        progress = PROGRESS.get(family, "step")
-        files[f"{family}/{path.name}"] = {"progress": progress,
-                                          "at": int(load_checkpoint(path)[progress]),
-                                          "sha256": sha256(path)}
+        checkpoint = load_checkpoint(path)
+        # what "trained to the target" means: epochs for a family that counts them, else steps
+        progress = "epoch" if "epoch" in checkpoint else "step"
+        files[f"{path.parent.name}/{path.name}"] = {"progress": progress,
+                                                    "at": int(checkpoint[progress]),
+                                                    "sha256": sha256(path)}
     target = root / MANIFEST
     atomic_write_text(target, json.dumps({"files": files}, indent=1) + "\n")
     return target

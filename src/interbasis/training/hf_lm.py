@@ -16,7 +16,7 @@ import torch
 from interbasis.config import RunConfig
 from interbasis.data.text import read_text
 from interbasis.models.hf_lm import ResidualLM, load_causal_lm, smollm2_gguf_path
-from interbasis.pipeline import Prepared
+from interbasis.training.family import Family, Prepared
 
 SMOLLM2 = "smollm2_135m"
 # Only this many characters of each part are tokenized: far more tokens than any window sample
@@ -67,3 +67,6 @@ def prepare(cfg: RunConfig) -> Prepared:
                "data/d_vocab": int(model.model.config.vocab_size)}
     return Prepared(model=model, basis_inputs=basis_inputs, ablation_data=ablation_data,
                     score="cross_entropy", summary=summary)
+
+
+FAMILY_SPEC = Family("hf_lm", prepare)

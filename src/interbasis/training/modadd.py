@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -39,56 +38,41 @@ from torch import Tensor
 
 from interbasis.analysis.degeneracy import OVER_TRAINING, measures_over_training
 from interbasis.analysis.fourier import modadd_analysis
-from interbasis.config import RunConfig
-from interbasis.data.modadd import ModAddDataConfig, make_modadd_split
+from interbasis.config import ModAddTrainConfig, RunConfig
+from interbasis.data.modadd import ModAddDataConfig, ModAddSplit, make_modadd_split
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.models.transformer_lens import find_checkpoint, load_transformer_lens
-from interbasis.pipeline import Prepared
-from interbasis.training.cache import model_cache_dir
-from interbasis.training.checkpoint import (
-    CheckpointError,
-    check_config_matches,
-    checkpoint_path,
-    load_checkpoint,
-    load_resume_or_train,
-    save_checkpoint,
-)
-from interbasis.training.progress import time_left
+from interbasis.training import loop
+from interbasis.training.checkpoint import CheckpointError, check_config_matches, load_checkpoint
+from interbasis.training.family import Family, Prepared, graph_settings
+from interbasis.training.loop import TrainingDiverged, TrainResult, snapshot_path
 
 FAMILY = "modadd"
 RELU_LAYER = "blocks.0.mlp.hook_post"  # its input: the MLP activations after the ReLU
-CURVE_KEYS = ("step", "train_loss", "train_acc", "test_loss", "test_acc")
-
-
-@dataclass(frozen=True)
-class ModAddTrainConfig:
-    """Optimisation settings (in the cache hash) and runtime knobs (not in it).
-
-    See :meth:`ModAddRun.trajectory` for what the hash covers.
-    """
-
-    steps: int = 60_000  # total optimizer steps; not in the hash (shorter runs are prefixes)
-    lr: float = 1e-3
-    weight_decay: float = 1.0
-    betas: tuple[float, float] = (0.9, 0.98)
-    warmup_steps: int = 10  # lr ramps up linearly (lr / warmup_steps at the first), then constant
-    eval_every: int = 500  # record the curve and print a line every this many steps
-    save_every: int = 1000  # write the checkpoint every this many steps (and at the end)
-    threads: int | None = None  # torch threads while training; None leaves the current setting
-    flush_denormal: bool = True  # flush float32 denormals to zero while training (see above)
-    # keep the model every this many steps (and at 0) beside the checkpoint, for measures over
-    # training (interbasis.analysis.degeneracy); 0: none. Not in the hash: it changes no update.
-    snapshot_every: int = 0
+__all__ = ["FAMILY", "RELU_LAYER", "ModAddRun", "ModAddTrainConfig", "TrainResult",
+           "TrainingDiverged", "snapshot_path"]
 
 
 @dataclass(frozen=True)
 class ModAddRun:
-    """One training run: seed, model, data and training settings."""
+    """One training run: seed, model, data and training settings (the loop's recipe).
+
+    ``train`` is the run config's own section; ``threads`` and ``flush_denormal`` are runtime
+    knobs, outside the cache key like the step count and the eval, save and snapshot intervals
+    (they change no update, or only its last bits).
+    """
 
     seed: int = 0  # model seed (initialisation); the split has its own data.data_seed
     model: ModAddTransformerConfig = field(default_factory=ModAddTransformerConfig)
     data: ModAddDataConfig = field(default_factory=ModAddDataConfig)
     train: ModAddTrainConfig = field(default_factory=ModAddTrainConfig)
+    threads: int | None = None
+    flush_denormal: bool = True  # see the module docstring
+
+    family = FAMILY
+    unit = "step"
+    eval_at_start = True
+    steps_per_unit = 1
 
     def trajectory(self) -> dict:
         """Everything that determines the parameters at every step: the cache key."""
@@ -97,19 +81,80 @@ class ModAddRun:
         return {"family": FAMILY, "seed": self.seed, "model": asdict(self.model),
                 "data": asdict(self.data), "optim": {**optim, "betas": list(self.train.betas)}}
 
+    @property
+    def total(self) -> int:
+        return self.train.steps
 
-@dataclass
-class TrainResult:
-    """A trained model, its checkpoint and how many steps this call trained (0: cache hit)."""
+    @property
+    def eval_every(self) -> int:
+        return self.train.eval_every
 
-    model: ModAddTransformer
-    checkpoint: dict
-    path: Path | None
-    steps_trained: int
+    @property
+    def save_every(self) -> int:
+        return self.train.save_every
+
+    @property
+    def snapshot_every(self) -> int:
+        return self.train.snapshot_every
+
+    @property
+    def lr(self) -> float:
+        return self.train.lr
+
+    def check(self) -> None:
+        if self.model.d_vocab != self.data.p + 1 or self.model.n_ctx != 3:
+            raise ValueError(
+                f"model d_vocab={self.model.d_vocab}, n_ctx={self.model.n_ctx} do not fit "
+                f"modular addition mod {self.data.p} (need d_vocab={self.data.p + 1}, n_ctx=3)")
+
+    def build(self) -> tuple[ModAddTransformer, torch.optim.Optimizer]:
+        model = ModAddTransformer(self.model, seed=self.seed)
+        return model, make_optimizer(model, self.train)
+
+    def advance(self, model: ModAddTransformer, optimizer: torch.optim.Optimizer, start: int,
+                end: int) -> Tensor:
+        split = self._split()
+        step = make_train_step(model, optimizer)
+        losses = torch.empty(end - start, dtype=torch.float64)
+        for i in range(end - start):
+            losses[i] = step(split.train_tokens, split.train_labels, lr_at(start + i, self.train))
+        return losses
+
+    def evaluate(self, model: ModAddTransformer, point: int, losses: Tensor | None
+                 ) -> dict[str, float]:
+        split = self._split()
+        train_loss, train_acc = evaluate(model, split.train_tokens, split.train_labels)
+        test_loss, test_acc = evaluate(model, split.test_tokens, split.test_labels)
+        return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
+                "test_acc": test_acc}
+
+    def line(self, point: int, row: dict[str, float]) -> str:
+        return (f"step {point:>6}/{self.total}  train_loss {row['train_loss']:.3e}  train_acc "
+                f"{row['train_acc']:.4f}  test_loss {row['test_loss']:.3e}  test_acc "
+                f"{row['test_acc']:.4f}")
+
+    def describe(self) -> dict:
+        return {"model_config": asdict(self.model), "data_config": asdict(self.data),
+                "train_config": {**self.train.model_dump(), "betas": list(self.train.betas),
+                                 "threads": self.threads, "flush_denormal": self.flush_denormal}}
+
+    def results(self, model: ModAddTransformer, curve: dict[str, list]) -> dict:
+        return {"train_acc": curve["train_acc"][-1], "test_acc": curve["test_acc"][-1]}
+
+    def load(self, checkpoint: dict, path: Path | None) -> ModAddTransformer:
+        return model_from_checkpoint(checkpoint, self.model, path)
+
+    def _split(self) -> ModAddSplit:
+        return _split(self.data)
 
 
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+_SPLITS: dict[ModAddDataConfig, ModAddSplit] = {}
+
+
+def _split(data: ModAddDataConfig) -> ModAddSplit:
+    if data not in _SPLITS:  # built once per process: the loop asks at every chunk
+        _SPLITS[data] = make_modadd_split(data)
+    return _SPLITS[data]
 
 
 def lr_at(step: int, cfg: ModAddTrainConfig) -> float:
@@ -119,7 +164,7 @@ def lr_at(step: int, cfg: ModAddTrainConfig) -> float:
 
 def make_optimizer(model: ModAddTransformer, cfg: ModAddTrainConfig) -> torch.optim.AdamW:
     # fused: one kernel for all parameters, measured faster than foreach and the for-loop on CPU
-    return torch.optim.AdamW(model.parameters(), lr=lr_at(0, cfg), betas=cfg.betas,
+    return torch.optim.AdamW(model.parameters(), lr=lr_at(0, cfg), betas=tuple(cfg.betas),
                              weight_decay=cfg.weight_decay, fused=True)
 
 
@@ -167,162 +212,18 @@ def evaluate(model: ModAddTransformer, tokens: Tensor, labels: Tensor) -> tuple[
 def train(run: ModAddRun, path: Path | None = None, resume: dict | None = None,
           log: Callable[[str], None] | None = print) -> TrainResult:
     """Train ``run`` from scratch or from the checkpoint dict ``resume``, saving to ``path``."""
-    _check_run(run)
-    previous_threads = torch.get_num_threads()
-    if run.train.threads is not None:
-        torch.set_num_threads(run.train.threads)
-    torch.set_flush_denormal(run.train.flush_denormal)
-    try:
-        return _train(run, path, resume, log or (lambda line: None))
-    finally:
-        torch.set_num_threads(previous_threads)
-        torch.set_flush_denormal(False)  # torch's default; there is no getter to restore from
-
-
-def _train(run: ModAddRun, path: Path | None, resume: dict | None,
-           log: Callable[[str], None]) -> TrainResult:
-    cfg = run.train
-    data = make_modadd_split(run.data)
-    model = ModAddTransformer(run.model, seed=run.seed)
-    optimizer = make_optimizer(model, cfg)
-    curve: dict[str, list] = {key: [] for key in CURVE_KEYS}
-    step = 0
-    if resume is not None:
-        check_config_matches(resume["trajectory"], run.trajectory(), "training", path)
-        model.load_state_dict(resume["model_state"])
-        optimizer.load_state_dict(resume["optimizer_state"])
-        # Full-batch training draws no random numbers; restored so stochastic variants resume
-        # exactly.
-        torch.set_rng_state(resume["rng_state"])
-        curve = {key: list(values) for key, values in resume["curve"].items()}
-        step = resume["step"]
-    start_step = step
-
-    train_step = make_train_step(model, optimizer)
-    tokens, labels = data.train_tokens, data.train_labels
-
-    def record() -> None:
-        train_loss, train_acc = evaluate(model, tokens, labels)
-        test_loss, test_acc = evaluate(model, data.test_tokens, data.test_labels)
-        if not (torch.isfinite(torch.tensor([train_loss, test_loss])).all()):
-            raise TrainingDiverged(f"training diverged: non-finite eval loss at step {step} "
-                                   f"(seed {run.seed}, lr {cfg.lr})")
-        for key, value in zip(CURVE_KEYS, (step, train_loss, train_acc, test_loss, test_acc)):
-            curve[key].append(value)
-        rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)
-        log(f"step {step:>6}/{cfg.steps}  train_loss {train_loss:.3e}  train_acc {train_acc:.4f}  "
-            f"test_loss {test_loss:.3e}  test_acc {test_acc:.4f}  {rate:.1f} steps/s  "
-            f"{time_left(step, cfg.steps, start_step, started)}")
-
-    started = time.perf_counter()
-    if not curve["step"]:
-        record()
-        started = time.perf_counter()  # the rate counts training steps, not the first evaluation
-    if cfg.snapshot_every and step == 0 and path is not None:
-        save_snapshot(path, run, model, step)
-    while step < cfg.steps:
-        # Train up to the next eval, save or snapshot point without synchronising: losses go to a
-        # buffer.
-        chunk_end = min(cfg.steps, _next_multiple(step, cfg.eval_every),
-                        _next_multiple(step, cfg.save_every),
-                        _next_multiple(step, cfg.snapshot_every or cfg.steps + 1))
-        losses = torch.empty(chunk_end - step, dtype=torch.float64)
-        for i in range(chunk_end - step):
-            losses[i] = train_step(tokens, labels, lr_at(step + i, cfg))
-        finite = torch.isfinite(losses)
-        if not finite.all():
-            first = int((~finite).nonzero()[0])
-            raise TrainingDiverged(
-                f"training diverged: loss {losses[first].item()} at step {step + first} "
-                f"(seed {run.seed}, lr {cfg.lr})"
-            )
-        step = chunk_end
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            record()
-        if path is not None and cfg.snapshot_every and step % cfg.snapshot_every == 0:
-            save_snapshot(path, run, model, step)
-        if path is not None and (step % cfg.save_every == 0 or step == cfg.steps):
-            save_checkpoint(path, _checkpoint(run, model, optimizer, step, curve))
-    checkpoint = _checkpoint(run, model, optimizer, step, curve)
-    return TrainResult(model, checkpoint, path, step - start_step)
-
-
-def _next_multiple(step: int, every: int) -> int:
-    return (step // every + 1) * every
-
-
-def snapshot_path(path: Path, step: int) -> Path:
-    """Where the model at ``step`` of the run cached at ``path`` is kept."""
-    return path.with_suffix(".snapshots") / f"step{step:07d}.pt"
-
-
-def save_snapshot(path: Path, run: ModAddRun, model: ModAddTransformer, step: int) -> None:
-    save_checkpoint(snapshot_path(path, step), {
-        "family": FAMILY, "seed": run.seed, "step": step, "trajectory": run.trajectory(),
-        "model_config": asdict(run.model),
-        "model_state": {name: value.detach().clone() for name, value in model.state_dict().items()},
-    })
-
-
-def load_snapshots(path: Path, steps: list[int]) -> list[ModAddTransformer]:
-    """The snapshot models of the run cached at ``path`` at ``steps``; one error naming the
-    missing ones (a run trained without ``snapshot_every`` has none)."""
-    missing = [step for step in steps if not snapshot_path(path, step).is_file()]
-    if missing:
-        raise CheckpointError(
-            f"no snapshots of {path.name} at steps {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''} in {path.with_suffix('.snapshots')}; the "
-            "cached run was trained without them: "
-            "train it again with that snapshot_every into an empty checkpoint dir")
-    return [model_from_checkpoint(snapshot_path(path, step)) for step in steps]
-
-
-def _check_run(run: ModAddRun) -> None:
-    if run.model.d_vocab != run.data.p + 1 or run.model.n_ctx != 3:
-        raise ValueError(
-            f"model d_vocab={run.model.d_vocab}, n_ctx={run.model.n_ctx} do not fit modular "
-            f"addition mod {run.data.p} (need d_vocab={run.data.p + 1}, n_ctx=3)"
-        )
-    if min(run.train.eval_every, run.train.save_every) < 1 or run.train.steps < 0:
-        raise ValueError("steps must be >= 0 and eval_every, save_every >= 1")
-    if run.train.snapshot_every < 0:
-        raise ValueError("snapshot_every must be >= 0 (0: no snapshots)")
-
-
-def _checkpoint(run: ModAddRun, model: ModAddTransformer, optimizer: torch.optim.Optimizer,
-                step: int, curve: dict[str, list]) -> dict:
-    return {
-        "family": FAMILY,
-        "seed": run.seed,
-        "step": step,
-        "trajectory": run.trajectory(),
-        "model_config": asdict(run.model),
-        "data_config": asdict(run.data),
-        "train_config": {**asdict(run.train), "betas": list(run.train.betas)},
-        "model_state": {name: value.detach().clone() for name, value in model.state_dict().items()},
-        "optimizer_state": optimizer.state_dict(),
-        "rng_state": torch.get_rng_state(),
-        "curve": {key: list(values) for key, values in curve.items()},
-        "train_acc": curve["train_acc"][-1],
-        "test_acc": curve["test_acc"][-1],
-        "torch_version": str(torch.__version__),
-    }
+    return loop.train(run, path, resume, log)
 
 
 def load_or_train(run: ModAddRun, checkpoint_dir: str | Path,
                   log: Callable[[str], None] | None = print) -> TrainResult:
-    """The model of ``run`` after ``run.train.steps`` steps: from the cache, resumed, or trained.
+    """The model of ``run`` after ``run.train.steps`` steps: from the cache, resumed, or trained."""
+    return loop.load_or_train(run, checkpoint_dir, log)
 
-    A cached run at exactly that step is loaded without training; one at an earlier step is resumed;
-    one past it raises :class:`CheckpointError` (the cache keeps only the latest step).
-    """
-    path = checkpoint_path(checkpoint_dir, FAMILY, run.seed, run.trajectory())
-    return load_resume_or_train(
-        path, "step", run.train.steps, run.trajectory(),
-        train=lambda resume: train(run, path, resume, log),
-        loaded=lambda checkpoint: TrainResult(model_from_checkpoint(checkpoint, run.model, path),
-                                              checkpoint, path, steps_trained=0),
-        log=log)
+
+def load_snapshots(path: Path, steps: list[int]) -> list[ModAddTransformer]:
+    """The snapshot models of the run cached at ``path`` at ``steps``."""
+    return loop.load_snapshots(path, steps, lambda checkpoint, _: model_from_checkpoint(checkpoint))
 
 
 def model_from_checkpoint(checkpoint: dict | str | Path,
@@ -341,31 +242,29 @@ def model_from_checkpoint(checkpoint: dict | str | Path,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = ModAddTrainConfig()
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=ModAddTrainConfig.steps)
+    parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--checkpoint-dir", default="results/cache/checkpoints/modadd")
-    parser.add_argument("--eval-every", type=int, default=ModAddTrainConfig.eval_every)
-    parser.add_argument("--save-every", type=int, default=ModAddTrainConfig.save_every)
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    parser.add_argument("--save-every", type=int, default=defaults.save_every)
     parser.add_argument("--snapshot-every", type=int, default=0,
                         help="keep the model every N steps beside the checkpoint (0: never)")
     args = parser.parse_args(argv)
-    train_cfg = ModAddTrainConfig(steps=args.steps, threads=args.threads,
-                                  eval_every=args.eval_every, save_every=args.save_every,
-                                  snapshot_every=args.snapshot_every)
     try:
-        result = load_or_train(ModAddRun(seed=args.seed, train=train_cfg), args.checkpoint_dir)
+        train_cfg = ModAddTrainConfig(steps=args.steps, eval_every=args.eval_every,
+                                      save_every=args.save_every,
+                                      snapshot_every=args.snapshot_every)
+        run = ModAddRun(seed=args.seed, train=train_cfg, threads=args.threads)
+        result = load_or_train(run, args.checkpoint_dir)
     except (CheckpointError, TrainingDiverged, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     done = result.checkpoint
     print(f"{result.path}: step {done['step']}, train_acc {done['train_acc']:.4f}, "
           f"test_acc {done['test_acc']:.4f} ({result.steps_trained} steps trained now)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def run_from_config(cfg: RunConfig) -> ModAddRun:
@@ -377,59 +276,47 @@ def run_from_config(cfg: RunConfig) -> ModAddRun:
                                       d_mlp=cfg.model.d_mlp),
         data=ModAddDataConfig(p=cfg.data.p, train_fraction=cfg.data.train_fraction,
                               data_seed=cfg.data.data_seed),
-        train=ModAddTrainConfig(steps=cfg.train.steps, lr=cfg.train.lr,
-                                weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.betas),
-                                warmup_steps=cfg.train.warmup_steps,
-                                eval_every=cfg.train.eval_every, save_every=cfg.train.save_every,
-                                snapshot_every=cfg.train.snapshot_every, threads=cfg.threads))
+        train=cfg.train, threads=cfg.threads)
 
 
 def prepare(cfg: RunConfig) -> Prepared:
-    """The pipeline's hook: the cached (or trained) model, train pairs for the basis, test pairs
-    for the ablations, and the training record for the run summary."""
+    """The cached (or trained) model, train pairs for the basis, test pairs for the ablations,
+    and the training record for the run summary."""
     run = run_from_config(cfg)
-    split = make_modadd_split(run.data)
-    history = {}
-    basis_inputs = split.split(cfg.method.basis_split)[0]
+    split = _split(run.data)
+    path = None
     if cfg.model.checkpoint is not None:  # someone else's trained model (e.g. the LIB authors')
         model, summary = load_external(cfg, run, split)
     else:
-        # committed paper models are read in place; every other model is cached in paths.cache
-        cache = model_cache_dir(cfg.paths, FAMILY, run.seed, run.trajectory(), run.train.steps)
-        result = load_or_train(run, cache, log=None if cfg.progress is False else print)
-        model, checkpoint = result.model, result.checkpoint
+        result = loop.cached_model(cfg.paths, run, cfg.progress)
+        model, checkpoint, path = result.model, result.checkpoint, result.path
         summary = {"train/step": int(checkpoint["step"]),
                    "train/train_acc": checkpoint["train_acc"],
-                   "train/test_acc": checkpoint["test_acc"],
-                   "train/steps_trained_now": result.steps_trained,
-                   "train/checkpoint": result.path.name if result.path else ""}
-        if run.train.snapshot_every and result.path is not None:
-            history[OVER_TRAINING] = snapshot_measures(cfg, run, result.path, split,
-                                                       basis_inputs)
-    return Prepared(model=model, basis_inputs=basis_inputs,
+                   "train/test_acc": checkpoint["test_acc"], **loop.train_summary(result)}
+    return Prepared(model=model, basis_inputs=split.split(cfg.method.basis_split)[0],
                     ablation_data=split.split(cfg.ablation.split), score="accuracy",
                     summary=summary, analyse=partial(modadd_analysis, p=cfg.data.p),
-                    relu_layers=[RELU_LAYER], history=history)
+                    checkpoint=path)
 
 
-def snapshot_measures(cfg: RunConfig, run: ModAddRun, path: Path, split,
-                      basis_inputs: Tensor) -> pd.DataFrame:
-    """Degeneracy and basis ranks (cfg.method's basis) at every snapshot of the run."""
-    steps = list(range(0, run.train.steps + 1, run.train.snapshot_every))  # where they were kept
-    method = cfg.method
+def over_training(cfg: RunConfig, prepared: Prepared) -> dict[str, pd.DataFrame]:
+    """Degeneracy and basis ranks (cfg.method's basis) at every kept snapshot of the run."""
+    if not cfg.train.snapshot_every or prepared.checkpoint is None:
+        return {}
+    split = _split(run_from_config(cfg).data)
+    steps = list(range(0, cfg.train.steps + 1, cfg.train.snapshot_every))  # where they were kept
 
     def scores(model: ModAddTransformer) -> dict[str, float]:
         _, train_acc = evaluate(model, split.train_tokens, split.train_labels)
         _, test_acc = evaluate(model, split.test_tokens, split.test_labels)
         return {"train_acc": train_acc, "test_acc": test_acc}
 
-    snapshots = list(zip(steps, load_snapshots(path, list(steps)), strict=True))
-    return measures_over_training(
-        snapshots, basis_inputs, list(cfg.model.node_layers), [RELU_LAYER], scores=scores,
-        method=method.name, center=method.center,
-        truncation_threshold=method.truncation_threshold, integration=method.integration,
-        n_intervals=method.n_intervals, n_sources=method.n_sources, seed=cfg.seed,
-        batch_size=method.batch_size)
+    snapshots = list(zip(steps, load_snapshots(prepared.checkpoint, steps), strict=True))
+    # M' for every method here: rank/jacobian is tracked over training
+    settings = {**graph_settings(cfg), "jacobian_gram": True}
+    return {OVER_TRAINING: measures_over_training(
+        snapshots, prepared.basis_inputs, list(cfg.model.node_layers), [RELU_LAYER],
+        scores=scores, **settings)}
 
 
 class AccuracyMismatch(RuntimeError):
@@ -461,3 +348,11 @@ def load_external(cfg: RunConfig, run: ModAddRun,
     if expected is not None:
         summary["train/expected_test_acc"] = expected
     return model, summary
+
+
+FAMILY_SPEC = Family(FAMILY, prepare, relu_layers=lambda model: [RELU_LAYER],
+                     over_training=over_training)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

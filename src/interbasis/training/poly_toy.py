@@ -14,7 +14,6 @@ From Python: ``train(PolyToyRun(n=256, m=1024, seed=0))``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,8 +23,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from interbasis.basis.fold import frozen_folded_copy
-from interbasis.basis.sections import capture
+from interbasis.basis import features_by_layer
 from interbasis.basis.types import Graph
 from interbasis.config import RunConfig
 from interbasis.models.poly_toy import (
@@ -37,9 +35,8 @@ from interbasis.models.poly_toy import (
     toy_loss,
     weight_stats,
 )
-from interbasis.pipeline import Prepared
-from interbasis.training.cache import model_cache_dir
-from interbasis.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from interbasis.training import loop
+from interbasis.training.family import Family, Prepared
 
 FAMILY = "poly_toy"
 HISTORY = "toy_training"  # the training-curve table: <run>/toy_training.csv, W&B toy_training/*
@@ -47,9 +44,17 @@ HIDDEN = "1"  # node layer of the hidden activations x W in as_sequential's name
 PURE = 0.9  # a basis feature with this share of its power on one input "is" that input feature
 
 
+class ToyWeights(nn.Module):
+    """The trained object: W (n, m); the model the basis sees is ``as_sequential(W)``."""
+
+    def __init__(self, W: Tensor) -> None:
+        super().__init__()
+        self.W = nn.Parameter(W)
+
+
 @dataclass(frozen=True)
 class PolyToyRun:
-    """One toy: sizes, seed and optimisation (all of it is the cache key)."""
+    """One toy (the loop's recipe): sizes, seed and optimisation, all of it the cache key."""
 
     n: int = 256
     m: int = 256
@@ -62,11 +67,70 @@ class PolyToyRun:
     log_every: int = field(default=250, compare=False)
     threads: int | None = field(default=None, compare=False)
 
+    family = FAMILY
+    unit = "step"
+    flush_denormal = False
+    eval_at_start = True
+    snapshot_every = 0
+    steps_per_unit = 1
+
     def trajectory(self) -> dict:
         settings = asdict(self)
         for runtime in ("log_every", "threads"):
             settings.pop(runtime)
         return {"family": FAMILY, **settings, "betas": list(self.betas)}
+
+    @property
+    def total(self) -> int:
+        return self.steps
+
+    @property
+    def eval_every(self) -> int:
+        return self.log_every
+
+    @property
+    def save_every(self) -> int:
+        return max(self.steps, 1)  # once, at the end: a toy trains in minutes, no resuming
+
+    def check(self) -> None:
+        if self.steps < 0 or self.log_every < 1:
+            raise ValueError("steps must be >= 0 and log_every >= 1")
+
+    def build(self) -> tuple[ToyWeights, torch.optim.Optimizer]:
+        model = ToyWeights(init_weights(self.n, self.m, self.seed))
+        # fused: one kernel for the whole update (as the modadd loop); the gradient is analytic
+        return model, torch.optim.AdamW(model.parameters(), lr=self.lr, betas=self.betas,
+                                        weight_decay=self.weight_decay, fused=True)
+
+    def advance(self, model: ToyWeights, optimizer: torch.optim.Optimizer, start: int,
+                end: int) -> Tensor:
+        for _ in range(start, end):
+            model.W.grad = toy_gradient(model.W.detach(), self.l1_lambda)
+            optimizer.step()
+        return torch.empty(0)  # the loss is only computed at curve rows (it costs a matmul)
+
+    @torch.no_grad()
+    def evaluate(self, model: ToyWeights, point: int, losses: Tensor | None
+                 ) -> dict[str, float]:
+        W = model.W.detach()
+        error, l1 = toy_loss(W, self.l1_lambda)
+        on = represented(W)
+        return {"loss": float(error + l1), "reconstruction": float(error), "l1": float(l1),
+                "polysemantic_neurons": polysemantic_neurons(W),
+                "features_represented": int((on.sum(dim=1) > 0).sum())}
+
+    def line(self, point: int, row: dict[str, float]) -> str:
+        return (f"step {point:>5}/{self.steps}  loss {row['loss']:.4f}  polysemantic "
+                f"{row['polysemantic_neurons']}")
+
+    def describe(self) -> dict:
+        return {}
+
+    def results(self, model: ToyWeights, curve: dict[str, list]) -> dict:
+        return {}
+
+    def load(self, checkpoint: dict, path: Path | None) -> ToyWeights:
+        return ToyWeights(checkpoint["model_state"]["W"])
 
 
 @dataclass
@@ -78,68 +142,23 @@ class ToyResult:
     steps_trained: int
 
 
+def _toy_result(result: loop.TrainResult) -> ToyResult:
+    seconds = result.checkpoint["train_seconds"]
+    rate = (result.steps_trained / seconds if result.steps_trained and seconds > 0
+            else float("nan"))
+    return ToyResult(result.model.W.detach().clone(), pd.DataFrame(result.checkpoint["curve"]),
+                     rate, result.path, result.steps_trained)
+
+
 def train(run: PolyToyRun, log: Callable[[str], None] | None = None) -> ToyResult:
     """Train from the N(0, 1/m) init; returns the final W and the training curve."""
-    if run.steps < 0 or run.log_every < 1:
-        raise ValueError("steps must be >= 0 and log_every >= 1")
-    previous_threads = torch.get_num_threads()
-    if run.threads is not None:
-        torch.set_num_threads(run.threads)
-    try:
-        return _train(run, log or (lambda line: None))
-    finally:
-        torch.set_num_threads(previous_threads)
-
-
-def _train(run: PolyToyRun, log: Callable[[str], None]) -> ToyResult:
-    W = nn.Parameter(init_weights(run.n, run.m, run.seed))
-    # fused: one kernel for the whole update (as the modadd loop); the gradient is set by hand
-    optimizer = torch.optim.AdamW([W], lr=run.lr, betas=run.betas,
-                                  weight_decay=run.weight_decay, fused=True)
-    rows: list[dict] = []
-
-    def record(step: int) -> None:
-        with torch.no_grad():
-            error, l1 = toy_loss(W, run.l1_lambda)
-        loss = float(error + l1)
-        if not np.isfinite(loss):
-            raise RuntimeError(f"training diverged: loss {loss} at step {step} "
-                               f"(n {run.n}, m {run.m}, seed {run.seed}, lr {run.lr})")
-        on = represented(W.detach())
-        rows.append({"step": step, "loss": loss, "reconstruction": float(error),
-                     "l1": float(l1), "polysemantic_neurons": polysemantic_neurons(W.detach()),
-                     "features_represented": int((on.sum(dim=1) > 0).sum())})
-        log(f"step {step:>5}/{run.steps}  loss {loss:.4f}  polysemantic "
-            f"{rows[-1]['polysemantic_neurons']}")
-
-    record(0)
-    started = time.perf_counter()
-    for step in range(1, run.steps + 1):
-        W.grad = toy_gradient(W.detach(), run.l1_lambda)
-        optimizer.step()
-        if step % run.log_every == 0 or step == run.steps:
-            record(step)
-    elapsed = time.perf_counter() - started
-    rate = run.steps / elapsed if run.steps and elapsed > 0 else float("nan")
-    return ToyResult(W.detach().clone(), pd.DataFrame(rows), rate, None, run.steps)
+    return _toy_result(loop.train(run, log=log))
 
 
 def load_or_train(run: PolyToyRun, checkpoint_dir: str | Path,
                   log: Callable[[str], None] | None = None) -> ToyResult:
     """The trained toy from the cache, or trained now and saved there."""
-    path = checkpoint_path(checkpoint_dir, FAMILY, run.seed, run.trajectory())
-    if path.exists():
-        checkpoint = load_checkpoint(path)
-        return ToyResult(checkpoint["W"], pd.DataFrame(checkpoint["history"]), float("nan"),
-                         path, 0)
-    result = train(run, log)
-    save_checkpoint(path, {"family": FAMILY, "seed": run.seed, "step": run.steps,
-                           "trajectory": run.trajectory(), "W": result.W,
-                           "history": result.history.to_dict(orient="list"),
-                           "steps_per_s": result.steps_per_s,
-                           "torch_version": str(torch.__version__)})
-    result.path = path
-    return result
+    return _toy_result(loop.load_or_train(run, checkpoint_dir, log))
 
 
 def feature_purity(features: Tensor) -> Tensor:  # features: Float[Tensor, "n_inputs r"]
@@ -163,16 +182,14 @@ def basis_separation(model: nn.Module, graph: Graph, W: Tensor) -> dict:
     and the share of features sitting on polysemantic neurons that are the top input of a pure
     (>= PURE) hidden basis feature of their own.
     """
-    n = W.shape[0]
-    eye = torch.eye(n, dtype=torch.float64)
-    acts = capture(frozen_folded_copy(model, torch.float64), eye, graph.layer_names)
+    eye = torch.eye(W.shape[0], dtype=torch.float64)
+    rotated = [layer for layer in graph.layers if layer.has_constant]  # the output is not rotated
+    found = features_by_layer(model, graph, [layer.name for layer in rotated], eye)
     frames = []
     summary: dict[str, float] = {}
     pure_tops: set[int] = set()
-    for layer in graph.layers:
-        if not layer.has_constant:
-            continue  # the output is not rotated
-        features = acts[layer.name].to(torch.float64) @ layer.C
+    for layer in rotated:
+        features = found[layer.name]
         purity = feature_purity(features)[1:]  # column 0: the constant direction
         top = (features - features.mean(dim=0)).square().argmax(dim=0)[1:]
         frames.append(pd.DataFrame({"layer": layer.name, "feature": np.arange(1, layer.rank),
@@ -192,16 +209,13 @@ def basis_separation(model: nn.Module, graph: Graph, W: Tensor) -> dict:
 
 
 def prepare(cfg: RunConfig) -> Prepared:
-    """The pipeline's hook: the trained toy as a Sequential, the identity batch for the basis and
-    the ablations (score: the argmax of y recovers the feature), and the toy's counts."""
+    """The trained toy as a Sequential, the identity batch for the basis and the ablations
+    (score: the argmax of y recovers the feature), and the toy's counts."""
     run = PolyToyRun(n=cfg.model.n, m=cfg.model.m, seed=cfg.seed, steps=cfg.train.steps,
                      lr=cfg.train.lr, l1_lambda=cfg.train.l1_lambda,
                      weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.betas),
                      log_every=cfg.train.log_every, threads=cfg.threads)
-    # committed paper models are read in place; every other model is cached in paths.cache
-    cache = model_cache_dir(cfg.paths, FAMILY, run.seed, run.trajectory(), run.steps)
-    result = load_or_train(run, cache,
-                           log=None if cfg.progress is False else print)
+    result = _toy_result(loop.cached_model(cfg.paths, run, cfg.progress))
     final = result.history.iloc[-1]
     summary = {**weight_stats(result.W), "train/step": run.steps,
                "train/loss": float(final["loss"]),
@@ -213,5 +227,13 @@ def prepare(cfg: RunConfig) -> Prepared:
     return Prepared(model=as_sequential(result.W), basis_inputs=eye,
                     ablation_data=(eye, torch.arange(run.n)), score="accuracy", summary=summary,
                     analyse=lambda model, graph: basis_separation(model, graph, result.W),
-                    relu_layers=["output"], history={HISTORY: result.history},
-                    build_graph=cfg.model.graph)
+                    checkpoint=result.path, curve=result.history.to_dict(orient="list"))
+
+
+def over_training(cfg: RunConfig, prepared: Prepared) -> dict[str, pd.DataFrame]:
+    """The training curve (loss terms and polysemantic counts by step) as a table."""
+    return {HISTORY: pd.DataFrame(prepared.curve)}
+
+
+FAMILY_SPEC = Family(FAMILY, prepare, relu_layers=lambda model: ["output"],
+                     over_training=over_training)

@@ -12,35 +12,31 @@ cross-entropy) on ``data.ablation_samples`` held-out windows, both of ``data.con
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from interbasis.config import RunConfig
 from interbasis.data.text import TextCorpus, load_corpus
 from interbasis.models.tiny_gpt import TinyGPT, TinyGPTConfig
-from interbasis.pipeline import Prepared
-from interbasis.training.cache import model_cache_dir
-from interbasis.training.checkpoint import (
-    check_config_matches,
-    checkpoint_path,
-    load_checkpoint,
-    load_resume_or_train,
-    save_checkpoint,
-)
-from interbasis.training.progress import time_left
+from interbasis.training import loop
+from interbasis.training.checkpoint import load_checkpoint
+from interbasis.training.family import Family, Prepared
+from interbasis.training.loop import TrainResult
 
 FAMILY = "tiny_gpt"
 EVAL_WINDOWS = 64  # held-out windows for the training curve (a fixed set)
+__all__ = ["EVAL_WINDOWS", "FAMILY", "TinyGPTRun", "TrainResult"]
 
 
 @dataclass(frozen=True)
 class TinyGPTRun:
-    """One training run. Everything but ``steps``, ``eval_every`` and ``threads`` is in the key."""
+    """One training run (the loop's recipe). Everything but ``steps``, ``eval_every`` and
+    ``threads`` is in the key."""
 
     model: TinyGPTConfig
     fingerprint: str  # of the corpus file
@@ -53,6 +49,14 @@ class TinyGPTRun:
     warmup_steps: int = 100
     eval_every: int = field(default=250, compare=False)
     threads: int | None = field(default=None, compare=False)
+    corpus: TextCorpus | None = field(default=None, compare=False, repr=False)
+
+    family = FAMILY
+    unit = "step"
+    flush_denormal = False
+    eval_at_start = False
+    snapshot_every = 0
+    steps_per_unit = 1
 
     def trajectory(self) -> dict:
         return {"family": FAMILY, "seed": self.seed, "fingerprint": self.fingerprint,
@@ -60,13 +64,68 @@ class TinyGPTRun:
                 "optim": {"batch_size": self.batch_size, "lr": self.lr,
                           "weight_decay": self.weight_decay, "warmup_steps": self.warmup_steps}}
 
+    @property
+    def total(self) -> int:
+        return self.steps
 
-@dataclass
-class TrainResult:
-    model: TinyGPT
-    checkpoint: dict
-    path: Path | None
-    steps_trained: int
+    @property
+    def save_every(self) -> int:
+        return max(self.steps, 1)  # once, at the end
+
+    def check(self) -> None:
+        if self.corpus is None or self.corpus.fingerprint != self.fingerprint:
+            found = self.corpus.fingerprint if self.corpus is not None else None
+            raise ValueError(f"run is for corpus {self.fingerprint}, got {found}")
+
+    def build(self) -> tuple[TinyGPT, torch.optim.Optimizer]:
+        model = TinyGPT(self.model, seed=self.seed)
+        return model, torch.optim.AdamW(model.parameters(), lr=self.lr, betas=(0.9, 0.99),
+                                        weight_decay=self.weight_decay)
+
+    def advance(self, model: TinyGPT, optimizer: torch.optim.Optimizer, start: int,
+                end: int) -> Tensor:
+        text = self.corpus.split("train")
+        offsets = torch.arange(self.model.n_ctx + 1)
+        losses = torch.empty(end - start, dtype=torch.float64)
+        for step in range(start, end):
+            # the windows of step s depend on (seed, s) only: a shorter run is a prefix
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+            starts = torch.randint(0, len(text) - self.model.n_ctx - 1, (self.batch_size,),
+                                   generator=generator)
+            rows = text[starts[:, None] + offsets]
+            for group in optimizer.param_groups:
+                group["lr"] = self.lr * min(1.0, (step + 1) / max(1, self.warmup_steps))
+            model.train()
+            loss = F.cross_entropy(model(rows[:, :-1]).flatten(0, 1), rows[:, 1:].flatten())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses[step - start] = loss.detach()
+        return losses
+
+    def evaluate(self, model: TinyGPT, point: int, losses: Tensor | None) -> dict[str, float]:
+        model.eval()
+        eval_data = self.corpus.windows("held_out", self.model.n_ctx, EVAL_WINDOWS, seed=12345)
+        return {"train_loss": losses[-1].item() if losses is not None else float("nan"),
+                "held_out_loss": mean_loss(model, *eval_data)}
+
+    def line(self, point: int, row: dict[str, float]) -> str:
+        return (f"step {point:>6}/{self.steps}  train_loss {row['train_loss']:.4f}  "
+                f"held_out_loss {row['held_out_loss']:.4f}")
+
+    def describe(self) -> dict:
+        settings = {item.name: getattr(self, item.name) for item in fields(self)
+                    if item.name != "corpus"}
+        return {"run_config": {**settings, "model": asdict(self.model)},
+                "vocabulary": self.corpus.vocabulary}
+
+    def results(self, model: TinyGPT, curve: dict[str, list]) -> dict:
+        held_out = curve.get("held_out_loss")
+        return {"held_out_loss": held_out[-1] if held_out else None}
+
+    def load(self, checkpoint: dict, path: Path | None) -> TinyGPT:
+        return model_from_checkpoint(checkpoint)
 
 
 @torch.no_grad()
@@ -77,81 +136,14 @@ def mean_loss(model: TinyGPT, inputs: torch.Tensor, targets: torch.Tensor) -> fl
 
 def train(run: TinyGPTRun, corpus: TextCorpus, path: Path | None = None,
           resume: dict | None = None, log: Callable[[str], None] | None = print) -> TrainResult:
-    """Train ``run`` from scratch or from the checkpoint dict ``resume``; save at the end."""
-    if corpus.fingerprint != run.fingerprint:
-        raise ValueError(f"run is for corpus {run.fingerprint}, got {corpus.fingerprint}")
-    log = log or (lambda line: None)
-    previous_threads = torch.get_num_threads()
-    if run.threads is not None:
-        torch.set_num_threads(run.threads)
-    try:
-        model = TinyGPT(run.model, seed=run.seed)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=(0.9, 0.99),
-                                      weight_decay=run.weight_decay)
-        curve: dict[str, list] = {"step": [], "train_loss": [], "held_out_loss": []}
-        step = 0
-        if resume is not None:
-            check_config_matches(resume["trajectory"], run.trajectory(), "training", path)
-            model.load_state_dict(resume["model_state"])
-            optimizer.load_state_dict(resume["optimizer_state"])
-            curve = {key: list(values) for key, values in resume["curve"].items()}
-            step = resume["step"]
-        start_step, started = step, time.perf_counter()
-        eval_data = corpus.windows("held_out", run.model.n_ctx, EVAL_WINDOWS, seed=12345)
-        text = corpus.split("train")
-        offsets = torch.arange(run.model.n_ctx + 1)
-        train_loss = float("nan")
-        while step < run.steps:
-            generator = torch.Generator().manual_seed(run.seed * 1_000_003 + step)
-            starts = torch.randint(0, len(text) - run.model.n_ctx - 1, (run.batch_size,),
-                                   generator=generator)
-            rows = text[starts[:, None] + offsets]
-            for group in optimizer.param_groups:
-                group["lr"] = run.lr * min(1.0, (step + 1) / max(1, run.warmup_steps))
-            model.train()
-            loss = F.cross_entropy(model(rows[:, :-1]).flatten(0, 1), rows[:, 1:].flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            train_loss = loss.item()
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"training diverged at step {step} (seed {run.seed})")
-            if step % run.eval_every == 0 or step == run.steps:
-                model.eval()
-                held_out = mean_loss(model, *eval_data)
-                for key, value in zip(curve, (step, train_loss, held_out), strict=True):
-                    curve[key].append(value)
-                log(f"step {step:>6}/{run.steps}  train_loss {train_loss:.4f}  held_out_loss "
-                    f"{held_out:.4f}  {time_left(step, run.steps, start_step, started)}")
-        model.eval()
-        checkpoint = {
-            "family": FAMILY, "seed": run.seed, "step": step, "trajectory": run.trajectory(),
-            "run_config": asdict(run),
-            "model_state": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "optimizer_state": optimizer.state_dict(),
-            "curve": curve, "vocabulary": corpus.vocabulary,
-            "held_out_loss": curve["held_out_loss"][-1] if curve["held_out_loss"] else None,
-            "train_seconds": time.perf_counter() - started,
-            "torch_version": str(torch.__version__)}
-        if path is not None and step > start_step:
-            save_checkpoint(path, checkpoint)
-        return TrainResult(model, checkpoint, path, step - start_step)
-    finally:
-        torch.set_num_threads(previous_threads)
+    """Train ``run`` on ``corpus`` from scratch or from the checkpoint dict ``resume``."""
+    return loop.train(replace(run, corpus=corpus), path, resume, log)
 
 
 def load_or_train(run: TinyGPTRun, corpus: TextCorpus, checkpoint_dir: str | Path,
                   log: Callable[[str], None] | None = print) -> TrainResult:
     """The model of ``run`` after ``run.steps`` steps: from the cache, resumed, or trained."""
-    path = checkpoint_path(checkpoint_dir, FAMILY, run.seed, run.trajectory())
-    return load_resume_or_train(
-        path, "step", run.steps, run.trajectory(),
-        train=lambda resume: train(run, corpus, path, resume, log),
-        loaded=lambda checkpoint: TrainResult(model_from_checkpoint(checkpoint), checkpoint, path,
-                                              steps_trained=0),
-        log=log)
+    return loop.load_or_train(replace(run, corpus=corpus), checkpoint_dir, log)
 
 
 def model_from_checkpoint(checkpoint: dict | str | Path) -> TinyGPT:
@@ -164,8 +156,8 @@ def model_from_checkpoint(checkpoint: dict | str | Path) -> TinyGPT:
 
 
 def prepare(cfg: RunConfig) -> Prepared:
-    """The pipeline's hook: the cached (or trained) GPT, train windows for the basis, held-out
-    windows (inputs, next characters) for the CE-loss ablations, and the training record."""
+    """The cached (or trained) GPT, train windows for the basis, held-out windows (inputs, next
+    characters) for the CE-loss ablations, and the training record."""
     corpus = load_corpus(cfg.data.path, cfg.data.held_out_fraction, dump_kjv=cfg.data.dump_kjv)
     m = cfg.model
     model_cfg = TinyGPTConfig(d_vocab=corpus.d_vocab, n_ctx=cfg.data.context, d_model=m.d_model,
@@ -174,11 +166,9 @@ def prepare(cfg: RunConfig) -> Prepared:
     run = TinyGPTRun(model=model_cfg, fingerprint=corpus.fingerprint,
                      held_out_fraction=cfg.data.held_out_fraction, seed=cfg.seed, steps=t.steps,
                      batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
-                     warmup_steps=t.warmup_steps, eval_every=t.eval_every, threads=cfg.threads)
-    # committed paper models are read in place; every other model is cached in paths.cache
-    cache = model_cache_dir(cfg.paths, FAMILY, run.seed, run.trajectory(), run.steps)
-    result = load_or_train(run, corpus, cache,
-                           log=None if cfg.progress is False else print)
+                     warmup_steps=t.warmup_steps, eval_every=t.eval_every, threads=cfg.threads,
+                     corpus=corpus)
+    result = loop.cached_model(cfg.paths, run, cfg.progress)
     basis_split = "train" if cfg.method.basis_split == "train" else "held_out"
     # fixed data seeds: every method and model seed sees the same windows
     basis_inputs, _ = corpus.windows(basis_split, cfg.data.context, cfg.data.basis_samples, 1)
@@ -193,4 +183,8 @@ def prepare(cfg: RunConfig) -> Prepared:
                "data/fingerprint": corpus.fingerprint, "data/d_vocab": corpus.d_vocab,
                "data/context": cfg.data.context, "data/basis_samples": cfg.data.basis_samples}
     return Prepared(model=result.model, basis_inputs=basis_inputs, ablation_data=ablation_data,
-                    score="cross_entropy", summary=summary)
+                    score="cross_entropy", summary=summary, checkpoint=result.path,
+                    curve=checkpoint["curve"])
+
+
+FAMILY_SPEC = Family(FAMILY, prepare)

@@ -17,9 +17,9 @@ The pipeline calls :func:`prepare` (``python -m interbasis.run experiment=fashio
 
 from __future__ import annotations
 
-import time
+import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -31,24 +31,19 @@ from interbasis.config import RunConfig
 from interbasis.data.vision import ImageSplit, load_image_split
 from interbasis.models.cnn import SmallCNN, image_shape
 from interbasis.models.vision import make_mlp
-from interbasis.pipeline import Prepared
-from interbasis.training.cache import model_cache_dir
-from interbasis.training.checkpoint import (
-    check_config_matches,
-    checkpoint_path,
-    load_checkpoint,
-    load_resume_or_train,
-    save_checkpoint,
-)
-from interbasis.training.progress import time_left
+from interbasis.training import loop
+from interbasis.training.checkpoint import load_checkpoint
+from interbasis.training.family import Family, Prepared
+from interbasis.training.loop import TrainResult
 
 FAMILY = "vision"
-CURVE_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc")
+__all__ = ["FAMILY", "TrainResult", "VisionRun"]
 
 
 @dataclass(frozen=True)
 class VisionRun:
-    """One training run. Everything but ``epochs`` and ``threads`` is in the cache key."""
+    """One training run (the loop's recipe). Everything but ``epochs`` and ``threads`` is in the
+    cache key."""
 
     dataset: str
     fingerprint: str  # ImageSplit.fingerprint of the training data
@@ -64,11 +59,19 @@ class VisionRun:
     batch_size: int = 64
     epochs: int = 12
     threads: int | None = field(default=None, compare=False)
+    data: ImageSplit | None = field(default=None, compare=False, repr=False)
+
+    family = FAMILY
+    unit = "epoch"
+    flush_denormal = False
+    eval_at_start = True
+    eval_every = save_every = 1  # a curve row and a checkpoint after every epoch
+    snapshot_every = 0
 
     @classmethod
     def for_data(cls, data: ImageSplit, **settings) -> VisionRun:
         return cls(dataset=data.name, fingerprint=data.fingerprint, d_in=data.n_features,
-                   d_out=len(data.classes), **settings)
+                   d_out=len(data.classes), data=data, **settings)
 
     def trajectory(self) -> dict:
         """Everything that determines the parameters after every epoch: the cache key."""
@@ -86,15 +89,68 @@ class VisionRun:
         return {"arch": self.arch, "dataset": self.dataset, "d_in": self.d_in,
                 "channels": list(self.channels), "d_out": self.d_out}
 
+    @property
+    def total(self) -> int:
+        return self.epochs
 
-@dataclass
-class TrainResult:
-    """A trained model, its checkpoint, and the optimizer steps this call trained (0: cache hit)."""
+    @property
+    def steps_per_unit(self) -> int:
+        return math.ceil(len(self._train()[1]) / self.batch_size)
 
-    model: nn.Sequential
-    checkpoint: dict
-    path: Path | None
-    steps_trained: int
+    def check(self) -> None:
+        data = self.data
+        if data is None:
+            raise ValueError("VisionRun.for_data(data, ...) gives the run its images")
+        if self.fingerprint != data.fingerprint or self.d_in != data.n_features:
+            raise ValueError(f"run is for {self.dataset} data {self.fingerprint} with "
+                             f"{self.d_in} inputs, got {data.name} data {data.fingerprint} with "
+                             f"{data.n_features}")
+
+    def build(self) -> tuple[nn.Module, torch.optim.Optimizer]:
+        model = make_model(self.model_spec(), seed=self.seed)
+        return model, torch.optim.Adam(model.parameters(), lr=self.lr, betas=self.betas)
+
+    def advance(self, model: nn.Module, optimizer: torch.optim.Optimizer, start: int,
+                end: int) -> Tensor:
+        images, labels = self._train()
+        model.train()
+        losses = []
+        for epoch in range(start, end):
+            for batch in epoch_order(self, epoch, len(labels)).split(self.batch_size):
+                loss = F.cross_entropy(model(images[batch]), labels[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.detach())
+        return torch.stack(losses)
+
+    def evaluate(self, model: nn.Module, point: int, losses: Tensor | None) -> dict[str, float]:
+        images, labels = self._train()
+        train_loss, train_acc = evaluate(model, images, labels)
+        test_loss, test_acc = evaluate(model, self.data.test_images, self.data.test_labels)
+        return {"step": point * self.steps_per_unit, "train_loss": train_loss,
+                "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
+
+    def line(self, point: int, row: dict[str, float]) -> str:
+        return (f"epoch {point:>3}/{self.epochs}  train_loss {row['train_loss']:.4f}  train_acc "
+                f"{row['train_acc']:.4f}  test_loss {row['test_loss']:.4f}  test_acc "
+                f"{row['test_acc']:.4f}")
+
+    def describe(self) -> dict:
+        settings = {item.name: getattr(self, item.name) for item in fields(self)
+                    if item.name != "data"}
+        return {"run_config": {**settings, "hidden": list(self.hidden),
+                               "channels": list(self.channels), "betas": list(self.betas)}}
+
+    def results(self, model: nn.Module, curve: dict[str, list]) -> dict:
+        return {"train_acc": curve["train_acc"][-1], "test_acc": curve["test_acc"][-1]}
+
+    def load(self, checkpoint: dict, path: Path | None) -> nn.Module:
+        return model_from_checkpoint(checkpoint)
+
+    def _train(self) -> tuple[Tensor, Tensor]:
+        return (self.data.train_images[:self.train_samples],
+                self.data.train_labels[:self.train_samples])
 
 
 @torch.no_grad()
@@ -117,96 +173,18 @@ def epoch_order(run: VisionRun, epoch: int, n: int) -> Tensor:
 
 def train(run: VisionRun, data: ImageSplit, path: Path | None = None, resume: dict | None = None,
           log: Callable[[str], None] | None = print) -> TrainResult:
-    """Train ``run`` from scratch or from the checkpoint dict ``resume``, saving each epoch."""
-    if run.fingerprint != data.fingerprint or run.d_in != data.n_features:
-        raise ValueError(f"run is for {run.dataset} data {run.fingerprint} with {run.d_in} inputs, "
-                         f"got {data.name} data {data.fingerprint} with {data.n_features}")
-    previous_threads = torch.get_num_threads()
-    if run.threads is not None:
-        torch.set_num_threads(run.threads)
-    try:
-        return _train(run, data, path, resume, log or (lambda line: None))
-    finally:
-        torch.set_num_threads(previous_threads)
-
-
-def _train(run: VisionRun, data: ImageSplit, path: Path | None, resume: dict | None,
-           log: Callable[[str], None]) -> TrainResult:
-    images, labels = data.train_images[:run.train_samples], data.train_labels[:run.train_samples]
-    model = make_model(run.model_spec(), seed=run.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=run.betas)
-    curve: dict[str, list] = {key: [] for key in CURVE_KEYS}
-    epoch = step = 0
-    if resume is not None:
-        check_config_matches(resume["trajectory"], run.trajectory(), "training", path)
-        model.load_state_dict(resume["model_state"])
-        optimizer.load_state_dict(resume["optimizer_state"])
-        curve = {key: list(values) for key, values in resume["curve"].items()}
-        epoch, step = resume["epoch"], resume["step"]
-    start_step, start_epoch, started = step, epoch, time.perf_counter()
-
-    def record() -> None:
-        train_loss, train_acc = evaluate(model, images, labels)
-        test_loss, test_acc = evaluate(model, data.test_images, data.test_labels)
-        if not torch.isfinite(torch.tensor([train_loss, test_loss])).all():
-            raise RuntimeError(f"training diverged: non-finite loss after epoch {epoch} "
-                               f"(seed {run.seed}, lr {run.lr})")
-        for key, value in zip(CURVE_KEYS, (epoch, step, train_loss, train_acc, test_loss,
-                                           test_acc), strict=True):
-            curve[key].append(value)
-        log(f"epoch {epoch:>3}/{run.epochs}  train_loss {train_loss:.4f}  train_acc "
-            f"{train_acc:.4f}  test_loss {test_loss:.4f}  test_acc {test_acc:.4f}  "
-            f"{time_left(epoch, run.epochs, start_epoch, started)}")
-
-    if not curve["epoch"]:
-        record()
-    model.train()
-    while epoch < run.epochs:
-        order = epoch_order(run, epoch, len(labels))
-        for batch in order.split(run.batch_size):
-            loss = F.cross_entropy(model(images[batch]), labels[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-        epoch += 1
-        record()
-        if path is not None:
-            save_checkpoint(path, _checkpoint(run, model, optimizer, epoch, step, curve))
-    model.eval()
-    checkpoint = _checkpoint(run, model, optimizer, epoch, step, curve)
-    return TrainResult(model, checkpoint, path, step - start_step)
-
-
-def _checkpoint(run: VisionRun, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                step: int, curve: dict[str, list]) -> dict:
-    return {
-        "family": FAMILY,
-        "seed": run.seed,
-        "epoch": epoch,
-        "step": step,
-        "trajectory": run.trajectory(),
-        "run_config": {**asdict(run), "hidden": list(run.hidden), "channels": list(run.channels),
-                       "betas": list(run.betas)},
-        "model_state": {name: value.detach().clone() for name, value in model.state_dict().items()},
-        "optimizer_state": optimizer.state_dict(),
-        "curve": {key: list(values) for key, values in curve.items()},
-        "train_acc": curve["train_acc"][-1],
-        "test_acc": curve["test_acc"][-1],
-        "torch_version": str(torch.__version__),
-    }
+    """Train ``run`` on ``data`` from scratch or from the checkpoint dict ``resume``."""
+    return loop.train(_with_data(run, data), path, resume, log)
 
 
 def load_or_train(run: VisionRun, data: ImageSplit, checkpoint_dir: str | Path,
                   log: Callable[[str], None] | None = print) -> TrainResult:
     """The model of ``run`` after ``run.epochs`` epochs: from the cache, resumed, or trained."""
-    path = checkpoint_path(checkpoint_dir, FAMILY, run.seed, run.trajectory())
-    return load_resume_or_train(
-        path, "epoch", run.epochs, run.trajectory(),
-        train=lambda resume: train(run, data, path, resume, log),
-        loaded=lambda checkpoint: TrainResult(model_from_checkpoint(checkpoint), checkpoint, path,
-                                              steps_trained=0),
-        log=log)
+    return loop.load_or_train(_with_data(run, data), checkpoint_dir, log)
+
+
+def _with_data(run: VisionRun, data: ImageSplit) -> VisionRun:
+    return run if run.data is data else replace(run, data=data)
 
 
 def make_model(spec: dict, seed: int) -> nn.Module:
@@ -236,25 +214,20 @@ def relu_layers(model: nn.Module) -> list[str]:
 
 
 def prepare(cfg: RunConfig) -> Prepared:
-    """The pipeline's hook: the cached (or trained) MLP, the first ``data.basis_samples`` images
-    of the basis split, the ablation split, the class analysis, and the training record."""
+    """The cached (or trained) MLP or CNN, the first ``data.basis_samples`` images of the basis
+    split, the ablation split, the class analysis, and the training record."""
     data = load_image_split(cfg.data.name, cfg.data.root, download=cfg.data.download)
     run = VisionRun.for_data(data, hidden=tuple(cfg.model.hidden), arch=cfg.model.arch,
                              channels=tuple(cfg.model.channels), seed=cfg.seed,
                              train_samples=cfg.train.train_samples, lr=cfg.train.lr,
                              betas=tuple(cfg.train.betas), batch_size=cfg.train.batch_size,
                              epochs=cfg.train.epochs, threads=cfg.threads)
-    # committed paper models are read in place; every other model is cached in paths.cache
-    cache = model_cache_dir(cfg.paths, FAMILY, run.seed, run.trajectory(), run.epochs)
-    result = load_or_train(run, data, cache,
-                           log=None if cfg.progress is False else print)
+    result = loop.cached_model(cfg.paths, run, cfg.progress)
     test_images, test_labels = data.split("test")
     checkpoint = result.checkpoint
     summary = {"train/epoch": int(checkpoint["epoch"]), "train/step": int(checkpoint["step"]),
                "train/train_acc": checkpoint["train_acc"], "train/test_acc": checkpoint["test_acc"],
-               "train/steps_trained_now": result.steps_trained,
-               "train/checkpoint": result.path.name if result.path else "",
-               "data/fingerprint": data.fingerprint}
+               **loop.train_summary(result), "data/fingerprint": data.fingerprint}
     hidden_layers = [name for name in cfg.model.node_layers[1:] if name != "output"]
 
     def analyse(model: nn.Module, graph) -> dict:
@@ -267,4 +240,7 @@ def prepare(cfg: RunConfig) -> Prepared:
                     basis_inputs=data.split(cfg.method.basis_split)[0][:cfg.data.basis_samples],
                     ablation_data=data.split(cfg.ablation.split), score="accuracy",
                     summary=summary, analyse=analyse if hidden_layers else None,
-                    relu_layers=relu_layers(result.model))
+                    checkpoint=result.path, curve=checkpoint["curve"])
+
+
+FAMILY_SPEC = Family(FAMILY, prepare, relu_layers=relu_layers)
