@@ -122,3 +122,27 @@ def test_a_run_that_fails_after_training_writes_nothing(tmp_path, monkeypatch):
     assert summary["train/steps_trained_now"] == 0
     written = {path.name for path in run_dir.path.iterdir()}
     assert {"toy_training.csv", "toy_features.csv", "curves.csv", "graph_lib.pt"} <= written
+
+
+def test_snapshot_measures_are_their_own_stage_logged_by_step(tmp_path, monkeypatch):
+    """modadd with train.snapshot_every: the over-training table is written once and logged to
+    the tracker row by row at its steps, before the run's own numbers."""
+    monkeypatch.setenv("INTERBASIS_RESULTS", str(tmp_path))
+    cfg = config.validate(composed(["debug=tiny", "train.snapshot_every=25", "progress=false",
+                                    "ablation.edges=false"]))
+    logged: list[tuple[dict, int | None]] = []
+
+    class Recording(Tracker):
+        def log_metrics(self, metrics, step=None):
+            logged.append((dict(metrics), step))
+
+    run_dir = RunDirectory(tmp_path / "run")
+    run_dir.path.mkdir()
+    summary = pipeline.run(cfg, run_dir, Recording())
+    table = run_dir.read_table("degeneracy_over_training")
+    assert list(table["step"]) == [0, 25, 50]
+    assert [step for _, step in logged] == [0, 25, 50, None]
+    assert "degeneracy_over_training/rank/gram/blocks.0.hook_resid_pre" in logged[0][0]
+    # the last snapshot is the run's own model: its ranks are the run's
+    assert (table["rank/gram/blocks.0.hook_resid_mid"].iloc[-1]
+            == summary["rank/gram/blocks.0.hook_resid_mid"])

@@ -116,7 +116,8 @@ def _train(recipe: Recipe, path: Path | None, resume: dict | None, log: Log) -> 
                                    f"{done} ({_who(recipe)})")
         for key, value in row.items():
             curve.setdefault(key, []).append(value)
-        log(f"{recipe.line(done, row)}  "
+        rate = (done - first) * recipe.steps_per_unit / max(time.perf_counter() - started, 1e-9)
+        log(f"{recipe.line(done, row)}  {rate:.1f} steps/s  "
             f"{time_left(done, recipe.total, first, started)}")
 
     if recipe.eval_at_start and not curve:
