@@ -56,14 +56,9 @@ class PeakMemory:
 
 def build_once(cfg, prepared, n_samples: int | None = None) -> tuple[Graph, dict]:
     """build_graph as the pipeline calls it, on the first ``n_samples`` basis inputs."""
-    method = cfg.method
+    from interbasis.training.family import graph_settings
+
     inputs = prepared.basis_inputs if n_samples is None else prepared.basis_inputs[:n_samples]
-    graph = build_graph(
-        prepared.model, inputs, list(cfg.model.node_layers), method=method.name,
-        center=method.center, truncation_threshold=method.truncation_threshold,
-        integration=method.integration, n_intervals=method.n_intervals,
-        n_sources=method.n_sources, seed=cfg.seed, batch_size=method.batch_size,
-        progress=False, jacobian_gram=method.jacobian_rank or None,
-        max_memory=method.max_memory, device=cfg.device,
-        jacobian_dtype=getattr(torch, method.jacobian_dtype), n_probes=method.n_probes)
+    graph = build_graph(prepared.model, inputs, list(cfg.model.node_layers), progress=False,
+                        **graph_settings(cfg))
     return graph, graph.settings["timings"]
