@@ -115,3 +115,18 @@ def test_toy_runs_through_the_hydra_entry_point_with_and_without_a_graph(tmp_pat
     assert "toy/polysemantic_neurons" in summary and "degeneracy/relu_sync/output" in summary
     assert not any(key.startswith("rank/") for key in summary)
     assert not list(run_dir.glob("graph_*.pt")) and (run_dir / "toy_training.csv").is_file()
+
+
+def test_a_toy_cached_before_the_shared_loop_still_loads(tmp_path):
+    """Old cache entries kept W and the curve ("history") at the top of the checkpoint."""
+    from interbasis.training.checkpoint import checkpoint_path, save_checkpoint
+
+    run = PolyToyRun(n=5, m=7, seed=2, steps=30, log_every=10)
+    trained = train(run)
+    save_checkpoint(checkpoint_path(tmp_path, "poly_toy", run.seed, run.trajectory()),
+                    {"family": "poly_toy", "seed": run.seed, "step": run.steps,
+                     "trajectory": run.trajectory(), "W": trained.W,
+                     "history": trained.history.to_dict(orient="list"), "steps_per_s": 1.0})
+    cached = load_or_train(run, tmp_path)
+    assert cached.steps_trained == 0 and torch.equal(cached.W, trained.W)
+    pd.testing.assert_frame_equal(cached.history, trained.history)

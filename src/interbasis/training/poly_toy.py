@@ -130,7 +130,9 @@ class PolyToyRun:
         return {}
 
     def load(self, checkpoint: dict, path: Path | None) -> ToyWeights:
-        return ToyWeights(checkpoint["model_state"]["W"])
+        # a toy cached before the shared loop kept W and its curve ("history") at the top
+        return ToyWeights(checkpoint["model_state"]["W"] if "model_state" in checkpoint
+                          else checkpoint["W"])
 
 
 @dataclass
@@ -143,11 +145,13 @@ class ToyResult:
 
 
 def _toy_result(result: loop.TrainResult) -> ToyResult:
-    seconds = result.checkpoint["train_seconds"]
+    checkpoint = result.checkpoint
+    seconds = checkpoint.get("train_seconds", 0.0)
     rate = (result.steps_trained / seconds if result.steps_trained and seconds > 0
             else float("nan"))
-    return ToyResult(result.model.W.detach().clone(), pd.DataFrame(result.checkpoint["curve"]),
-                     rate, result.path, result.steps_trained)
+    curve = checkpoint["curve"] if "curve" in checkpoint else checkpoint["history"]
+    return ToyResult(result.model.W.detach().clone(), pd.DataFrame(curve), rate, result.path,
+                     result.steps_trained)
 
 
 def train(run: PolyToyRun, log: Callable[[str], None] | None = None) -> ToyResult:
