@@ -190,7 +190,8 @@ def build_graph(
                                                    n_probes=n_probes)
         gram, mean = grams[name_in], moments[name_in].mean
         layer_bases[index] = methods.layer_basis(method, gram, mean, jacobian_grams[index],
-                                                 center, truncation_threshold)
+                                                 center, truncation_threshold,
+                                                 seed=1000 * seed + index)
         timings["basis"] += time.perf_counter() - start
         per_layer["basis"][name_in] = time.perf_counter() - start
         if edges:

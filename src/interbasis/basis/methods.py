@@ -14,22 +14,23 @@ from torch import Tensor
 from interbasis.basis import bases
 from interbasis.basis.bases import Basis
 
-# formula(gram, mean, jacobian_gram, center, truncation_threshold) -> Basis
-Formula = Callable[[Tensor, Tensor, Tensor | None, bool, float], Basis]
+# formula(gram, mean, jacobian_gram, center, truncation_threshold, seed) -> Basis; seed: the
+# layer's own seed, for a method that draws random numbers
+Formula = Callable[[Tensor, Tensor, Tensor | None, bool, float, int], Basis]
 
 
 def _lib(gram: Tensor, mean: Tensor, jacobian_gram: Tensor | None, center: bool,
-         tau: float) -> Basis:
+         tau: float, seed: int) -> Basis:
     return bases.lib_basis(gram, mean, jacobian_gram, center, tau)
 
 
 def _pca(gram: Tensor, mean: Tensor, jacobian_gram: Tensor | None, center: bool,
-         tau: float) -> Basis:
+         tau: float, seed: int) -> Basis:
     return bases.pca_basis(gram, mean, center, tau)
 
 
 def _neuron(gram: Tensor, mean: Tensor, jacobian_gram: Tensor | None, center: bool,
-            tau: float) -> Basis:
+            tau: float, seed: int) -> Basis:
     return bases.neuron_basis(gram, has_constant=True)
 
 
@@ -49,8 +50,10 @@ def needs_jacobian(method: str) -> bool:
 
 
 def layer_basis(method: str, gram: Tensor, mean: Tensor, jacobian_gram: Tensor | None,
-                center: bool, truncation_threshold: float, last: bool = False) -> Basis:
+                center: bool, truncation_threshold: float, last: bool = False,
+                seed: int = 0) -> Basis:
     """The basis ``method`` gives a node layer from its Gram, mean and (LIB) M'; ``last``: the
-    final node layer (other than the output, whose basis is fixed)."""
+    final node layer (other than the output, whose basis is fixed); ``seed``: the layer's seed
+    (``build_graph``: 1000 x run seed + layer index)."""
     formula = BASES[method][1 if last else 0]
-    return formula(gram, mean, jacobian_gram, center, truncation_threshold)
+    return formula(gram, mean, jacobian_gram, center, truncation_threshold, seed)
