@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from interbasis.config import PolyToyTrainConfig
 from interbasis.models.poly_toy import (
     as_sequential,
     init_weights,
@@ -69,7 +70,7 @@ def test_purity_is_one_for_a_one_hot_feature_and_a_half_for_two():
 def test_training_settles_every_feature_on_a_neuron():
     """A 12-feature toy with 48 neurons and the paper's 7,500 steps ends like the paper's:
     reconstruction ~0 and every feature held by exactly one neuron with a weight near 1."""
-    result = train(PolyToyRun(n=12, m=48, seed=0, log_every=1500))
+    result = train(PolyToyRun(n=12, m=48, seed=0, train=PolyToyTrainConfig(log_every=1500)))
     stats = weight_stats(result.W)
     assert stats["toy/features_on_one_neuron"] == 12 and stats["toy/weights_in_band"] == 12
     assert stats["toy/frac_weights_below_0.01"] > 0.9
@@ -82,13 +83,14 @@ def test_training_settles_every_feature_on_a_neuron():
 
 
 def test_the_cache_returns_the_same_weights_without_training(tmp_path):
-    run = PolyToyRun(n=5, m=7, seed=2, steps=30, log_every=10)
+    run = PolyToyRun(n=5, m=7, seed=2, train=PolyToyTrainConfig(steps=30, log_every=10))
     first = load_or_train(run, tmp_path)
     second = load_or_train(run, tmp_path)
     assert first.steps_trained == 30 and second.steps_trained == 0
     assert torch.equal(first.W, second.W) and first.path == second.path
     pd.testing.assert_frame_equal(first.history, second.history)
-    other = load_or_train(PolyToyRun(n=5, m=7, seed=2, steps=30, l1_lambda=0.1), tmp_path)
+    other = load_or_train(PolyToyRun(n=5, m=7, seed=2, train=PolyToyTrainConfig(
+        steps=30, l1_lambda=0.1)), tmp_path)
     assert other.path != first.path and other.steps_trained == 30
 
 
@@ -121,10 +123,10 @@ def test_a_toy_cached_before_the_shared_loop_still_loads(tmp_path):
     """Old cache entries kept W and the curve ("history") at the top of the checkpoint."""
     from interbasis.training.checkpoint import checkpoint_path, save_checkpoint
 
-    run = PolyToyRun(n=5, m=7, seed=2, steps=30, log_every=10)
+    run = PolyToyRun(n=5, m=7, seed=2, train=PolyToyTrainConfig(steps=30, log_every=10))
     trained = train(run)
     save_checkpoint(checkpoint_path(tmp_path, "poly_toy", run.seed, run.trajectory()),
-                    {"family": "poly_toy", "seed": run.seed, "step": run.steps,
+                    {"family": "poly_toy", "seed": run.seed, "step": run.train.steps,
                      "trajectory": run.trajectory(), "W": trained.W,
                      "history": trained.history.to_dict(orient="list"), "steps_per_s": 1.0})
     cached = load_or_train(run, tmp_path)

@@ -15,7 +15,7 @@ From Python: ``train(PolyToyRun(n=256, m=1024, seed=0))``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from interbasis.basis import features_by_layer
 from interbasis.basis.types import Graph
-from interbasis.config import RunConfig
+from interbasis.config import PolyToyTrainConfig, RunConfig
 from interbasis.models.poly_toy import (
     as_sequential,
     init_weights,
@@ -54,17 +54,14 @@ class ToyWeights(nn.Module):
 
 @dataclass(frozen=True)
 class PolyToyRun:
-    """One toy (the loop's recipe): sizes, seed and optimisation, all of it the cache key."""
+    """One toy (the loop's recipe): sizes, seed and the run config's train section; all of it
+    but ``train.log_every`` and ``threads`` is the cache key (steps included: a toy trains in
+    minutes, so a longer run is trained anew, not resumed)."""
 
     n: int = 256
     m: int = 256
     seed: int = 0
-    steps: int = 7500
-    lr: float = 1e-3
-    l1_lambda: float = 1e-3
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    log_every: int = field(default=250, compare=False)
+    train: PolyToyTrainConfig = field(default_factory=PolyToyTrainConfig)
     threads: int | None = field(default=None, compare=False)
 
     family = FAMILY
@@ -75,37 +72,40 @@ class PolyToyRun:
     steps_per_unit = 1
 
     def trajectory(self) -> dict:
-        settings = asdict(self)
-        for runtime in ("log_every", "threads"):
-            settings.pop(runtime)
-        return {"family": FAMILY, **settings, "betas": list(self.betas)}
+        optim = self.train.model_dump(exclude={"log_every"})
+        return {"family": FAMILY, "n": self.n, "m": self.m, "seed": self.seed, **optim,
+                "betas": list(self.train.betas)}
+
+    @property
+    def lr(self) -> float:
+        return self.train.lr
 
     @property
     def total(self) -> int:
-        return self.steps
+        return self.train.steps
 
     @property
     def eval_every(self) -> int:
-        return self.log_every
+        return self.train.log_every
 
     @property
     def save_every(self) -> int:
-        return max(self.steps, 1)  # once, at the end: a toy trains in minutes, no resuming
+        return max(self.train.steps, 1)  # once, at the end
 
     def check(self) -> None:
-        if self.steps < 0 or self.log_every < 1:
-            raise ValueError("steps must be >= 0 and log_every >= 1")
+        pass  # the schema bounds steps and log_every
 
     def build(self) -> tuple[ToyWeights, torch.optim.Optimizer]:
         model = ToyWeights(init_weights(self.n, self.m, self.seed))
         # fused: one kernel for the whole update (as the modadd loop); the gradient is analytic
-        return model, torch.optim.AdamW(model.parameters(), lr=self.lr, betas=self.betas,
-                                        weight_decay=self.weight_decay, fused=True)
+        return model, torch.optim.AdamW(model.parameters(), lr=self.train.lr,
+                                        betas=tuple(self.train.betas),
+                                        weight_decay=self.train.weight_decay, fused=True)
 
     def advance(self, model: ToyWeights, optimizer: torch.optim.Optimizer, start: int,
                 end: int) -> Tensor:
         for _ in range(start, end):
-            model.W.grad = toy_gradient(model.W.detach(), self.l1_lambda)
+            model.W.grad = toy_gradient(model.W.detach(), self.train.l1_lambda)
             optimizer.step()
         return torch.empty(0)  # the loss is only computed at curve rows (it costs a matmul)
 
@@ -113,14 +113,14 @@ class PolyToyRun:
     def evaluate(self, model: ToyWeights, point: int, losses: Tensor | None
                  ) -> dict[str, float]:
         W = model.W.detach()
-        error, l1 = toy_loss(W, self.l1_lambda)
+        error, l1 = toy_loss(W, self.train.l1_lambda)
         on = represented(W)
         return {"loss": float(error + l1), "reconstruction": float(error), "l1": float(l1),
                 "polysemantic_neurons": polysemantic_neurons(W),
                 "features_represented": int((on.sum(dim=1) > 0).sum())}
 
     def line(self, point: int, row: dict[str, float]) -> str:
-        return (f"step {point:>5}/{self.steps}  loss {row['loss']:.4f}  polysemantic "
+        return (f"step {point:>5}/{self.total}  loss {row['loss']:.4f}  polysemantic "
                 f"{row['polysemantic_neurons']}")
 
     def describe(self) -> dict:
@@ -215,13 +215,11 @@ def basis_separation(model: nn.Module, graph: Graph, W: Tensor) -> dict:
 def prepare(cfg: RunConfig) -> Prepared:
     """The trained toy as a Sequential, the identity batch for the basis and the ablations
     (score: the argmax of y recovers the feature), and the toy's counts."""
-    run = PolyToyRun(n=cfg.model.n, m=cfg.model.m, seed=cfg.seed, steps=cfg.train.steps,
-                     lr=cfg.train.lr, l1_lambda=cfg.train.l1_lambda,
-                     weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.betas),
-                     log_every=cfg.train.log_every, threads=cfg.threads)
+    run = PolyToyRun(n=cfg.model.n, m=cfg.model.m, seed=cfg.seed, train=cfg.train,
+                     threads=cfg.threads)
     result = _toy_result(loop.cached_model(cfg.paths, run, cfg.progress))
     final = result.history.iloc[-1]
-    summary = {**weight_stats(result.W), "train/step": run.steps,
+    summary = {**weight_stats(result.W), "train/step": run.total,
                "train/loss": float(final["loss"]),
                "train/reconstruction": float(final["reconstruction"]),
                "train/steps_per_s": result.steps_per_s,
