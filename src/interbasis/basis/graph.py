@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from interbasis.basis import bases, ngf
 from interbasis.basis.ablation import check_device
 from interbasis.basis.dense import DenseJacobian, dense_rows
+from interbasis.basis.eigh_device import on_build_device
 from interbasis.basis.fold import frozen_folded_copy
 from interbasis.basis.jacobian import (
     MAX_CHUNK_ELEMENTS,
@@ -78,6 +79,7 @@ class Batches:
         return inputs
 
 
+@on_build_device  # eigendecompositions on the build's device (basis/eigh_device.py)
 def build_graph(
     model: nn.Module,
     data: Tensor | Iterable,
