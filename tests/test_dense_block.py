@@ -94,6 +94,9 @@ def check_section(model, tokens, name_in, name_out, n_signs=2):
     expected = autograd_rows(fn, x, cot)
     assert_close(jacobian.rows(x, C_out, signs), expected)
     assert_close(jacobian.rows(x, C_out, signs, C_in), expected @ C_in)
+    probes = rand(3, m, P, 7, seed=6)  # the sketch's rows: any cotangent in the rotated space
+    expected = autograd_rows(fn, x, probes @ C_out.T)
+    assert_close(jacobian.rows(x, C_out, None, probes=probes), expected)
 
 
 @pytest.fixture(scope="module")
@@ -183,12 +186,14 @@ def test_unrecognised_sections_fall_back_to_the_generic_path(tiny_gpt):
     assert model.section_jacobian("blocks.0.hook_resid_pre", "hook_resid_final") is None
 
 
-@pytest.mark.parametrize("n_sources", [1, None])
-def test_block_fast_path_builds_the_generic_graph(tiny_gpt, n_sources):
+@pytest.mark.parametrize("n_sources,n_probes", [(1, None), (None, None), (None, 8)])
+def test_block_fast_path_builds_the_generic_graph(tiny_gpt, n_sources, n_probes):
+    """Exact sources, one stochastic source and the sketch (the same draws on both paths)."""
     tokens = torch.randint(0, 20, (6, 8), generator=torch.Generator().manual_seed(1))
     layers = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "ln_final"]
     graphs = [build_graph(tiny_gpt, tokens, layers, n_sources=n_sources, batch_size=4,
-                          fast_paths=fast, integration="trapezoidal", n_intervals=1)
+                          fast_paths=fast, integration="trapezoidal", n_intervals=1,
+                          n_probes=n_probes)
               for fast in (True, False)]
     for fast_layer, slow_layer in zip(graphs[0].layers, graphs[1].layers):
         assert_close(fast_layer.eigenvalues, slow_layer.eigenvalues)

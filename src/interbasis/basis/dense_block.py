@@ -25,7 +25,6 @@ from torch import Tensor
 
 from interbasis.basis.dense_ops import MLP, Attention, Norm
 from interbasis.basis.jacobian import RowChunk
-from interbasis.basis.memory import Workspace
 from interbasis.basis.stats import as_positions
 
 CONSTANT_MODES = ("ignored", "biases")
@@ -68,31 +67,45 @@ class BlockJacobian:
         last = x[..., -1:] if self.constant == "biases" else torch.ones_like(x[..., -1:])
         return torch.cat([out, last], dim=-1), cache
 
-    def rows(self, x: Tensor, C_out: Tensor, signs: Tensor, C_in: Tensor | None = None
-             ) -> Tensor:
+    def rows(self, x: Tensor, C_out: Tensor, signs: Tensor | None, C_in: Tensor | None = None,
+             probes: Tensor | None = None) -> Tensor:
         """Rows (m, P_in, k r, d_in): row (p, j) at input position s is
-        d (sum_t signs[p, :, t] (section(x) C_out)[:, t, j]) / d x[:, s] (times C_in)."""
-        with torch.no_grad():
-            return self._rows(x, C_out, signs, C_in)
+        d (sum_t signs[p, :, t] (section(x) C_out)[:, t, j]) / d x[:, s] (times C_in).
 
-    def _rows(self, x: Tensor, C_out: Tensor, signs: Tensor, C_in: Tensor | None) -> Tensor:
+        With ``probes`` (k, m, P_out, r) instead of signs: k rows, row p the derivative of
+        sum_{t, j} probes[p, :, t, j] (section(x) C_out)[:, t, j] (the sketch of M')."""
+        with torch.no_grad():
+            return self._rows(x, C_out, signs, C_in, probes)
+
+    def _rows(self, x: Tensor, C_out: Tensor, signs: Tensor | None, C_in: Tensor | None,
+              probes: Tensor | None) -> Tensor:
         m, P, _ = x.shape
-        k, r = signs.shape[0], C_out.shape[1]
         _, cache = self.forward(x)
         C_hidden, C_constant = C_out[:-1], C_out[-1]
-        position_signs = signs.permute(1, 2, 0).contiguous()[..., None]  # (m, P, k, 1)
-        # cotangent at the output: (m, P, k r, d)
-        g_y = (position_signs[..., None] * C_hidden.T).reshape(m, P, k * r, -1)
         biases = self.constant == "biases"
-        g_c = ((position_signs * C_constant).reshape(m, P, k * r).clone() if biases
-               else None)  # the constant's own row (it passes through)
+        if probes is None:
+            K = signs.shape[0] * C_out.shape[1]
+            position_signs = signs.permute(1, 2, 0).contiguous()[..., None]  # (m, P, k, 1)
+            # cotangent at the output: (m, P, k r, d)
+            g_y = (position_signs[..., None] * C_hidden.T).reshape(m, P, K, -1)
+            # the constant's own row (it passes through)
+            g_c = (position_signs * C_constant).reshape(m, P, K).clone() if biases else None
+        else:
+            K = probes.shape[0]
+            rotated = probes.permute(1, 2, 0, 3)  # (m, P, k, r)
+            g_y = rotated @ C_hidden.T
+            g_c = rotated @ C_constant if biases else None
         g_x = g_y.clone() if self.mlp is None else None
         g_mid = g_y
         if self.mlp is not None:
             mlp = self.mlp
-            # the output rotation goes into W_out first: (r, m_mlp) instead of a K-row matmul
-            g_z, g_bias = mlp.pullback_rotated(C_hidden.T @ mlp.W_out.T, position_signs,
-                                               cache["mlp"])
+            if probes is None:
+                # the output rotation goes into W_out first: (r, m_mlp), not a K-row matmul
+                g_z, g_bias = mlp.pullback_rotated(C_hidden.T @ mlp.W_out.T, position_signs,
+                                                   cache["mlp"])
+            else:
+                g_z, g_bias = mlp.pullback_hidden(rotated @ (C_hidden.T @ mlp.W_out.T),
+                                                  cache["mlp"])
             if biases:
                 if mlp.b_out is not None:
                     g_c += g_y @ mlp.b_out
@@ -115,7 +128,7 @@ class BlockJacobian:
                     g_c += g_z @ self.attn_norm.bias
             g_norm = self.attn_norm.pullback(g_z, cache["attn_norm"])
             g_x.add_(g_norm)
-        column = g_c[..., None] if biases else g_x.new_zeros(m, P, k * r, 1)
+        column = g_c[..., None] if biases else g_x.new_zeros(m, P, K, 1)
         rows = torch.cat([g_x, column], dim=-1)
         return rows if C_in is None else rows @ C_in
 
@@ -129,41 +142,50 @@ class BlockJacobian:
 def block_rows(jacobian: BlockJacobian, x: Tensor, C_next: Tensor, alphas: list[float],
                weights: list[float], n_sources: int | None, generator: torch.Generator,
                max_elements: int, C_in: Tensor | None = None,
-               workspace: Workspace | None = None) -> Iterator[RowChunk]:
+               n_probes: int | None = None) -> Iterator[RowChunk]:
     """The Jacobian rows of x -> block(x) C_next, as ``dense.dense_rows`` yields them.
 
     Exact sources: one probe per output position (rows ordered (t, j)); stochastic ones: the
-    same +-1 draws as the generic path (rows ordered (probe, j), weight 1/R). Chunks cover some
-    samples and some probes; J is a (k r, m, P, d_in) view of (m, P, k r, d_in) memory.
+    same +-1 draws as the generic path (rows ordered (probe, j), weight 1/R). ``n_probes`` K:
+    the sketch of M' (K random +-1 probes over all (t, j), as jacobian.probe_chunks). Chunks
+    cover some samples and some probes; J is a (rows, m, P, d_in) view of (m, P, rows, d_in)
+    memory.
     """
-    del workspace  # the rows are built by matmuls that allocate their outputs
     x = as_positions(x)
     n, P, d = x.shape
     r = C_next.shape[1]
-    if n_sources is None:
-        n_probes, weight = P, 1.0
-        signs = None
+    if n_probes is not None:
+        total, weight, rows_per_probe = n_probes, 1.0 / n_probes, 1
+        draws = torch.randint(0, 2, (n_probes, n, P, r), generator=generator)
+        draws = (2 * draws - 1).to(dtype=x.dtype, device=x.device)
+    elif n_sources is None:
+        total, weight, rows_per_probe = P, 1.0, r
     else:
-        n_probes, weight = n_sources, 1.0 / n_sources
-        signs = torch.randint(0, 2, (n_sources, n, P), generator=generator)
-        signs = (2 * signs - 1).to(dtype=x.dtype, device=x.device)
-    per_probe = jacobian.row_elements(P, r, d)
-    probe_chunk = max(1, min(n_probes, max_elements // max(1, per_probe)))
+        total, weight, rows_per_probe = n_sources, 1.0 / n_sources, r
+        draws = torch.randint(0, 2, (n_sources, n, P), generator=generator)
+        draws = (2 * draws - 1).to(dtype=x.dtype, device=x.device)
+    per_probe = jacobian.row_elements(P, rows_per_probe, d)
+    probe_chunk = max(1, min(total, max_elements // max(1, per_probe)))
     sample_chunk = max(1, min(n, max_elements // max(1, per_probe * probe_chunk)))
     for start in range(0, n, sample_chunk):
         samples = slice(start, start + sample_chunk)
         xs = x[samples]
         m = xs.shape[0]
-        for first in range(0, n_probes, probe_chunk):
-            probes = range(first, min(n_probes, first + probe_chunk))
-            if signs is None:  # one-hot position patterns
-                probe_signs = torch.zeros(len(probes), m, P, dtype=x.dtype, device=x.device)
-                probe_signs[torch.arange(len(probes)), :, torch.tensor(list(probes))] = 1.0
+        for first in range(0, total, probe_chunk):
+            probes = range(first, min(total, first + probe_chunk))
+            signs, sketch = None, None
+            if n_probes is not None:
+                sketch = draws[first:probes.stop, samples]
+                features = torch.zeros(len(probes), dtype=torch.long, device=x.device)
             else:
-                probe_signs = signs[first:probes.stop, samples]
+                if n_sources is None:  # one-hot position patterns
+                    signs = torch.zeros(len(probes), m, P, dtype=x.dtype, device=x.device)
+                    signs[torch.arange(len(probes)), :, torch.tensor(list(probes))] = 1.0
+                else:
+                    signs = draws[first:probes.stop, samples]
+                features = torch.arange(r, device=x.device).repeat(len(probes))
             rows = None
             for alpha, w in zip(alphas, weights):
-                term = jacobian.rows(alpha * xs, C_next, probe_signs, C_in)
+                term = jacobian.rows(alpha * xs, C_next, signs, C_in, probes=sketch)
                 rows = term.mul_(w) if rows is None else rows.add_(term, alpha=w)
-            features = torch.arange(r, device=x.device).repeat(len(probes))
             yield RowChunk(rows.permute(2, 0, 1, 3), features, weight, samples)

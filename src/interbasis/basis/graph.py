@@ -134,8 +134,8 @@ def build_graph(
             the edges over chunks stay in ``dtype``. None: ``dtype``.
         n_probes: None (exact), or K: M' is sketched from K random +-1 probes over all output
             positions and features per sample (unbiased; K vector-Jacobian products instead of
-            P_out x r_out). Only where rows come from the generic autograd path: the closed
-            forms are exact and cheaper. Edges stay exact.
+            P_out x r_out). Generic sections and transformer-block closed forms (the other
+            closed forms are exact and cheaper). Edges stay exact.
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
@@ -316,7 +316,7 @@ def _rows(model, inputs, x, name_in, name_out, C_next, alphas, weights, n_source
     if dense is not None:
         with torch.no_grad():
             yield from dense_rows(dense, x, C_next, alphas, weights, n_sources, generator,
-                                  max_elements, C_in, workspace)
+                                  max_elements, C_in, workspace, n_probes)
         return
     yield from jacobian_rows(section(model, inputs, name_in, name_out), x, C_next, alphas,
                              weights, n_sources, generator, max_elements, n_probes)
