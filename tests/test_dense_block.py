@@ -199,3 +199,14 @@ def test_block_fast_path_builds_the_generic_graph(tiny_gpt, n_sources, n_probes)
         assert_close(fast_layer.eigenvalues, slow_layer.eigenvalues)
     for fast_edges, slow_edges in zip(graphs[0].edges, graphs[1].edges):
         assert_close(fast_edges, slow_edges)
+
+
+def test_chunks_of_samples_probes_and_features_leave_the_graph_unchanged(tiny_gpt):
+    tokens = torch.randint(0, 20, (6, 8), generator=torch.Generator().manual_seed(2))
+    layers = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "ln_final"]
+    whole, tiny = (build_graph(tiny_gpt, tokens, layers, max_memory=budget)
+                   for budget in (None, 20_000))  # 2,500 numbers: a few features at a time
+    for a, b in zip(whole.layers, tiny.layers):
+        assert_close(b.eigenvalues, a.eigenvalues)
+    for a, b in zip(whole.edges, tiny.edges):
+        assert_close(b, a)

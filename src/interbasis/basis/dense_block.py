@@ -148,8 +148,8 @@ def block_rows(jacobian: BlockJacobian, x: Tensor, C_next: Tensor, alphas: list[
     Exact sources: one probe per output position (rows ordered (t, j)); stochastic ones: the
     same +-1 draws as the generic path (rows ordered (probe, j), weight 1/R). ``n_probes`` K:
     the sketch of M' (K random +-1 probes over all (t, j), as jacobian.probe_chunks). Chunks
-    cover some samples and some probes; J is a (rows, m, P, d_in) view of (m, P, rows, d_in)
-    memory.
+    cover some samples, some probes and (for wide models) some output features; J is a
+    (rows, m, P, d_in) view of (m, P, rows, d_in) memory.
     """
     x = as_positions(x)
     n, P, d = x.shape
@@ -164,14 +164,21 @@ def block_rows(jacobian: BlockJacobian, x: Tensor, C_next: Tensor, alphas: list[
         total, weight, rows_per_probe = n_sources, 1.0 / n_sources, r
         draws = torch.randint(0, 2, (n_sources, n, P), generator=generator)
         draws = (2 * draws - 1).to(dtype=x.dtype, device=x.device)
-    per_probe = jacobian.row_elements(P, rows_per_probe, d)
+    # chunks of output features when one probe of one sample is over the budget (wide models)
+    feature_chunk = rows_per_probe
+    while feature_chunk > 1 and jacobian.row_elements(P, feature_chunk, d) > max_elements:
+        feature_chunk = (feature_chunk + 1) // 2
+    per_probe = jacobian.row_elements(P, feature_chunk, d)
     probe_chunk = max(1, min(total, max_elements // max(1, per_probe)))
     sample_chunk = max(1, min(n, max_elements // max(1, per_probe * probe_chunk)))
     for start in range(0, n, sample_chunk):
         samples = slice(start, start + sample_chunk)
         xs = x[samples]
         m = xs.shape[0]
-        for first in range(0, total, probe_chunk):
+        for first, columns in ((f, c) for f in range(0, total, probe_chunk)
+                               for c in range(0, rows_per_probe, feature_chunk)):
+            wanted = slice(columns, columns + feature_chunk)
+            C_part = C_next if n_probes is not None else C_next[:, wanted]
             probes = range(first, min(total, first + probe_chunk))
             signs, sketch = None, None
             if n_probes is not None:
@@ -183,9 +190,9 @@ def block_rows(jacobian: BlockJacobian, x: Tensor, C_next: Tensor, alphas: list[
                     signs[torch.arange(len(probes)), :, torch.tensor(list(probes))] = 1.0
                 else:
                     signs = draws[first:probes.stop, samples]
-                features = torch.arange(r, device=x.device).repeat(len(probes))
+                features = torch.arange(r, device=x.device)[wanted].repeat(len(probes))
             rows = None
             for alpha, w in zip(alphas, weights):
-                term = jacobian.rows(alpha * xs, C_next, signs, C_in, probes=sketch)
+                term = jacobian.rows(alpha * xs, C_part, signs, C_in, probes=sketch)
                 rows = term.mul_(w) if rows is None else rows.add_(term, alpha=w)
             yield RowChunk(rows.permute(2, 0, 1, 3), features, weight, samples)
