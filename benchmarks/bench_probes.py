@@ -29,10 +29,10 @@ from interbasis.estimate import compose_run
 
 CASES = {
     # label: (run overrides, basis samples, fast paths)
-    "modadd": (["experiment=modadd_paper"], 512, False),
-    "tiny_gpt": (["experiment=tiny_gpt"], 16, True),
+    "modadd": (["experiment=modadd_paper"], 256, False),
+    "tiny_gpt": (["experiment=tiny_gpt"], 4, True),
     "smollm2": (["experiment=smollm2_135m", "data.context=8",
-                 "model.node_layers=[blocks.0.hook_resid_pre,blocks.1.hook_resid_pre]"], 3,
+                 "model.node_layers=[blocks.0.hook_resid_pre,blocks.1.hook_resid_pre]"], 2,
                 True),
 }
 

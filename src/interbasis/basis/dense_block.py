@@ -25,6 +25,7 @@ from torch import Tensor
 
 from interbasis.basis.dense_ops import MLP, Attention, Norm
 from interbasis.basis.jacobian import RowChunk
+from interbasis.basis.memory import retain_freed_memory
 from interbasis.basis.stats import as_positions
 
 CONSTANT_MODES = ("ignored", "biases")
@@ -151,6 +152,7 @@ def block_rows(jacobian: BlockJacobian, x: Tensor, C_next: Tensor, alphas: list[
     cover some samples, some probes and (for wide models) some output features; J is a
     (rows, m, P, d_in) view of (m, P, rows, d_in) memory.
     """
+    retain_freed_memory()
     x = as_positions(x)
     n, P, d = x.shape
     r = C_next.shape[1]
