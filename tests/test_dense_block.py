@@ -210,3 +210,12 @@ def test_chunks_of_samples_probes_and_features_leave_the_graph_unchanged(tiny_gp
         assert_close(b.eigenvalues, a.eigenvalues)
     for a, b in zip(whole.edges, tiny.edges):
         assert_close(b, a)
+
+
+def test_one_position_with_sources_is_exact_as_on_the_generic_path(tiny_gpt):
+    tokens = torch.randint(0, 20, (5, 1), generator=torch.Generator().manual_seed(3))
+    layers = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "ln_final"]
+    fast, slow = (build_graph(tiny_gpt, tokens, layers, n_sources=2, fast_paths=f)
+                  for f in (True, False))
+    for a, b in zip(fast.layers, slow.layers):
+        assert_close(a.eigenvalues, b.eigenvalues)

@@ -160,8 +160,8 @@ def block_rows(jacobian: BlockJacobian, x: Tensor, C_next: Tensor, alphas: list[
         total, weight, rows_per_probe = n_probes, 1.0 / n_probes, 1
         draws = torch.randint(0, 2, (n_probes, n, P, r), generator=generator)
         draws = (2 * draws - 1).to(dtype=x.dtype, device=x.device)
-    elif n_sources is None:
-        total, weight, rows_per_probe = P, 1.0, r
+    elif n_sources is None or P == 1:  # one output position: sources are exact (as generic)
+        total, weight, rows_per_probe, n_sources = P, 1.0, r, None
     else:
         total, weight, rows_per_probe = n_sources, 1.0 / n_sources, r
         draws = torch.randint(0, 2, (n_sources, n, P), generator=generator)
