@@ -11,8 +11,8 @@ LIB graph is built on the first ``samples`` basis inputs with exact output sums 
 position and feature: ``n_sources=None``) and again with M' sketched from K random probes. Per
 row: the build's CPU seconds (one thread) and its speed-up over the exact build, the largest
 difference of the first node layer's Lambda (over the directions both keep) relative to its
-largest value, the kept ranks, and the relative Frobenius error of the first transition's edges (when both graphs keep
-the same ranks). Modular addition runs its sections on the generic ``vmap(vjp)`` path (its
+largest value, the kept ranks, and the relative Frobenius error of the first transition's
+edges (when both graphs keep the same ranks). Modular addition runs its sections on the generic ``vmap(vjp)`` path (its
 closed forms are exact and ignore K); the tiny GPT and SmolLM2 on their block closed forms.
 """
 
