@@ -12,8 +12,9 @@ position and feature: ``n_sources=None``) and again with M' sketched from K rand
 row: the build's CPU seconds (one thread) and its speed-up over the exact build, the largest
 difference of the first node layer's Lambda (over the directions both keep) relative to its
 largest value, the kept ranks, and the relative Frobenius error of the first transition's
-edges (when both graphs keep the same ranks). Modular addition runs its sections on the generic ``vmap(vjp)`` path (its
-closed forms are exact and ignore K); the tiny GPT and SmolLM2 on their block closed forms.
+edges (when both graphs keep the same ranks). Modular addition runs its sections on the
+generic ``vmap(vjp)`` path (its closed forms are exact and ignore K); the tiny GPT and SmolLM2
+on their block closed forms.
 """
 
 from __future__ import annotations
