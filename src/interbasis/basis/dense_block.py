@@ -103,10 +103,10 @@ class BlockJacobian:
             if probes is None:
                 # the output rotation goes into W_out first: (r, m_mlp), not a K-row matmul
                 g_z, g_bias = mlp.pullback_rotated(C_hidden.T @ mlp.W_out.T, position_signs,
-                                                   cache["mlp"])
+                                                   cache["mlp"], biases)
             else:
                 g_z, g_bias = mlp.pullback_hidden(rotated @ (C_hidden.T @ mlp.W_out.T),
-                                                  cache["mlp"])
+                                                  cache["mlp"], biases)
             if biases:
                 if mlp.b_out is not None:
                     g_c += g_y @ mlp.b_out
@@ -121,7 +121,7 @@ class BlockJacobian:
             attn = self.attn
             if biases and attn.b_O is not None:
                 g_c += g_mid @ attn.b_O
-            g_z, g_bias = attn.pullback(g_mid, cache["attn"])
+            g_z, g_bias = attn.pullback(g_mid, cache["attn"], biases)
             if biases:
                 if g_bias is not None:
                     g_c += g_bias

@@ -102,8 +102,8 @@ class MLP:
             out = out + constant * self.b_out
         return out, cache
 
-    def pullback_rotated(self, rotated: Tensor, signs: Tensor, cache: tuple
-                         ) -> tuple[Tensor, Tensor | None]:
+    def pullback_rotated(self, rotated: Tensor, signs: Tensor, cache: tuple,
+                         with_constant: bool = True) -> tuple[Tensor, Tensor | None]:
         """:meth:`pullback_hidden` of the cotangents signs[m, t, p] rotated[j] at the hidden units
         (row (p, j); ``rotated`` (r, m_mlp) is the output basis times W_out^T), built in one
         pass with the activation's slope."""
@@ -112,11 +112,13 @@ class MLP:
         if self.W_gate is None:  # signs times slopes first: (m, P, k, 1, m_mlp) is small
             g_pre = (signs[..., None] * cache[0][:, :, None, None]) * rotated
             g_pre = g_pre.reshape(m, P, k * r, -1)
-            return g_pre @ self.W_in.T, None if self.b_in is None else g_pre @ self.b_in
+            share = None if self.b_in is None or not with_constant else g_pre @ self.b_in
+            return g_pre @ self.W_in.T, share
         g_hidden = (signs[..., None] * rotated).reshape(m, P, k * r, -1)
-        return self.pullback_hidden(g_hidden, cache)
+        return self.pullback_hidden(g_hidden, cache, with_constant)
 
-    def pullback_hidden(self, g_hidden: Tensor, cache: tuple) -> tuple[Tensor, Tensor]:
+    def pullback_hidden(self, g_hidden: Tensor, cache: tuple, with_constant: bool = True
+                        ) -> tuple[Tensor, Tensor | None]:
         """Cotangent at the hidden units (m, P, K, m_mlp) -> (at the input z, the constant's
         share through b_in, or None when there is no b_in)."""
         if self.W_gate is None:
@@ -127,7 +129,7 @@ class MLP:
             g_pre = g_hidden * gate
             g_z = g_pre @ self.W_in.T
             g_z.add_(g_hidden.mul_(gate_slope) @ self.W_gate.T)
-        return g_z, None if self.b_in is None else g_pre @ self.b_in
+        return g_z, None if self.b_in is None or not with_constant else g_pre @ self.b_in
 
 
 @dataclass
@@ -185,7 +187,8 @@ class Attention:
             out = out + constant * self.b_O
         return out, (q, k, v, pattern, rotary)
 
-    def pullback(self, g_out: Tensor, cache: tuple) -> tuple[Tensor, Tensor | None]:
+    def pullback(self, g_out: Tensor, cache: tuple, with_constant: bool = True
+                 ) -> tuple[Tensor, Tensor | None]:
         """g_out (m, P, K, d) at the output -> (at the input z, the constant's share through the
         biases b_Q, b_K, b_V (per position, (m, P, K)), or None without biases)."""
         q, k, v, pattern, rotary = cache
@@ -210,14 +213,20 @@ class Attention:
             g_v = g_v.view(m, H_kv, H // H_kv, P, K, e).sum(2)
         if rotary is not None:
             g_q, g_k = (_unrotate(t, rotary) for t in (g_q, g_k))
-        heads = [t.permute(0, 2, 3, 1, 4).reshape(m, P, K, -1) for t in (g_q, g_k, g_v)]
-        g_z = heads[0] @ self.W_Q.T
-        g_z.add_(heads[1] @ self.W_K.T).add_(heads[2] @ self.W_V.T)
-        constant = None
-        for g, b in zip(heads, (self.b_Q, self.b_K, self.b_V)):
-            if b is not None:
-                constant = g @ b if constant is None else constant + g @ b
-        return g_z, constant
+        # q, k and v cotangents side by side in one buffer, then one matmul back to z
+        widths = [t.shape[1] * e for t in (g_q, g_k, g_v)]
+        g_qkv = g_out.new_empty(m, P, K, sum(widths))
+        for t, start, width in zip((g_q, g_k, g_v), (0, widths[0], widths[0] + widths[1]),
+                                   widths):
+            g_qkv[..., start:start + width].unflatten(-1, (t.shape[1], e)).copy_(
+                t.permute(0, 2, 3, 1, 4))
+        g_z = g_qkv @ torch.cat([self.W_Q, self.W_K, self.W_V], dim=1).T
+        biases = [b for b in (self.b_Q, self.b_K, self.b_V) if b is not None]
+        if not with_constant or not biases:
+            return g_z, None
+        b = torch.cat([g_q.new_zeros(w) if b is None else b
+                       for b, w in zip((self.b_Q, self.b_K, self.b_V), widths)])
+        return g_z, g_qkv @ b
 
 
 def _unrotate(t: Tensor, rotary: tuple[Tensor, Tensor]) -> Tensor:
