@@ -20,7 +20,11 @@ source needs r_out of them, so its cost grows like P. r_out, the rank of the nex
 ``--random``: for each architecture and width, a 2-block model (4 heads, context 64, 8 random
 windows) and the LIB basis of blocks.0 -> blocks.1 -> hook_resid_final with one stochastic
 source (the issue-19 probe); it prints tokens/s, the build time in forward+backward passes of the
-whole model over the same tokens (timed separately), and the peak extra resident memory.
+whole model over the same tokens (a float32 pass, timed beside each build; both in CPU seconds
+of the one thread, so that other processes on a shared machine do not move them), the peak extra
+resident memory, and the largest difference of Lambda (layer 0) from the first row relative to
+its largest value, for the generic ``vmap(vjp)`` path and the blocks' closed forms
+(basis/dense_block.py), Jacobian rows in float64 and float32.
 """
 
 from __future__ import annotations
@@ -95,14 +99,14 @@ def random_lm(arch: str, d_model: int, context: int, n_layers: int = 2, n_heads:
 
 
 def pass_seconds(model: torch.nn.Module, windows: torch.Tensor, repeats: int = 5) -> float:
-    """Time of one forward + backward pass of the whole model over ``windows``."""
+    """CPU seconds of one forward + backward pass of the whole model over ``windows``."""
     params = [p for p in model.parameters() if p.requires_grad]
     times = []
     for _ in range(repeats + 1):
-        start = time.perf_counter()
+        start = time.process_time()  # CPU time: a shared machine's load leaves it alone
         loss = model(windows).float().square().mean()
         torch.autograd.grad(loss, params)
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return sorted(times[1:])[len(times[1:]) // 2]  # median, after a warm-up
 
 
@@ -111,27 +115,39 @@ def random_models(args) -> None:
     layers = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "hook_resid_final"]
     print(f"random-init LMs, 2 blocks, context {args.random_context}, {args.windows} windows, "
           f"LIB {' -> '.join(layers)}, one source, {args.threads} thread(s), "
-          f"jacobian {args.jacobian_dtype}")
+          f"load {os.getloadavg()[0]:.1f}")
+    header = ("arch", "d_model", "path", "jacobian", "wall s", "CPU s", "tokens/CPU s", "passes",
+              "pass CPU ms",
+              "peak MB", "ranks", "Lambda err")
+    print(" | ".join(header))
     for arch in args.random:
         for d_model in args.d_model:
             model = random_lm(arch, d_model, args.random_context)
             windows = torch.randint(0, 512, (args.windows, args.random_context),
                                     generator=torch.Generator().manual_seed(0))
-            one_pass = pass_seconds(model, windows)
-            with PeakMemory() as memory:
-                start = time.perf_counter()
-                graph = build_graph(model, windows, layers, method="lib", edges=False,
-                                    truncation_threshold=args.tau, n_sources=1,
-                                    batch_size=args.windows,
-                                    jacobian_dtype=getattr(torch, args.jacobian_dtype))
-                seconds = time.perf_counter() - start
-            row = {"arch": arch, "d_model": d_model, "seconds": round(seconds, 2),
-                   "tokens_per_s": round(windows.numel() / seconds, 1),
-                   "passes": round(seconds / one_pass, 1), "pass_ms": round(1e3 * one_pass, 1),
-                   "peak_extra_mb": round(memory.extra),
-                   "ranks": [layer.rank for layer in graph.layers],
-                   "lambda_0_5": [round(v, 6) for v in graph.layers[0].eigenvalues[:5].tolist()]}
-            print(json.dumps(row), flush=True)
+            reference = None
+            for path in args.paths:
+                for jacobian_dtype in args.jacobian_dtype:
+                    one_pass = pass_seconds(model, windows)  # beside each build: load drifts
+                    with PeakMemory() as memory:
+                        start, cpu_start = time.perf_counter(), time.process_time()
+                        graph = build_graph(model, windows, layers, method="lib", edges=False,
+                                            truncation_threshold=args.tau, n_sources=1,
+                                            batch_size=args.windows,
+                                            fast_paths=path == "closed-form",
+                                            jacobian_dtype=getattr(torch, jacobian_dtype))
+                        seconds = time.perf_counter() - start
+                        cpu = time.process_time() - cpu_start
+                    lam = graph.layers[0].eigenvalues
+                    if reference is None:
+                        reference = lam  # the first row (generic float64 by default)
+                    error = ((lam - reference).abs().max() / reference.abs().max()).item() \
+                        if lam.shape == reference.shape else float("nan")
+                    row = (arch, d_model, path, jacobian_dtype, f"{seconds:.2f}", f"{cpu:.2f}",
+                           f"{windows.numel() / cpu:.0f}", f"{cpu / one_pass:.1f}",
+                           f"{1e3 * one_pass:.1f}", f"{memory.extra:.0f}",
+                           "/".join(str(layer.rank) for layer in graph.layers), f"{error:.1e}")
+                    print(" | ".join(map(str, row)), flush=True)
 
 
 def main() -> None:
@@ -151,7 +167,11 @@ def main() -> None:
                         help="randomly initialised architectures instead of SmolLM2")
     parser.add_argument("--d-model", type=int, nargs="+", default=[128])
     parser.add_argument("--random-context", type=int, default=64)
-    parser.add_argument("--jacobian-dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--jacobian-dtype", nargs="+", default=["float64", "float32"],
+                        choices=["float64", "float32"])
+    parser.add_argument("--paths", nargs="+", default=["generic", "closed-form"],
+                        choices=["generic", "closed-form"],
+                        help="--random: the vmap(vjp) path, the blocks' closed forms, or both")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.random is not None:

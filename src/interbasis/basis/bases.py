@@ -13,6 +13,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interbasis.basis import eigh_device
+
 METHODS = ("lib", "pca", "neuron", "ngf")  # ngf: LIB by naive gradient flow (basis/ngf.py)
 
 
@@ -28,7 +30,7 @@ def sorted_eigh(matrix: Float[Tensor, "d d"]) -> tuple[Float[Tensor, " d"], Floa
 
     Absolute values because round-off makes tiny eigenvalues of a PSD matrix slightly negative.
     """
-    values, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+    values, vectors = eigh_device.eigh((matrix + matrix.T) / 2)  # a GPU build's: on the GPU
     values = values.abs()
     order = torch.argsort(values, descending=True, stable=True)
     return values[order], vectors[:, order]

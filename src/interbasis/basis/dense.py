@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
+from interbasis.basis.dense_block import BlockJacobian, block_rows
 from interbasis.basis.jacobian import RowChunk
 from interbasis.basis.memory import Workspace
 from interbasis.basis.stats import as_positions
 
-DenseJacobian = Callable[[Tensor, Tensor], Tensor]
+DenseJacobian = Callable[[Tensor, Tensor], Tensor] | BlockJacobian
 
 
 def last_query_attention_jacobian(W_Q: Tensor, W_K: Tensor, W_V: Tensor, W_O: Tensor,
@@ -95,8 +96,12 @@ def last_query_attention_jacobian(W_Q: Tensor, W_K: Tensor, W_V: Tensor, W_O: Te
 def dense_rows(jacobian: DenseJacobian, x: Tensor, C_next: Tensor, alphas: list[float],
                weights: list[float], n_sources: int | None, generator: torch.Generator,
                max_elements: int, C_in: Tensor | None = None,
-               workspace: Workspace | None = None) -> Iterator[RowChunk]:
+               workspace: Workspace | None = None, n_probes: int | None = None
+               ) -> Iterator[RowChunk]:
     """The Jacobian rows of x -> section(x) C_next from a closed form, as ``jacobian_rows``.
+
+    ``n_probes`` (the sketch of M') applies to block closed forms (basis/dense_block.py); the
+    full-Jacobian closed forms below are exact and cheap and ignore it.
 
     Yields one :class:`RowChunk` per chunk of samples (every row, some samples) whose J is a
     (k, n_chunk, P_in, d_in) view of (n_chunk, P_in, k, d_in) memory (the accumulators use that
@@ -105,6 +110,10 @@ def dense_rows(jacobian: DenseJacobian, x: Tensor, C_next: Tensor, alphas: list[
     multiplied by it (edges: d g / d f = (d g / d x) C_pinv^T, so C_in = C_pinv^T). The rows of
     a chunk live in ``workspace`` buffers: valid (and free to overwrite) until the next chunk.
     """
+    if isinstance(jacobian, BlockJacobian):  # rows straight from a hand-written backward pass
+        yield from block_rows(jacobian, x, C_next, alphas, weights, n_sources, generator,
+                              max_elements, C_in, n_probes)
+        return
     workspace = workspace or Workspace()
     x = as_positions(x)
     n, p_in, d_in = x.shape

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from interbasis.basis import bases, methods, ngf
 from interbasis.basis.ablation import check_device
 from interbasis.basis.dense import DenseJacobian, dense_rows
+from interbasis.basis.eigh_device import on_build_device
 from interbasis.basis.fold import frozen_folded_copy
 from interbasis.basis.jacobian import (
     MAX_CHUNK_ELEMENTS,
@@ -78,6 +79,7 @@ class Batches:
         return inputs
 
 
+@on_build_device  # eigendecompositions on the build's device (basis/eigh_device.py)
 def build_graph(
     model: nn.Module,
     data: Tensor | Iterable,
@@ -132,8 +134,8 @@ def build_graph(
             the edges over chunks stay in ``dtype``. None: ``dtype``.
         n_probes: None (exact), or K: M' is sketched from K random +-1 probes over all output
             positions and features per sample (unbiased; K vector-Jacobian products instead of
-            P_out x r_out). Only where rows come from the generic autograd path: the closed
-            forms are exact and cheaper. Edges stay exact.
+            P_out x r_out). Generic sections and transformer-block closed forms (the other
+            closed forms are exact and cheaper). Edges stay exact.
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
@@ -308,7 +310,7 @@ def _rows(model, inputs, x, name_in, name_out, C_next, alphas, weights, n_source
     if dense is not None:
         with torch.no_grad():
             yield from dense_rows(dense, x, C_next, alphas, weights, n_sources, generator,
-                                  max_elements, C_in, workspace)
+                                  max_elements, C_in, workspace, n_probes)
         return
     yield from jacobian_rows(section(model, inputs, name_in, name_out), x, C_next, alphas,
                              weights, n_sources, generator, max_elements, n_probes)

@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interbasis.basis.memory import Workspace
+from interbasis.basis.memory import Workspace, retain_freed_memory
 from interbasis.basis.stats import as_positions
 
 INTEGRATIONS = ("gradient", "trapezoidal", "gauss-legendre")
@@ -116,6 +116,7 @@ def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
     Each chunk holds k rows for every sample of the batch (see :class:`RowChunk`). With
     ``n_probes`` the rows are K random output probes (:func:`probe_chunks`, for M' only).
     """
+    retain_freed_memory()  # fresh per-chunk outputs without page faults (basis/memory.py)
     x_shape = x.shape
     x_pos = as_positions(x)
     n, p_in, d_in = x_pos.shape

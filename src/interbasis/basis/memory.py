@@ -9,7 +9,9 @@ made a third of a modular-addition build system time; the fast paths write into 
 
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 
 import torch
 from torch import Tensor
@@ -17,6 +19,33 @@ from torch import Tensor
 # CPU: bigger chunks stop paying off once the matmuls are large, and the machine is shared.
 CPU_BUDGET_CAP = 1 << 30
 CPU_SHARE, CUDA_SHARE = 0.25, 0.5
+# glibc mallopt parameters: keep up to 2 GiB of freed heap, grow the heap 1 GiB at a time,
+# and no mmap-ed blocks (their free is a munmap, their reuse a page fault per page)
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
+_retained: bool | None = None
+
+
+def retain_freed_memory() -> bool:
+    """Keep freed memory inside the process (glibc on Linux; elsewhere nothing happens).
+
+    Matmuls and elementwise ops allocate their outputs; by default glibc hands large freed blocks
+    back to the kernel, so every new one costs a page fault per 4 KiB page: 45% of a transformer
+    block's closed-form rows were system time (1.5 s system for 2.0 s user, 750k minor faults),
+    none with the heap kept. The cost is that the resident memory stays at the build's peak
+    (bounded by the memory budget) instead of falling between chunks. Process-wide; done once.
+    """
+    global _retained
+    if _retained is None:
+        _retained = False
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                _retained = bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+                                 and libc.mallopt(M_TOP_PAD, 2**30)
+                                 and libc.mallopt(M_MMAP_MAX, 0))
+            except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+                _retained = False
+    return _retained
 
 
 def available_memory(device: torch.device) -> int:

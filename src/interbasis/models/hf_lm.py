@@ -126,6 +126,15 @@ class ResidualLM(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         return self.model(input_ids=tokens, use_cache=False).logits
 
+    def section_jacobian(self, name_in: str, name_out: str):
+        """Closed-form rows of one folded decoder layer (models/lm_blocks.py), else None."""
+        from interbasis.models.lm_blocks import block_index, hf_block_jacobian
+
+        index = block_index(name_in, name_out, self.n_layers, "hook_resid_final")
+        if index is None or not self.is_bias_folded:
+            return None
+        return hf_block_jacobian(self.model, self.model_type, index)
+
     def fold_bias(self) -> ResidualLM:
         """A copy whose hook points see ``[hidden, 1]`` (see the module docstring)."""
         if self.is_bias_folded:

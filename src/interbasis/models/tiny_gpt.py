@@ -204,6 +204,12 @@ class TinyGPT(nn.Module):
             return F.linear(normed[..., :-1], self.W_U) + normed[..., -1:] * self.b_U
         return F.linear(normed, self.W_U, self.b_U)
 
+    def section_jacobian(self, name_in: str, name_out: str):
+        """Closed-form rows of a folded block or half-block section (models/lm_blocks.py)."""
+        from interbasis.models.lm_blocks import tiny_gpt_jacobian
+
+        return tiny_gpt_jacobian(self, name_in, name_out) if self.is_bias_folded else None
+
     def fold_bias(self) -> TinyGPT:
         """A copy whose node layers carry the constant 1 as their last coordinate (docs/method.md
         §2).
