@@ -47,3 +47,10 @@ def trained_blob_classifier(n_per_class: int = 100, seed: int = 0):
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
     return model.double(), x.double(), y
+
+
+def pytest_collection_modifyitems(items):
+    """The tiers (pyproject.toml): a test that is neither integration nor slow is unit."""
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in ("integration", "slow")):
+            item.add_marker(pytest.mark.unit)

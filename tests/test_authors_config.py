@@ -8,11 +8,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from hydra_runs import composed
 from interbasis.config import validate
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.run import CONFIG_DIR
 from interbasis.training.modadd import AccuracyMismatch, prepare
-from test_config import composed
 from test_transformer_lens import RIB_DIR, needs_authors, tl_state_of
 
 

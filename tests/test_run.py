@@ -1,37 +1,18 @@
-"""The Hydra entry point end to end: a debug=tiny run, its records, and one-line failures."""
+"""The Hydra entry point end to end: a debug=tiny run and its records (composed and run in this
+process), and the command's contract (one-line failures and exit codes, ``--cfg``, the console
+script), which needs the process."""
 
 import json
 import os
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
-from interbasis.results import load_curves, load_runs
+from hydra_runs import lib_and_pca_runs, run_cli, run_in_process, run_lib_and_pca
+from interbasis.results import load_curves
 
-
-def run_cli(*overrides: str, results, extra_env=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "INTERBASIS_RESULTS": str(results), "WANDB_MODE": "disabled",
-           "WANDB_SILENT": "true", **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "interbasis.run", *overrides], env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def run_lib_and_pca(*overrides: str, results, extra_env=None) -> list:
-    """The same run for ``method=lib`` and ``method=pca`` (the method is the last override)."""
-    return [run_cli(*overrides, f"method={method}", results=results, extra_env=extra_env)
-            for method in ("lib", "pca")]
-
-
-def lib_and_pca_runs(results, outs) -> pd.DataFrame:
-    """``load_runs`` of the two runs of :func:`run_lib_and_pca`, after checking both completed."""
-    for out in outs:
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert "run complete:" in out.stdout
-    runs = load_runs(results / "runs")
-    assert sorted(runs["method"]) == ["lib", "pca"]
-    return runs
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +47,7 @@ def test_a_cached_checkpoint_is_reused(tiny_runs):
     results, _ = tiny_runs
     checkpoints = list((results / "cache" / "checkpoints").rglob("*.pt"))
     assert len(checkpoints) == 1  # lib and pca share the trained model
-    out = run_cli("debug=tiny", "method=neuron", results=results)
+    out = run_in_process("debug=tiny", "method=neuron", results=results)
     assert out.returncode == 0, out.stderr[-2000:]
     assert list((results / "cache" / "checkpoints").rglob("*.pt")) == checkpoints
     summary = json.loads((results / "runs/debug/method=neuron/summary.json").read_text())

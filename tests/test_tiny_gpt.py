@@ -1,5 +1,5 @@
 """The tiny GPT (E3): folding, hook points, stochastic sources on it, the corpus, the training
-cache, and ``python -m interbasis.run debug=tiny_lm`` end to end on a small text written here."""
+cache, and ``family=tiny_gpt debug=tiny`` end to end (in process) on a small text written here."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hydra_runs import composed, lib_and_pca_runs, run_lib_and_pca
 from interbasis import pipeline
 from interbasis.basis.graph import Batches, _jacobian_gram
 from interbasis.basis.sections import capture
@@ -24,8 +25,6 @@ from interbasis.training.tiny_gpt import (
     mean_loss,
     model_from_checkpoint,
 )
-from test_config import composed
-from test_run import lib_and_pca_runs, run_lib_and_pca
 
 TINY = TinyGPTConfig(d_vocab=11, n_ctx=6, d_model=8, n_layers=2, n_heads=2, d_mlp=16)
 HOOKS = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.1.hook_resid_pre",
@@ -168,7 +167,8 @@ def lm_runs(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     text = tmp_path_factory.mktemp("text") / "corpus.txt"
     text.write_text(TEXT)
-    return results, run_lib_and_pca("debug=tiny_lm", f"data.path={text}", results=results)
+    return results, run_lib_and_pca("family=tiny_gpt", "debug=tiny", f"data.path={text}",
+                                    results=results)
 
 
 def test_debug_tiny_lm_runs_score_cross_entropy(lm_runs):
@@ -180,14 +180,15 @@ def test_debug_tiny_lm_runs_score_cross_entropy(lm_runs):
     for key in ("rank/basis/blocks.0.hook_resid_mid", "ablation/edges_required@0.05/total",
                 "ablation/k_required@0.05/blocks.0.hook_resid_pre"):
         assert key in runs.columns and row[key] >= 0
-    run_dir = next((results / "runs" / "debug_lm").glob("*method=lib"))
+    run_dir = next((results / "runs" / "debug").glob("*family=tiny_gpt,method=lib"))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["model"] == "tiny_gpt" and summary["ablation/n_samples"] == 16
     assert len(list((results / "cache" / "checkpoints" / "tiny_gpt").glob("*.pt"))) == 1
 
 
 def test_missing_lm_corpus_stops_with_one_line(tmp_path):
-    cfg = validate(composed(["debug=tiny_lm", f"data.path={tmp_path / 'absent.txt'}"]))
+    cfg = validate(composed(["family=tiny_gpt", "debug=tiny",
+                             f"data.path={tmp_path / 'absent.txt'}"]))
     with pytest.raises(CorpusError, match=r"data.path: no text file at .*absent.txt \(the file "
                        r"is missing\)") as error:
         pipeline.prepare(cfg)
