@@ -1,5 +1,6 @@
 """Shared fixtures: tiny float64 models and data for the invariant tests."""
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -54,3 +55,26 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if not any(item.get_closest_marker(name) for name in ("integration", "slow")):
             item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture
+def reference(tmp_path):
+    """A folder of the LIB authors' published CSVs (two seeds of lib and pca, made up here)."""
+    folder = tmp_path / "authors"
+    folder.mkdir()
+    edges, nodes = [], []
+    for method, offset in (("lib", 0), ("pca", 10)):
+        for seed in (0, 1):
+            for layer, n in (("ln1.0", 80), ("ln2.0", 60), ("unembed", 600)):
+                edges.append([method, seed, layer, n + offset + seed, 0.999])
+                # accuracy stays at 0.999 down to 20 + seed features, then drops
+                for k in (129, 64, 32, 20, 19, 10, 0):
+                    accuracy = 0.999 if k >= 20 + seed else 0.5
+                    nodes.append([method, seed, layer, k, accuracy])
+    edge_columns = ["method", "seed", "node_layer", "n_edges_required", "unablated_accuracy"]
+    node_columns = ["method", "seed", "node_layer", "n_remaining", "accuracy"]
+    pd.DataFrame(edges, columns=edge_columns).to_csv(folder / "authors_edges_required.csv",
+                                                     index=False)
+    pd.DataFrame(nodes, columns=node_columns).to_csv(folder / "authors_node_ablation.csv",
+                                                     index=False)
+    return folder

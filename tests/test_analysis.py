@@ -80,6 +80,7 @@ def tiny_run(tmp_path_factory):
     return RunDirectory(results / "runs" / "debug" / "method=lib")
 
 
+@pytest.mark.integration
 def test_runs_store_the_partition_and_the_fourier_table(tiny_run):
     summary = tiny_run.read_summary()
     record = tiny_run.read_json("modularity")
@@ -100,6 +101,7 @@ def test_runs_store_the_partition_and_the_fourier_table(tiny_run):
     assert ((real["purity"] > 0) & (real["purity"] <= 1 + 1e-9)).all()
 
 
+@pytest.mark.integration
 def test_backfill_rewrites_the_same_files_and_leaves_the_summary_alone(tiny_run, capsys):
     summary_text = (tiny_run.path / "summary.json").read_text()
     fourier = tiny_run.read_table("fourier")
@@ -116,6 +118,7 @@ def test_backfill_rewrites_the_same_files_and_leaves_the_summary_alone(tiny_run,
     assert "nothing missing" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_backfill_says_in_one_line_what_is_missing(tiny_run, tmp_path, capsys):
     assert backfill_main([str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == f"no complete runs under {tmp_path}"

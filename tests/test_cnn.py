@@ -107,6 +107,7 @@ def test_cnn_trains_caches_and_keeps_the_mlp_cache_key(tmp_path):
     assert run.trajectory()["model"]["arch"] == "cnn"
 
 
+@pytest.mark.integration
 def test_cnn_runs_through_the_hydra_entry_point(tmp_path):
     root = write_fashion_files(tmp_path / "fashion")
     out = run_in_process("experiment=fashion_cnn", "model.channels=[4,6]", "train.epochs=1",

@@ -45,6 +45,7 @@ def test_checkpoint_reproduces_its_recorded_test_accuracy(path):
         assert accuracy > 0.99
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("overrides", [[], ["experiment=modadd_paper"]], ids=["default", "paper"])
 def test_default_and_paper_runs_reuse_the_committed_seed0_checkpoint(overrides, monkeypatch):
     """The README's main job must load, not retrain: its cache entry is committed at 60k steps."""

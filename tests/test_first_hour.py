@@ -19,6 +19,8 @@ from interbasis.overrides import check_overrides
 from interbasis.run import CONFIG_DIR, PROJECT_ROOT, RUN_NAME_IGNORES
 from interbasis.training.cache import DEFAULT_ROOT, model_cache_dir, read_manifest, sha256
 
+pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
+
 COMMITTED = PROJECT_ROOT / "results" / "runs"
 
 

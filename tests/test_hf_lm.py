@@ -97,6 +97,7 @@ def test_missing_model_offline_is_one_line(tmp_path, monkeypatch):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.integration
 def test_hf_lm_family_runs_end_to_end_on_a_saved_model_and_tokenizer(tmp_path):
     """experiment=smollm2_135m with model.name pointing at a tiny saved Llama and its tokenizer:
     the same loading, tokenizing and CE-loss ablation path as the real SmolLM2 run."""

@@ -147,6 +147,7 @@ def test_batch_larger_than_the_data_is_one_clear_error():
         estimate_llc(model, x, y, gaussian_nll, LLCSettings(batch_size=500))
 
 
+@pytest.mark.integration
 def test_llc_only_run_end_to_end(tmp_path):
     from hydra_runs import run_in_process
 

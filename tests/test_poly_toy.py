@@ -92,6 +92,7 @@ def test_the_cache_returns_the_same_weights_without_training(tmp_path):
     assert other.path != first.path and other.steps_trained == 30
 
 
+@pytest.mark.integration
 def test_toy_runs_through_the_hydra_entry_point_with_and_without_a_graph(tmp_path):
     out = run_in_process("family=poly_toy", "debug=tiny", "model.m=16", results=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

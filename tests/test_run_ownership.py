@@ -15,6 +15,8 @@ from hydra_runs import run_cli
 from interbasis.locking import LockBusy, OwnedLock
 from interbasis.results import RunDirectory
 
+pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
+
 # Holds the lock on argv[1] until the file argv[2] exists (then one more second), at most 120 s.
 HOLD = ("import sys, time, pathlib; from interbasis.locking import OwnedLock; "
         "lock = OwnedLock(sys.argv[1]); lock.acquire(); print('held', flush=True); "

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gpt_tiny import TINY, perturbed_model, tokens
 from hydra_runs import composed, lib_and_pca_runs, run_lib_and_pca
 from interbasis import pipeline
 from interbasis.basis.graph import Batches, _jacobian_gram
@@ -26,26 +27,10 @@ from interbasis.training.tiny_gpt import (
     model_from_checkpoint,
 )
 
-TINY = TinyGPTConfig(d_vocab=11, n_ctx=6, d_model=8, n_layers=2, n_heads=2, d_mlp=16)
 HOOKS = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.1.hook_resid_pre",
          "blocks.1.hook_resid_mid", "blocks.1.hook_resid_post", "ln_final"]
 TEXT = ("In the beginning was the word, and the word was with the text; and the text was "
         "short.\n") * 40
-
-
-def perturbed_model(seed: int = 0) -> TinyGPT:
-    """Float64, with every bias and norm parameter moved off its init so folding is exercised."""
-    model = TinyGPT(TINY, seed=seed).double()
-    generator = torch.Generator().manual_seed(seed + 7)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.3 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
-    return model
-
-
-def tokens(n: int = 5, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, TINY.d_vocab, (n, TINY.n_ctx),
-                         generator=torch.Generator().manual_seed(seed))
 
 
 def test_folded_model_matches_unfolded_and_carries_the_constant():
@@ -171,6 +156,7 @@ def lm_runs(tmp_path_factory):
                                     results=results)
 
 
+@pytest.mark.integration
 def test_debug_tiny_lm_runs_score_cross_entropy(lm_runs):
     results, _ = lm_runs
     runs = lib_and_pca_runs(*lm_runs)
@@ -186,6 +172,7 @@ def test_debug_tiny_lm_runs_score_cross_entropy(lm_runs):
     assert len(list((results / "cache" / "checkpoints" / "tiny_gpt").glob("*.pt"))) == 1
 
 
+@pytest.mark.integration
 def test_missing_lm_corpus_stops_with_one_line(tmp_path):
     cfg = validate(composed(["family=tiny_gpt", "debug=tiny",
                              f"data.path={tmp_path / 'absent.txt'}"]))
@@ -195,6 +182,7 @@ def test_missing_lm_corpus_stops_with_one_line(tmp_path):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.integration
 def test_tiny_gpt_preset_matches_its_description():
     cfg = validate(composed(["experiment=tiny_gpt"]))
     assert cfg.model.family == "tiny_gpt" and cfg.method.n_sources == 1

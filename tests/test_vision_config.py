@@ -7,6 +7,8 @@ from hydra_runs import composed
 from interbasis.config import ConfigError, ModAddRunConfig, VisionRunConfig, validate
 from interbasis.run import CONFIG_DIR
 
+pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
+
 
 @pytest.mark.parametrize(("experiment", "dataset"), [("cifar_paper", "cifar10"),
                                                      ("fashion_mlp", "fashion_mnist")])

@@ -8,6 +8,8 @@ import pytest
 from hydra_runs import lib_and_pca_runs, run_cli, run_in_process, run_lib_and_pca
 from vision_files import write_cifar_files, write_fashion_files
 
+pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
+
 
 @pytest.fixture(scope="module")
 def fashion_runs(tmp_path_factory):
