@@ -102,3 +102,30 @@ def test_console_script_does_not_depend_on_the_working_directory(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"results: {PROJECT_ROOT}/results\n" in out.stdout
     assert not any(tmp_path.iterdir())  # nothing written where it was started
+
+
+@pytest.fixture(scope="module")
+def small_inputs(tmp_path_factory):
+    """Files the data of the vision and tiny_gpt families need (the real ones are not assumed)."""
+    from vision_files import write_fashion_files
+
+    root = tmp_path_factory.mktemp("inputs")
+    text = root / "corpus.txt"
+    text.write_text("In the beginning was the word, and the word was with the text. " * 40)
+    return {"extra_env": {"INTERBASIS_FASHION_MNIST": str(write_fashion_files(root / "fashion"))},
+            "overrides": [f"data.path={text}"]}
+
+
+@pytest.mark.parametrize("experiment", ["modadd_degeneracy", "poly_toy", "fashion_cnn",
+                                        "tiny_gpt"])
+def test_experiments_under_debug_tiny_run_in_seconds(experiment, small_inputs, tmp_path):
+    """The runnable corner of the compose matrix (test_config.py composes all of it): a preset
+    shrunk by debug=tiny runs end to end, in its own family, into results/runs/debug/."""
+    extra = small_inputs["overrides"] if experiment == "tiny_gpt" else []
+    out = run_in_process(f"experiment={experiment}", "debug=tiny", *extra, results=tmp_path,
+                         extra_env=small_inputs["extra_env"])
+    assert out.returncode == 0, out.stderr
+    assert out.run_dir.parent == tmp_path / "runs" / "debug"
+    assert f"experiment={experiment}" in out.run_dir.name
+    assert (out.run_dir / "summary.json").is_file() and out.summary["model"] in (
+        "modadd", "poly_toy", "vision", "tiny_gpt")

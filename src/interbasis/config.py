@@ -21,6 +21,7 @@ import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 
 class Strict(BaseModel):
@@ -454,7 +455,7 @@ def _missing_layers(model: ModelConfig) -> list[str]:
     return problems
 
 
-def _describe(problem: dict, container: dict) -> str:
+def _describe(problem: ErrorDetails, container: dict) -> str:
     field = ".".join(str(part) for part in problem["loc"])
     if problem["type"] == "extra_forbidden":
         return f"config error: unknown key {field!r}"

@@ -84,7 +84,8 @@ def _composed(config_dir: Path, config_name: str, overrides: list[str]) -> dict 
             cfg = compose(config_name=config_name, overrides=overrides)
     except HydraException:
         return None
-    return OmegaConf.to_container(cfg, resolve=False)
+    container = OmegaConf.to_container(cfg, resolve=False)
+    return container if isinstance(container, dict) else None
 
 
 def _unknown_key(container: dict, key: str, groups: dict[str, list[str]]) -> str | None:
