@@ -1,14 +1,23 @@
 # Everyday commands; the README's set-up lines are the source of truth for a fresh machine.
-.PHONY: install check test test-all bench demo figures train-modadd
+.PHONY: install check test test-unit test-integration test-all bench demo figures train-modadd
 
 install:
 	pip install -q torch==2.13.0 && pip install -q -e '.[dev]'
 
+# ruff, then mypy on src/ ([tool.mypy] in pyproject.toml lists the modules not yet clean)
 check:
 	ruff check src tests benchmarks
+	python -m mypy
 
 test:
 	python -m pytest -q -m "not slow"
+
+# the tiers of the fast suite (pyproject.toml [tool.pytest.ini_options] markers)
+test-unit:
+	python -m pytest -q -m unit
+
+test-integration:
+	python -m pytest -q -m integration
 
 test-all:
 	python -m pytest -q

@@ -2,14 +2,12 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from hydra_runs import run_in_process
 from interbasis.analysis.backfill import backfill_run, complete_runs
 from interbasis.analysis.backfill import main as backfill_main
 from interbasis.analysis.fourier import canonical_term, fourier_purity, term_label
@@ -75,16 +73,14 @@ def test_canonical_term_and_labels():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """A debug=tiny LIB run through the real Hydra entry point."""
+    """A debug=tiny LIB run, composed by Hydra and run in this process."""
     results = tmp_path_factory.mktemp("results")
-    env = {**os.environ, "INTERBASIS_RESULTS": str(results), "WANDB_MODE": "disabled",
-           "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "interbasis.run", "debug=tiny", "method=lib"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    out = run_in_process("debug=tiny", "method=lib", results=results)
     assert out.returncode == 0, out.stderr[-2000:]
     return RunDirectory(results / "runs" / "debug" / "method=lib")
 
 
+@pytest.mark.integration
 def test_runs_store_the_partition_and_the_fourier_table(tiny_run):
     summary = tiny_run.read_summary()
     record = tiny_run.read_json("modularity")
@@ -105,6 +101,7 @@ def test_runs_store_the_partition_and_the_fourier_table(tiny_run):
     assert ((real["purity"] > 0) & (real["purity"] <= 1 + 1e-9)).all()
 
 
+@pytest.mark.integration
 def test_backfill_rewrites_the_same_files_and_leaves_the_summary_alone(tiny_run, capsys):
     summary_text = (tiny_run.path / "summary.json").read_text()
     fourier = tiny_run.read_table("fourier")
@@ -121,6 +118,7 @@ def test_backfill_rewrites_the_same_files_and_leaves_the_summary_alone(tiny_run,
     assert "nothing missing" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_backfill_says_in_one_line_what_is_missing(tiny_run, tmp_path, capsys):
     assert backfill_main([str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == f"no complete runs under {tmp_path}"

@@ -8,12 +8,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from authors_files import RIB_DIR, needs_authors, tl_state_of
+from hydra_runs import composed
 from interbasis.config import validate
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.run import CONFIG_DIR
 from interbasis.training.modadd import AccuracyMismatch, prepare
-from test_config import composed
-from test_transformer_lens import RIB_DIR, needs_authors, tl_state_of
+
+pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
 
 
 def test_the_authors_preset_loads_their_checkpoint_with_their_accuracy(tmp_path):

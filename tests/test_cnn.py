@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
+from hydra_runs import run_in_process
 from interbasis.basis import build_graph
 from interbasis.basis.fold import fold_bias
 from interbasis.basis.sections import capture
 from interbasis.data.vision import load_fashion_mnist
 from interbasis.models.cnn import SmallCNN, image_shape
 from interbasis.training.vision import VisionRun, load_or_train, model_from_checkpoint, relu_layers
-from test_run import run_cli
 from vision_files import write_fashion_files
 
 LAYERS = ["conv0", "conv1", "head", "output"]
@@ -107,9 +107,10 @@ def test_cnn_trains_caches_and_keeps_the_mlp_cache_key(tmp_path):
     assert run.trajectory()["model"]["arch"] == "cnn"
 
 
+@pytest.mark.integration
 def test_cnn_runs_through_the_hydra_entry_point(tmp_path):
     root = write_fashion_files(tmp_path / "fashion")
-    out = run_cli("experiment=fashion_cnn", "model.channels=[4,6]", "train.epochs=1",
+    out = run_in_process("experiment=fashion_cnn", "model.channels=[4,6]", "train.epochs=1",
                   "data.basis_samples=200", "ablation.max_samples=200", "logger=none",
                   "threads=1", results=tmp_path / "results",
                   extra_env={"INTERBASIS_FASHION_MNIST": str(root)})

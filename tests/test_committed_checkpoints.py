@@ -45,13 +45,14 @@ def test_checkpoint_reproduces_its_recorded_test_accuracy(path):
         assert accuracy > 0.99
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("overrides", [[], ["experiment=modadd_paper"]], ids=["default", "paper"])
 def test_default_and_paper_runs_reuse_the_committed_seed0_checkpoint(overrides, monkeypatch):
     """The README's main job must load, not retrain: its cache entry is committed at 60k steps."""
+    from hydra_runs import composed
     from interbasis.config import validate
     from interbasis.training.checkpoint import checkpoint_path
     from interbasis.training.modadd import FAMILY, run_from_config
-    from test_config import composed
 
     monkeypatch.delenv("INTERBASIS_RESULTS", raising=False)
     cfg = validate(composed(overrides))

@@ -8,14 +8,13 @@ import json
 import pandas as pd
 import pytest
 
+from figure_store import write_run
 from interbasis.figures import fig01_node_ablation, fig02_edges_required, fig03_lib_graph, style
 from interbasis.results.__main__ import main as results_main
-from test_figures import write_run
-from test_results_authors import reference  # noqa: F401 - the fixture
 
 
 @pytest.fixture
-def store(tmp_path, reference):  # noqa: F811 - the fixture above
+def store(tmp_path, reference):
     results = tmp_path / "results"
     for seed in (0, 1):
         for method in ("lib", "pca"):

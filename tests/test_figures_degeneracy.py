@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from figure_store import synthetic_store, write_over_training_run, write_run, write_toy_runs
 from interbasis.figures import fig08_degeneracy, fig09_polysemanticity
 from interbasis.figures.data import MissingResults
-from test_figures import synthetic_store, write_over_training_run, write_toy_runs
 
 
 def test_the_loglog_fit_recovers_a_known_slope_and_its_error_shrinks_with_less_noise():
@@ -83,7 +83,6 @@ def test_figure_8_counts_every_rank_at_one_relative_threshold(tmp_path):
 
 def test_figure_8_draws_the_llc_rows_when_runs_stored_one(tmp_path):
     from interbasis.results import RunDirectory
-    from test_figures import write_over_training_run, write_run
 
     results = tmp_path / "results"
     write_over_training_run(results)

@@ -13,12 +13,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from hydra_runs import composed, run_cli
 from interbasis.config import ConfigError, validate
 from interbasis.overrides import check_overrides
 from interbasis.run import CONFIG_DIR, PROJECT_ROOT, RUN_NAME_IGNORES
 from interbasis.training.cache import DEFAULT_ROOT, model_cache_dir, read_manifest, sha256
-from test_config import composed
-from test_run import run_cli
+
+pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
 
 COMMITTED = PROJECT_ROOT / "results" / "runs"
 

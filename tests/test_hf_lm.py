@@ -97,12 +97,13 @@ def test_missing_model_offline_is_one_line(tmp_path, monkeypatch):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.integration
 def test_hf_lm_family_runs_end_to_end_on_a_saved_model_and_tokenizer(tmp_path):
     """experiment=smollm2_135m with model.name pointing at a tiny saved Llama and its tokenizer:
     the same loading, tokenizing and CE-loss ablation path as the real SmolLM2 run."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
-    from test_run import run_cli
+    from hydra_runs import run_in_process
 
     text = "In the beginning was the word, and the word was with the text. " * 60
     vocabulary = {char: index for index, char in enumerate(["[UNK]", *sorted(set(text))])}
@@ -116,7 +117,7 @@ def test_hf_lm_family_runs_end_to_end_on_a_saved_model_and_tokenizer(tmp_path):
     model_class(config).save_pretrained(folder)
     corpus = tmp_path / "text.txt"
     corpus.write_text(text)
-    out = run_cli("experiment=smollm2_135m", f"model.name={folder}", f"data.path={corpus}",
+    out = run_in_process("experiment=smollm2_135m", f"model.name={folder}", f"data.path={corpus}",
                   "data.dump_kjv=false", "data.context=8", "data.basis_samples=6",
                   "data.ablation_samples=3", "ablation.edges=true", "logger=none",
                   "model.node_layers=[blocks.0.hook_resid_pre,blocks.1.hook_resid_pre,"

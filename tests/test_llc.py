@@ -147,10 +147,11 @@ def test_batch_larger_than_the_data_is_one_clear_error():
         estimate_llc(model, x, y, gaussian_nll, LLCSettings(batch_size=500))
 
 
+@pytest.mark.integration
 def test_llc_only_run_end_to_end(tmp_path):
-    from test_run import run_cli
+    from hydra_runs import run_in_process
 
-    out = run_cli("debug=tiny", "analysis.llc=true", "analysis.graph=false",
+    out = run_in_process("debug=tiny", "analysis.llc=true", "analysis.graph=false",
                   "analysis.llc_draws=20", "analysis.llc_burnin=5", "analysis.llc_chains=2",
                   "analysis.llc_batch_size=16", "analysis.llc_lr=1e-4", results=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -10,9 +10,8 @@ from torch import Tensor
 
 from interbasis.data.modadd import ModAddDataConfig, all_pairs, make_modadd_split
 from interbasis.models.modadd import HookPoint, ModAddTransformer, ModAddTransformerConfig
+from modadd_tiny import TINY, P, tiny_model, tiny_tokens
 
-P = 7
-TINY = ModAddTransformerConfig(d_vocab=P + 1, d_model=16, n_heads=2, d_head=8, d_mlp=32)
 HOOK_NAMES = [
     "blocks.0.hook_resid_pre",
     "blocks.0.hook_resid_mid",
@@ -20,21 +19,6 @@ HOOK_NAMES = [
     "blocks.0.mlp.hook_post",
     "blocks.0.hook_resid_post",
 ]
-
-
-def tiny_model(seed: int = 0) -> ModAddTransformer:
-    """A float64 tiny model with non-zero biases, so that folding has something to fold."""
-    model = ModAddTransformer(TINY, seed=seed).double()
-    generator = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.rsplit(".", 1)[-1].startswith("b_"):
-                param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float64))
-    return model
-
-
-def tiny_tokens() -> Tensor:
-    return all_pairs(P)[0]
 
 
 def capture_hook_inputs(model: torch.nn.Module, tokens: Tensor) -> dict[str, Tensor]:

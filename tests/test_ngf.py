@@ -7,9 +7,10 @@ from __future__ import annotations
 import torch
 
 from conftest import MLP_LAYERS
+from gpt_tiny import perturbed_model, tokens
 from interbasis import build_graph
 from interbasis.basis.fold import fold_bias
-from test_modadd_model import tiny_model, tiny_tokens
+from modadd_tiny import tiny_model, tiny_tokens
 
 MODADD_LAYERS = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid",
                  "blocks.0.hook_resid_post", "output"]
@@ -73,8 +74,6 @@ def test_ngf_with_and_without_the_fast_paths_agree(mlp, inputs):
 
 def test_tiny_gpt_sections_compose_too():
     """A 2-block GPT (many positions, LayerNorm): NGF runs on it and keeps the last two layers."""
-    from test_tiny_gpt import perturbed_model, tokens
-
     layers = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "ln_final", "output"]
     lib, ngf = lib_and_ngf(perturbed_model(), tokens(12), layers)
     assert_last_two_equal_and_earlier_differ(lib, ngf)

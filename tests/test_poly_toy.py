@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from hydra_runs import run_in_process
 from interbasis.config import PolyToyTrainConfig
 from interbasis.models.poly_toy import (
     as_sequential,
@@ -16,7 +17,6 @@ from interbasis.models.poly_toy import (
     weight_stats,
 )
 from interbasis.training.poly_toy import PolyToyRun, feature_purity, load_or_train, train
-from test_run import run_cli
 
 
 @pytest.mark.parametrize("l1_lambda", [0.0, 1e-3, 0.5])
@@ -94,10 +94,11 @@ def test_the_cache_returns_the_same_weights_without_training(tmp_path):
     assert other.path != first.path and other.steps_trained == 30
 
 
+@pytest.mark.integration
 def test_toy_runs_through_the_hydra_entry_point_with_and_without_a_graph(tmp_path):
-    out = run_cli("debug=tiny_poly", "model.m=16", results=tmp_path)
+    out = run_in_process("family=poly_toy", "debug=tiny", "model.m=16", results=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    run_dir = tmp_path / "runs" / "debug_poly" / "model.m=16"
+    run_dir = tmp_path / "runs" / "debug" / "family=poly_toy,model.m=16"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["model"] == "poly_toy" and summary["toy/expected_polysemantic"] == 144 / 64
     assert summary["rank/gram/1"] <= 12  # 12 inputs span at most 12 hidden directions
@@ -109,10 +110,10 @@ def test_toy_runs_through_the_hydra_entry_point_with_and_without_a_graph(tmp_pat
     features = pd.read_csv(run_dir / "toy_features.csv")
     assert set(features["layer"].astype(str)) == {"0", "1"}
 
-    out = run_cli("debug=tiny_poly", "model.graph=false", "train.l1_lambda=0.01",
-                  results=tmp_path)
+    out = run_in_process("family=poly_toy", "debug=tiny", "model.graph=false",
+                         "train.l1_lambda=0.01", results=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    run_dir = tmp_path / "runs" / "debug_poly" / "model.graph=false,train.l1_lambda=0.01"
+    run_dir = tmp_path / "runs" / "debug" / "family=poly_toy,model.graph=false,train.l1_lambda=0.01"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert "toy/polysemantic_neurons" in summary and "degeneracy/relu_sync/output" in summary
     assert not any(key.startswith("rank/") for key in summary)

@@ -6,34 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from authors_files import RIB_DIR, needs_authors
 from interbasis.results import RunDirectory
 from interbasis.results.__main__ import main
 from interbasis.results.authors import AuthorsReferenceError, load_reference, side_by_side
-from test_transformer_lens import RIB_DIR, needs_authors
 
 PRE, MID, POST = "blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post"
-
-
-@pytest.fixture
-def reference(tmp_path):
-    folder = tmp_path / "authors"
-    folder.mkdir()
-    edges, nodes = [], []
-    for method, offset in (("lib", 0), ("pca", 10)):
-        for seed in (0, 1):
-            for layer, n in (("ln1.0", 80), ("ln2.0", 60), ("unembed", 600)):
-                edges.append([method, seed, layer, n + offset + seed, 0.999])
-                # accuracy stays at 0.999 down to 20 + seed features, then drops
-                for k in (129, 64, 32, 20, 19, 10, 0):
-                    accuracy = 0.999 if k >= 20 + seed else 0.5
-                    nodes.append([method, seed, layer, k, accuracy])
-    edge_columns = ["method", "seed", "node_layer", "n_edges_required", "unablated_accuracy"]
-    node_columns = ["method", "seed", "node_layer", "n_remaining", "accuracy"]
-    pd.DataFrame(edges, columns=edge_columns).to_csv(folder / "authors_edges_required.csv",
-                                                     index=False)
-    pd.DataFrame(nodes, columns=node_columns).to_csv(folder / "authors_node_ablation.csv",
-                                                     index=False)
-    return folder
 
 
 def test_load_reference_maps_layers_and_finds_k_required(reference):

@@ -369,6 +369,7 @@ def test_git_state_without_git(tmp_path, monkeypatch):
     assert git_state(tmp_path) == (None, None)
 
 
+@pytest.mark.integration
 def test_git_state_in_a_checkout(tmp_path):
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -389,6 +390,7 @@ def test_git_state_in_a_checkout(tmp_path):
     assert git_state(package)[1] is True
 
 
+@pytest.mark.integration
 def test_importing_results_does_not_import_wandb():
     code = "import sys, interbasis.results; print('wandb' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -1,37 +1,18 @@
-"""The Hydra entry point end to end: a debug=tiny run, its records, and one-line failures."""
+"""The Hydra entry point end to end: a debug=tiny run and its records (composed and run in this
+process), and the command's contract (one-line failures and exit codes, ``--cfg``, the console
+script), which needs the process."""
 
 import json
 import os
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
-from interbasis.results import load_curves, load_runs
+from hydra_runs import lib_and_pca_runs, run_cli, run_in_process, run_lib_and_pca
+from interbasis.results import load_curves
 
-
-def run_cli(*overrides: str, results, extra_env=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "INTERBASIS_RESULTS": str(results), "WANDB_MODE": "disabled",
-           "WANDB_SILENT": "true", **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "interbasis.run", *overrides], env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def run_lib_and_pca(*overrides: str, results, extra_env=None) -> list:
-    """The same run for ``method=lib`` and ``method=pca`` (the method is the last override)."""
-    return [run_cli(*overrides, f"method={method}", results=results, extra_env=extra_env)
-            for method in ("lib", "pca")]
-
-
-def lib_and_pca_runs(results, outs) -> pd.DataFrame:
-    """``load_runs`` of the two runs of :func:`run_lib_and_pca`, after checking both completed."""
-    for out in outs:
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert "run complete:" in out.stdout
-    runs = load_runs(results / "runs")
-    assert sorted(runs["method"]) == ["lib", "pca"]
-    return runs
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +47,7 @@ def test_a_cached_checkpoint_is_reused(tiny_runs):
     results, _ = tiny_runs
     checkpoints = list((results / "cache" / "checkpoints").rglob("*.pt"))
     assert len(checkpoints) == 1  # lib and pca share the trained model
-    out = run_cli("debug=tiny", "method=neuron", results=results)
+    out = run_in_process("debug=tiny", "method=neuron", results=results)
     assert out.returncode == 0, out.stderr[-2000:]
     assert list((results / "cache" / "checkpoints").rglob("*.pt")) == checkpoints
     summary = json.loads((results / "runs/debug/method=neuron/summary.json").read_text())
@@ -121,3 +102,30 @@ def test_console_script_does_not_depend_on_the_working_directory(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"results: {PROJECT_ROOT}/results\n" in out.stdout
     assert not any(tmp_path.iterdir())  # nothing written where it was started
+
+
+@pytest.fixture(scope="module")
+def small_inputs(tmp_path_factory):
+    """Files the data of the vision and tiny_gpt families need (the real ones are not assumed)."""
+    from vision_files import write_fashion_files
+
+    root = tmp_path_factory.mktemp("inputs")
+    text = root / "corpus.txt"
+    text.write_text("In the beginning was the word, and the word was with the text. " * 40)
+    return {"extra_env": {"INTERBASIS_FASHION_MNIST": str(write_fashion_files(root / "fashion"))},
+            "overrides": [f"data.path={text}"]}
+
+
+@pytest.mark.parametrize("experiment", ["modadd_degeneracy", "poly_toy", "fashion_cnn",
+                                        "tiny_gpt"])
+def test_experiments_under_debug_tiny_run_in_seconds(experiment, small_inputs, tmp_path):
+    """The runnable corner of the compose matrix (test_config.py composes all of it): a preset
+    shrunk by debug=tiny runs end to end, in its own family, into results/runs/debug/."""
+    extra = small_inputs["overrides"] if experiment == "tiny_gpt" else []
+    out = run_in_process(f"experiment={experiment}", "debug=tiny", *extra, results=tmp_path,
+                         extra_env=small_inputs["extra_env"])
+    assert out.returncode == 0, out.stderr
+    assert out.run_dir.parent == tmp_path / "runs" / "debug"
+    assert f"experiment={experiment}" in out.run_dir.name
+    assert (out.run_dir / "summary.json").is_file() and out.summary["model"] in (
+        "modadd", "poly_toy", "vision", "tiny_gpt")

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from hydra_runs import run_cli
 from interbasis.locking import LockBusy, OwnedLock
 from interbasis.results import RunDirectory
-from test_run import run_cli
+
+pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
 
 # Holds the lock on argv[1] until the file argv[2] exists (then one more second), at most 120 s.
 HOLD = ("import sys, time, pathlib; from interbasis.locking import OwnedLock; "
@@ -168,10 +170,10 @@ def test_two_jobs_on_one_uncached_model_train_it_once(tmp_path):
 
 @pytest.mark.slow
 def test_a_job_waits_for_the_one_training_its_model(complete):
+    from hydra_runs import composed
     from interbasis.config import validate
     from interbasis.training.checkpoint import checkpoint_path
     from interbasis.training.modadd import run_from_config
-    from test_config import composed
 
     results, run = complete
     train_run = run_from_config(validate(composed(["debug=tiny", "seed=9"])))

@@ -25,8 +25,9 @@ from interbasis.site.plots import UNCLUSTERED, graph_view
 from site_store import write_site_store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None,
-                                reason="no chromium installed (apt-get install chromium)")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(CHROMIUM is None,
+                                 reason="no chromium installed (apt-get install chromium)")]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars", "--enable-logging=stderr", "--v=0",

@@ -1,5 +1,6 @@
 """Sweeps end to end: complete runs are skipped, failures are recorded and summed up, W&B runs are
-resumed, and a sweep killed with SIGKILL redoes exactly its missing runs when started again."""
+resumed, and a sweep killed with SIGKILL redoes exactly its missing runs when started again
+(multiruns through the command, where the launcher is the point; a single run in process)."""
 
 import json
 import os
@@ -10,6 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+
+from hydra_runs import run_in_process
+
+pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
 
 ENV = {"WANDB_MODE": "disabled", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
 TINY = ["debug=tiny", "train.steps=30"]
@@ -30,16 +35,17 @@ def lines_starting(text: str, prefix: str) -> set[str]:
 
 
 def test_complete_run_is_skipped_unless_rerun(tmp_path):
-    first = run_cli(*TINY, "seed=1", results=tmp_path)
+    # in process: the skip and the rerun are the runner's, not the command's
+    first = run_in_process(*TINY, "seed=1", results=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     run_dir = tmp_path / "runs" / "debug" / "seed=1,train.steps=30"
     summary = (run_dir / "summary.json").read_bytes()
-    again = run_cli(*TINY, "seed=1", results=tmp_path)
+    again = run_in_process(*TINY, "seed=1", results=tmp_path)
     assert again.returncode == 0
     assert again.stdout.strip().splitlines()[-1] == (
         f"skipped, already complete (rerun=true redoes it): {run_dir}")
     assert (run_dir / "summary.json").read_bytes() == summary and meta(run_dir)["attempt"] == 1
-    forced = run_cli(*TINY, "seed=1", "rerun=true", results=tmp_path)  # same directory, redone
+    forced = run_in_process(*TINY, "seed=1", "rerun=true", results=tmp_path)  # same dir, redone
     assert forced.returncode == 0 and f"run complete: {run_dir}" in forced.stdout
     assert meta(run_dir)["attempt"] == 2
     assert meta(run_dir)["overrides"] == ["debug=tiny", "train.steps=30", "seed=1", "rerun=true"]

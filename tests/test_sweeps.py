@@ -20,6 +20,8 @@ from interbasis.sweeps.wandb_sweep import (
     parameter_points,
 )
 
+pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
+
 SWEEP_FILES = sorted((PROJECT_ROOT / "sweeps").glob("*.yaml"))
 GRIDS = sorted(path.stem for path in (CONFIG_DIR / "sweep").glob("*.yaml"))
 

@@ -1,5 +1,5 @@
 """The tiny GPT (E3): folding, hook points, stochastic sources on it, the corpus, the training
-cache, and ``python -m interbasis.run debug=tiny_lm`` end to end on a small text written here."""
+cache, and ``family=tiny_gpt debug=tiny`` end to end (in process) on a small text written here."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from gpt_tiny import TINY, perturbed_model, tokens
+from hydra_runs import composed, lib_and_pca_runs, run_lib_and_pca
 from interbasis import pipeline
 from interbasis.basis.graph import Batches, _jacobian_gram
 from interbasis.basis.sections import capture
@@ -24,29 +26,11 @@ from interbasis.training.tiny_gpt import (
     mean_loss,
     model_from_checkpoint,
 )
-from test_config import composed
-from test_run import lib_and_pca_runs, run_lib_and_pca
 
-TINY = TinyGPTConfig(d_vocab=11, n_ctx=6, d_model=8, n_layers=2, n_heads=2, d_mlp=16)
 HOOKS = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.1.hook_resid_pre",
          "blocks.1.hook_resid_mid", "blocks.1.hook_resid_post", "ln_final"]
 TEXT = ("In the beginning was the word, and the word was with the text; and the text was "
         "short.\n") * 40
-
-
-def perturbed_model(seed: int = 0) -> TinyGPT:
-    """Float64, with every bias and norm parameter moved off its init so folding is exercised."""
-    model = TinyGPT(TINY, seed=seed).double()
-    generator = torch.Generator().manual_seed(seed + 7)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.3 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
-    return model
-
-
-def tokens(n: int = 5, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, TINY.d_vocab, (n, TINY.n_ctx),
-                         generator=torch.Generator().manual_seed(seed))
 
 
 def test_folded_model_matches_unfolded_and_carries_the_constant():
@@ -168,9 +152,11 @@ def lm_runs(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     text = tmp_path_factory.mktemp("text") / "corpus.txt"
     text.write_text(TEXT)
-    return results, run_lib_and_pca("debug=tiny_lm", f"data.path={text}", results=results)
+    return results, run_lib_and_pca("family=tiny_gpt", "debug=tiny", f"data.path={text}",
+                                    results=results)
 
 
+@pytest.mark.integration
 def test_debug_tiny_lm_runs_score_cross_entropy(lm_runs):
     results, _ = lm_runs
     runs = lib_and_pca_runs(*lm_runs)
@@ -180,20 +166,23 @@ def test_debug_tiny_lm_runs_score_cross_entropy(lm_runs):
     for key in ("rank/basis/blocks.0.hook_resid_mid", "ablation/edges_required@0.05/total",
                 "ablation/k_required@0.05/blocks.0.hook_resid_pre"):
         assert key in runs.columns and row[key] >= 0
-    run_dir = next((results / "runs" / "debug_lm").glob("*method=lib"))
+    run_dir = next((results / "runs" / "debug").glob("*family=tiny_gpt,method=lib"))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["model"] == "tiny_gpt" and summary["ablation/n_samples"] == 16
     assert len(list((results / "cache" / "checkpoints" / "tiny_gpt").glob("*.pt"))) == 1
 
 
+@pytest.mark.integration
 def test_missing_lm_corpus_stops_with_one_line(tmp_path):
-    cfg = validate(composed(["debug=tiny_lm", f"data.path={tmp_path / 'absent.txt'}"]))
+    cfg = validate(composed(["family=tiny_gpt", "debug=tiny",
+                             f"data.path={tmp_path / 'absent.txt'}"]))
     with pytest.raises(CorpusError, match=r"data.path: no text file at .*absent.txt \(the file "
                        r"is missing\)") as error:
         pipeline.prepare(cfg)
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.integration
 def test_tiny_gpt_preset_matches_its_description():
     cfg = validate(composed(["experiment=tiny_gpt"]))
     assert cfg.model.family == "tiny_gpt" and cfg.method.n_sources == 1

@@ -69,6 +69,7 @@ def test_none_tracker_is_a_no_op(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.integration
 def test_importing_tracking_does_not_import_wandb():
     code = "import sys, interbasis.tracking; print('wandb' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -8,13 +8,12 @@ and folder-layout tests build their own state dicts and always run.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from authors_files import AUTHORS_ACCURACY, RIB_DIR, needs_authors, tl_state_of
 from interbasis.data.modadd import ModAddDataConfig, all_pairs, make_modadd_split
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.models.transformer_lens import (
@@ -23,22 +22,6 @@ from interbasis.models.transformer_lens import (
     load_transformer_lens,
     state_dict_from_transformer_lens,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-RIB_DIR = Path(os.environ.get("INTERBASIS_RIB", REPO.parent / "shared" / "data" / "rib_modadd"))
-AUTHORS_ACCURACY = {0: 0.99955, 1: 0.99888, 2: 1.0, 3: 0.99978, 4: 1.0}
-needs_authors = pytest.mark.skipif(not (RIB_DIR / "seed0").is_dir(),
-                                   reason=f"no authors' checkpoints at {RIB_DIR}")
-
-
-def tl_state_of(model: ModAddTransformer) -> dict[str, torch.Tensor]:
-    """A HookedTransformer-style state dict of our model (TL names and its two buffers)."""
-    state = {("pos_embed.W_pos" if k == "embed.W_pos" else k): v.clone()
-             for k, v in model.state_dict().items()}
-    n_ctx = model.cfg.n_ctx
-    state["blocks.0.attn.mask"] = torch.ones(n_ctx, n_ctx, dtype=torch.bool).tril()
-    state["blocks.0.attn.IGNORE"] = torch.tensor(-math.inf)
-    return state
 
 
 def tl_formula_logits(state: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:

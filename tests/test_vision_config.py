@@ -3,9 +3,11 @@
 import pytest
 from hydra import compose, initialize_config_dir
 
+from hydra_runs import composed
 from interbasis.config import ConfigError, ModAddRunConfig, VisionRunConfig, validate
 from interbasis.run import CONFIG_DIR
-from test_config import composed
+
+pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
 
 
 @pytest.mark.parametrize(("experiment", "dataset"), [("cifar_paper", "cifar10"),

@@ -5,17 +5,19 @@ import json
 import pandas as pd
 import pytest
 
-from test_run import lib_and_pca_runs, run_cli, run_lib_and_pca
+from hydra_runs import lib_and_pca_runs, run_cli, run_in_process, run_lib_and_pca
 from vision_files import write_cifar_files, write_fashion_files
+
+pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
 
 
 @pytest.fixture(scope="module")
 def fashion_runs(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     root = write_fashion_files(tmp_path_factory.mktemp("fashion"))
-    outs = run_lib_and_pca("debug=tiny_vision", "data.basis_samples=300", results=results,
+    outs = run_lib_and_pca("family=vision", "debug=tiny", "data.basis_samples=300", results=results,
                            extra_env={"INTERBASIS_FASHION_MNIST": str(root)})
-    # debug=tiny_vision trains one epoch: 10 steps on these 600 images
+    # debug=tiny of the vision family trains one epoch: 10 steps on these 600 images
     return results, outs
 
 
@@ -28,7 +30,7 @@ def test_fashion_runs_write_metrics_and_class_tables(fashion_runs):
     for key in ("ablation/k_required@0.001/2", "ablation/edges_required@0.001/total",
                 "sparsity/edges_99/0->2", "class_separation/best_eta2_groups/2"):
         assert key in runs.columns and row[key] >= 0
-    run_dir = results / "runs" / "debug_vision" / "data.basis_samples=300,method=lib"
+    run_dir = results / "runs" / "debug" / "data.basis_samples=300,family=vision,method=lib"
     means = pd.read_csv(run_dir / "class_means.csv")
     assert set(means["layer"].astype(str)) == {"2", "4"} and means["class"].nunique() == 10
     assert set(means["group"]) == {"clothing", "footwear", "bag"}
@@ -42,7 +44,7 @@ def test_fashion_runs_write_metrics_and_class_tables(fashion_runs):
 def test_lib_and_pca_share_one_cached_model(fashion_runs):
     results, _ = fashion_runs
     assert len(list((results / "cache" / "checkpoints" / "vision").glob("*.pt"))) == 1
-    steps = [json.loads((results / "runs/debug_vision" / f"data.basis_samples=300,method={m}"
+    steps = [json.loads((results / "runs/debug" / f"data.basis_samples=300,family=vision,method={m}"
                          / "summary.json").read_text())["train/steps_trained_now"]
              for m in ("lib", "pca")]
     assert steps[0] > 0 and steps[1] == 0
@@ -50,7 +52,7 @@ def test_lib_and_pca_share_one_cached_model(fashion_runs):
 
 def test_cifar_preset_runs_on_official_format_batches(tmp_path):
     root = write_cifar_files(tmp_path / "cifar", per_batch=60, n_test=100)
-    out = run_cli("experiment=cifar_paper", f"data.root={root}", "data.download=false",
+    out = run_in_process("experiment=cifar_paper", f"data.root={root}", "data.download=false",
                   "model.hidden=[8,8]", "train.epochs=1", "data.basis_samples=200",
                   "logger=none", "threads=1", results=tmp_path / "results")
     assert out.returncode == 0, out.stderr[-2000:]

@@ -7,13 +7,21 @@ Every field has a type, a range where one makes sense, and a description; unknow
 Each model family has its own model, data and train sections: ``model.family`` picks the schema
 (:data:`FAMILIES`), so a field of another family is an unknown key and error locations stay plain
 (``model.d_mlp``, not a union member's name).
+
+This schema is the one source of every default: :func:`register_defaults` hands each family's
+defaults to Hydra (config group ``schema``, chosen by ``family`` in conf/config.yaml) before the
+YAML files, which hold only choices (``family: modadd``, node layers, paths) and paper deltas.
+So ``--cfg job`` and every run's config.yaml show the complete config, and ``model.d_mlp=64`` on
+the command line finds its key without the YAML restating ``d_mlp: 512``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 
 class Strict(BaseModel):
@@ -113,8 +121,8 @@ class ImageDataConfig(Strict):
     root: str = Field(description="folder holding the dataset files")
     download: bool = Field(False, description="fetch the official archive if the files are missing "
                            "(CIFAR-10 only; its checksum is verified)")
-    basis_samples: int | None = Field(None, ge=1, description="first N images of the basis split "
-                                      "the basis is built on; null = all")
+    basis_samples: int | None = Field(10_000, ge=1, description="first N images of the basis "
+                                      "split the basis is built on (the paper: 10k); null = all")
 
 
 class TextDataConfig(Strict):
@@ -166,8 +174,10 @@ class PretrainedTrainConfig(Strict):
 
 class AblationConfig(Strict):
     split: Literal["train", "test"] = Field("test", description="data the ablations are scored on")
-    max_samples: int | None = Field(None, ge=1, description="score the ablations on a fixed "
-                                    "random subset of this many samples; null = the whole split")
+    max_samples: int | None = Field(2000, ge=1, description="score the ablations on a fixed "
+                                    "random subset of this many samples (2000: the quick default "
+                                    "run, about a minute); null = the whole split (every paper "
+                                    "preset)")
     deltas: list[float] = Field([0.001, 0.01, 0.05], description="k_required tolerances")
     edge_delta: float = Field(0.001, gt=0, description="tolerance of the edge-ablation bisection")
     edges: bool = Field(True, description="run the edge-ablation bisection (the slow part)")
@@ -306,6 +316,49 @@ class ConfigError(ValueError):
     """A composed config that does not fit the schema; the message has one line per problem."""
 
 
+def section_schema(family: str, section: str) -> type[Strict]:
+    """The schema class of one section (``model``, ``data``, ``method``, ...) of a family."""
+    annotation = FAMILIES[family].model_fields[section].annotation
+    assert isinstance(annotation, type) and issubclass(annotation, Strict), (family, section)
+    return annotation
+
+
+def field_defaults(schema: type[BaseModel]) -> dict[str, Any]:
+    """Every field of ``schema`` that has a default, as plain YAML values (sections recursed)."""
+    out: dict[str, Any] = {}
+    for name, field in schema.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out[name] = field_defaults(annotation)
+        elif not field.is_required():
+            out[name] = _plain(field.get_default(call_default_factory=True))
+    return out
+
+
+def schema_defaults(family: str) -> dict[str, Any]:
+    """The whole default config of a family: what Hydra composes before any YAML file."""
+    return field_defaults(FAMILIES[family])
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def register_defaults() -> None:
+    """Store :func:`schema_defaults` of every family in Hydra's ConfigStore as ``schema/<family>``
+    (package ``_global_``); conf/config.yaml composes ``schema: ${family}`` first. Idempotent."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for family in FAMILIES:
+        store.store(group="schema", name=family, node=schema_defaults(family),
+                    package="_global_", provider="interbasis")
+
+
 def validate(container: dict) -> RunConfig:
     """Check a resolved config dict against the schema of its ``model.family``."""
     model = container.get("model")
@@ -313,6 +366,9 @@ def validate(container: dict) -> RunConfig:
     if family not in FAMILIES:
         allowed = " or ".join(repr(name) for name in FAMILIES)
         raise ConfigError(f"config error: model.family = {family!r}: Input should be {allowed}")
+    mismatch = _family_mismatch(family, container)
+    if mismatch:
+        raise ConfigError(mismatch)
     try:
         cfg = FAMILIES[family].model_validate(container)
     except ValidationError as error:
@@ -322,6 +378,22 @@ def validate(container: dict) -> RunConfig:
     if problems:
         raise ConfigError("\n".join(f"config error: {problem}" for problem in problems))
     return cfg
+
+
+def _family_mismatch(family: str, container: dict) -> str | None:
+    """One line when the model is of one family and the data of another (``model=tiny_gpt``
+    alone keeps modadd's data and training): ``family=<name>`` picks all three together."""
+    data = container.get("data")
+    name = data.get("name") if isinstance(data, dict) else None
+    owners = [other for other in FAMILIES if name in _data_names(other)]
+    if not owners or family in owners:
+        return None  # the family's own data, or no family's: the schema names what is allowed
+    return (f"config error: model.family = {family!r} but data.name = {name!r} (another "
+            f"family's data); choose family={family} (it picks model, data and train together)")
+
+
+def _data_names(family: str) -> tuple[str, ...]:
+    return getattr(section_schema(family, "data").model_fields["name"].annotation, "__args__", ())
 
 
 # Families whose ablations score accuracy (a drop of at most 1); the LMs score CE loss (nats).
@@ -349,10 +421,41 @@ def cross_field_problems(cfg: RunConfig) -> list[str]:
     if isinstance(model, TinyGPTModelConfig) and model.d_model % model.n_heads:
         problems.append(f"model.d_model = {model.d_model}: must divide by model.n_heads = "
                         f"{model.n_heads}")
+    problems += _missing_layers(model)
+    method = cfg.method
+    if method.integration == "gradient" and method.n_intervals:
+        problems.append(f"method.n_intervals = {method.n_intervals}: only integrated gradients "
+                        "use intervals; set method.integration=trapezoidal or gauss-legendre")
+    if not cfg.analysis.graph and not cfg.analysis.llc:
+        problems.append("analysis.graph = False and analysis.llc = False: the run would compute "
+                        "nothing; turn one of them on")
     return problems
 
 
-def _describe(problem: dict, container: dict) -> str:
+def _missing_layers(model: ModelConfig) -> list[str]:
+    """Node layers the configured architecture does not have (a shrunk model keeps the
+    full-size layer names otherwise, and the run fails only once the model is built)."""
+    blocks = {ModAddModelConfig: 1, TinyGPTModelConfig: getattr(model, "n_layers", 0)}
+    names: set[str] | None = None
+    if isinstance(model, VisionModelConfig):
+        names = ({"conv0", "conv1", "head"} if model.arch == "cnn"
+                 else {str(2 * index) for index in range(len(model.hidden) + 1)})
+    elif isinstance(model, PolyToyModelConfig):
+        names = {"0", "1"}
+    problems = []
+    for layer in model.node_layers:
+        block = re.match(r"blocks\.(\d+)\.", layer)
+        n_blocks = blocks.get(type(model))
+        if block and n_blocks is not None and int(block.group(1)) >= n_blocks:
+            problems.append(f"model.node_layers: {layer!r} is in block {block.group(1)} but the "
+                            f"model has {n_blocks} block(s)")
+        elif names is not None and layer != "output" and layer not in names:
+            problems.append(f"model.node_layers: the model has no layer {layer!r} (it has "
+                            f"{', '.join(sorted(names))} and output)")
+    return problems
+
+
+def _describe(problem: ErrorDetails, container: dict) -> str:
     field = ".".join(str(part) for part in problem["loc"])
     if problem["type"] == "extra_forbidden":
         return f"config error: unknown key {field!r}"

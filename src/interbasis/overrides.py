@@ -76,12 +76,16 @@ def _composed(config_dir: Path, config_name: str, overrides: list[str]) -> dict 
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
+    from interbasis.config import register_defaults
+
+    register_defaults()  # conf/config.yaml composes the schema's defaults first
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=overrides)
     except HydraException:
         return None
-    return OmegaConf.to_container(cfg, resolve=False)
+    container = OmegaConf.to_container(cfg, resolve=False)
+    return container if isinstance(container, dict) else None
 
 
 def _unknown_key(container: dict, key: str, groups: dict[str, list[str]]) -> str | None:

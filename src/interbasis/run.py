@@ -33,7 +33,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from interbasis.config import ConfigError, RunConfig, validate
+from interbasis.config import ConfigError, RunConfig, register_defaults, validate
 from interbasis.interrupt import Interrupted, stop_on_signals
 from interbasis.locking import LockBusy
 from interbasis.overrides import check_overrides
@@ -50,6 +50,7 @@ log = logging.getLogger("interbasis")
 
 if not OmegaConf.has_resolver("interbasis_root"):
     OmegaConf.register_new_resolver("interbasis_root", lambda: str(PROJECT_ROOT))
+register_defaults()  # the schema's defaults, composed first by conf/config.yaml
 
 
 # Overrides that choose the folder (experiment, experiment_name, debug), the grid (sweep) or how
@@ -64,7 +65,10 @@ def run_directory(cfg: RunConfig, overrides: list[str]) -> RunDirectory:
     """``<paths.runs>/<experiment_name>/<run name from the overrides>``."""
     from interbasis.results import RunDirectory, run_name_from_overrides
 
-    run_name = run_name_from_overrides(overrides, ignore=RUN_NAME_IGNORES)
+    # debug=tiny puts every family and experiment in one folder: there the experiment names the run
+    debug = any(override.startswith("debug=") for override in overrides)
+    ignore = [key for key in RUN_NAME_IGNORES if not (debug and key == "experiment")]
+    run_name = run_name_from_overrides(overrides, ignore=ignore)
     return RunDirectory(Path(cfg.paths.runs) / cfg.experiment_name / run_name)
 
 
