@@ -20,10 +20,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from interbasis import ranks
 from interbasis.analysis.degeneracy import relu_sync_by_layer
 from interbasis.analysis.llc import llc_stage
 from interbasis.analysis.partition import MODULARITY_RECORD, eps_from_results, partition_record
-from interbasis.basis import build_graph, edge_ablation, node_ablation_curve
+from interbasis.basis import edge_ablation, node_ablation_curve
 from interbasis.basis.graph import tqdm_disable
 from interbasis.basis.sections import OUTPUT
 from interbasis.basis.types import Graph
@@ -130,15 +131,9 @@ def _run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     start = time.perf_counter()
     method = cfg.method
     log.info("stage 3: %s basis over %d node layers", method.name, len(cfg.model.node_layers))
-    graph = build_graph(
-        prepared.model, prepared.basis_inputs, list(cfg.model.node_layers), method=method.name,
-        center=method.center, truncation_threshold=method.truncation_threshold,
-        integration=method.integration, n_intervals=method.n_intervals,
-        n_sources=method.n_sources, seed=cfg.seed, batch_size=method.batch_size,
-        progress=cfg.progress, jacobian_gram=method.jacobian_rank or None,
-        max_memory=method.max_memory, device=cfg.device,
-        jacobian_dtype=getattr(torch, method.jacobian_dtype),
-        n_probes=method.n_probes)
+    # torchrun: this rank's shard, merged across ranks; resumable from <run dir>/build/ (ranks.py)
+    graph = ranks.build(cfg, prepared, ranks.checkpoint_dir(run_dir.path),
+                        run_dir.read_meta().get("overrides"))
     timings["time/basis_s"] = time.perf_counter() - start
     run_dir.write_graph(graph, method.name)
 
