@@ -198,13 +198,14 @@ def build_graph(
     edge_list: list[Tensor | None] = [None] * (n_layers - 1)
     last = node_layers[-1]
     if last == OUTPUT:
-        layer_bases[-1] = distributed.on_rank_zero(lambda: bases.output_basis(grams[last]))
+        layer_bases[-1] = distributed.on_rank_zero(lambda: bases.output_basis(grams[last]),
+                                                     f"bases{n_layers - 1}")
     elif method == "neuron":
         layer_bases[-1] = distributed.on_rank_zero(
-            lambda: bases.neuron_basis(grams[last], has_constant=True))
+            lambda: bases.neuron_basis(grams[last], has_constant=True), f"bases{n_layers - 1}")
     else:
         layer_bases[-1] = distributed.on_rank_zero(lambda: bases.pca_basis(
-            grams[last], moments[last].mean, center, truncation_threshold))
+            grams[last], moments[last].mean, center, truncation_threshold), f"bases{n_layers - 1}")
     timings["basis"] = timings["edges"] = 0.0
     per_layer: dict[str, dict[str, float]] = {"basis": {}, "edges": {}}  # by section input
     steps = tqdm(range(n_layers - 2, -1, -1), desc=f"{method} sections",
@@ -229,13 +230,15 @@ def build_graph(
             gram, mean, M = grams[name_in], moments[name_in].mean, jacobian_grams[index]
             if ngf.basis_formula(method) == "lib":
                 layer_bases[index] = distributed.on_rank_zero(
-                    partial(bases.lib_basis, gram, mean, M, center, truncation_threshold))
+                    partial(bases.lib_basis, gram, mean, M, center, truncation_threshold),
+                    f"bases{index}")
             elif method == "pca":
                 layer_bases[index] = distributed.on_rank_zero(
-                    partial(bases.pca_basis, gram, mean, center, truncation_threshold))
+                    partial(bases.pca_basis, gram, mean, center, truncation_threshold),
+                    f"bases{index}")
             else:
                 layer_bases[index] = distributed.on_rank_zero(
-                    partial(bases.neuron_basis, gram, has_constant=True))
+                    partial(bases.neuron_basis, gram, has_constant=True), f"bases{index}")
             if stages is not None:
                 stages.save(f"basis{index}", {"basis": vars(layer_bases[index]),
                                               "jacobian_gram": jacobian_grams[index]})
@@ -260,7 +263,7 @@ def build_graph(
         bases.gram_spectrum(grams[name], center and name != OUTPUT)[0]
         .sort(descending=True).values,
         None if jacobian_grams[index] is None else bases.sorted_eigh(jacobian_grams[index])[0])
-        for index, name in enumerate(node_layers)])
+        for index, name in enumerate(node_layers)], "spectra")
     layers = []
     for index, name in enumerate(node_layers):
         basis = layer_bases[index]
@@ -284,7 +287,7 @@ def _shard_sum(stages: BuildCheckpoint | None, stage: str, n_local: int,
     local = saved["local"] if saved is not None else compute()
     if stages is not None and saved is None:
         stages.save_shard(stage, {"local": local})
-    return distributed.weighted_mean(local, n_local, stage.rstrip("0123456789"))
+    return distributed.weighted_mean(local, n_local, stage)
 
 
 def tqdm_disable(progress: bool | None) -> bool | None:
@@ -330,8 +333,8 @@ def _merged_statistics(model: nn.Module, batches: Batches, node_layers: list[str
         n_local = moments[node_layers[0]].count // positions[node_layers[0]] if moments else 0
         distributed.sample_offset(n_local)  # every rank raises if one has no data
         counts = distributed.gather_counts(n_local)
-        for moment in moments.values():
-            moment.merge_ranks()
+        for index, moment in enumerate(moments.values()):
+            moment.merge_ranks(f"statistics{index}")
         saved = {"moments": _states(moments), "positions": positions, "counts": counts}
         if stages is not None:
             stages.save("statistics", saved)

@@ -67,10 +67,11 @@ class RunningMoments:
         moments._scatter.copy_(state["scatter"])
         return moments
 
-    def merge_ranks(self) -> None:
+    def merge_ranks(self, stage: str = "statistics") -> None:
         """Replace the moments by those of every torch.distributed rank's samples together
         (unequal counts weighted by Chan's formula, basis/distributed.py); no-op alone."""
-        self.count, mean, scatter = merge_moments(self.count, self._mean, self._scatter)
+        self.count, mean, scatter = merge_moments(self.count, self._mean, self._scatter,
+                                                     stage)
         self._mean.copy_(mean)
         self._scatter.copy_(scatter)
 
