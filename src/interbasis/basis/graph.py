@@ -176,12 +176,12 @@ def build_graph(
                     jacobian_dtype=str(jacobian_dtype).removeprefix("torch."), n_probes=n_probes,
                     n_intervals=n_intervals, n_sources=n_sources, seed=seed)
     world = distributed.rank_and_size()[1]
-    distributed.check_same((method, list(node_layers), settings, max_elements),
+    # (not the memory budget: it may differ per GPU, and only cuts the work into chunks)
+    distributed.check_same((method, list(node_layers), settings),
                            "build_graph's method, node layers and settings")
     stages = None if checkpoint is None else BuildCheckpoint(
         checkpoint, {**settings, "method": method, "node_layers": list(node_layers),
-                     "batch_size": batches.batch_size, "max_elements": max_elements,
-                     "world": world}, folded, data)
+                     "batch_size": batches.batch_size, "world": world}, folded, data)
 
     start = time.perf_counter()
     moments, positions, offset, n_local = _merged_statistics(folded, batches, node_layers,
