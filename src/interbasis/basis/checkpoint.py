@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -122,6 +123,17 @@ class BuildCheckpoint:
     def _write(self, path: Path, digest: str, stage: str, payload: dict) -> None:
         atomic_torch_save({"format": FORMAT, "digest": digest, "stage": stage,
                            "payload": payload}, path)
+
+
+def shard_mean(stages: BuildCheckpoint | None, stage: str, n_local: int,
+               compute: Callable[[], Tensor]) -> Tensor:
+    """A mean over this rank's ``n_local`` samples (``compute()``, or its shard file when one was
+    saved), turned into the mean over every rank's samples (itself when alone)."""
+    saved = None if stages is None else stages.load_shard(stage)
+    local = saved["local"] if saved is not None else compute()
+    if stages is not None and saved is None:
+        stages.save_shard(stage, {"local": local})
+    return distributed.weighted_mean(local, n_local, stage)
 
 
 def _digest(key: dict) -> str:

@@ -18,7 +18,7 @@ import copy
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from functools import partial
 
 import torch
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from interbasis.basis import bases, distributed, ngf
 from interbasis.basis.ablation import check_device
-from interbasis.basis.checkpoint import BuildCheckpoint
+from interbasis.basis.checkpoint import BuildCheckpoint, shard_mean
 from interbasis.basis.dense import DenseJacobian, dense_rows
 from interbasis.basis.fold import frozen_folded_copy
 from interbasis.basis.jacobian import (
@@ -223,7 +223,7 @@ def build_graph(
                 # NGF differentiates through the rest of the network (basis/ngf.py); LIB the
                 # section
                 target, C_target = ngf.jacobian_target(method, node_layers, index, layer_bases)
-                jacobian_grams[index] = _shard_sum(stages, f"basis{index}", n_local, partial(
+                jacobian_grams[index] = shard_mean(stages, f"basis{index}", n_local, partial(
                     _jacobian_gram, folded, batches, name_in, target, C_target.to(C_next),
                     alphas, weights, n_sources, sources(index, STREAM_JACOBIAN), fast_paths,
                     max_elements, jacobian_model=jacobian_model, n_probes=n_probes))
@@ -250,7 +250,7 @@ def build_graph(
             if saved is not None:
                 edge_list[index] = saved["edges"]
             else:
-                edge_list[index] = _shard_sum(stages, f"edges{index}", n_local, partial(
+                edge_list[index] = shard_mean(stages, f"edges{index}", n_local, partial(
                     _edges, folded, batches, name_in, name_out, layer_bases[index], C_next, alphas,
                     weights, n_sources, sources(index, STREAM_EDGES), fast_paths, max_elements,
                     jacobian_model=jacobian_model))
@@ -277,17 +277,6 @@ def build_graph(
                     ranks=world, timings=timings)
     return Graph(layers=layers, edges=edge_list if edges else None, method=method,
                  settings=settings)
-
-
-def _shard_sum(stages: BuildCheckpoint | None, stage: str, n_local: int,
-               compute: Callable[[], Tensor]) -> Tensor:
-    """A mean over this rank's samples (from its shard checkpoint when one is saved), turned
-    into the mean over every rank's samples."""
-    saved = None if stages is None else stages.load_shard(stage)
-    local = saved["local"] if saved is not None else compute()
-    if stages is not None and saved is None:
-        stages.save_shard(stage, {"local": local})
-    return distributed.weighted_mean(local, n_local, stage)
 
 
 def tqdm_disable(progress: bool | None) -> bool | None:
