@@ -105,14 +105,15 @@ def test_the_method_table_covers_every_method_and_falls_back_to_pca_at_the_last_
 def test_a_run_that_fails_after_training_writes_nothing(tmp_path, monkeypatch):
     """The toy's training table is computed before the basis, but written only at the end."""
     monkeypatch.setenv("INTERBASIS_RESULTS", str(tmp_path))
-    cfg = config.validate(composed(["family=poly_toy", "debug=tiny", "model.m=16", "progress=false"]))
+    cfg = config.validate(composed([
+        "family=poly_toy", "debug=tiny", "model.m=16", "progress=false"]))
     run_dir = RunDirectory(tmp_path / "run")
     run_dir.path.mkdir()
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(pipeline, "build_graph", broken)
+    monkeypatch.setattr("interbasis.basis.build_graph", broken)  # interbasis.ranks.build calls it
     with pytest.raises(RuntimeError, match="boom"):
         pipeline.run(cfg, run_dir, Tracker())
     assert list(run_dir.path.iterdir()) == []

@@ -245,6 +245,8 @@ class RunConfig(Strict):
                         "a complete result (by default a complete run is skipped)")
     fail_fast: bool = Field(False, description="in a multirun, stop the sweep at the first failed "
                             "run and print its traceback (default: record it and go on)")
+    estimate: bool = Field(False, description="print python -m interbasis.estimate's prediction "
+                           "(timed on 1/64 and 1/32 of the basis data) before the basis build")
     model: ModelConfig
     method: MethodConfig
     ablation: AblationConfig

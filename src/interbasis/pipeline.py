@@ -23,11 +23,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from interbasis import families
+from interbasis import families, ranks
 from interbasis.analysis.degeneracy import relu_sync_by_layer
 from interbasis.analysis.llc import llc_stage
 from interbasis.analysis.partition import MODULARITY_RECORD, eps_from_results, partition_record
-from interbasis.basis import build_graph, edge_ablation, node_ablation_curve
+from interbasis.basis import edge_ablation, node_ablation_curve
 from interbasis.basis.graph import tqdm_disable
 from interbasis.basis.sections import OUTPUT
 from interbasis.basis.types import EdgeAblationResult, Graph, NodeAblationCurve
@@ -36,7 +36,7 @@ from interbasis.metrics import summarize
 from interbasis.progress import progress_bars
 from interbasis.results import RunDirectory, curves_frame
 from interbasis.tracking import Tracker
-from interbasis.training.family import Family, Prepared, graph_settings
+from interbasis.training.family import Family, Prepared
 
 log = logging.getLogger("interbasis")
 
@@ -91,9 +91,10 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
             log.info("stage 3: %s basis over %d node layers", cfg.method.name,
                      len(cfg.model.node_layers))
             with _timed(out, "basis"):
-                graph = build_graph(prepared.model, prepared.basis_inputs,
-                                    list(cfg.model.node_layers), progress=cfg.progress,
-                                    **graph_settings(cfg))
+                # torchrun: this rank's shard, merged across ranks; resumable from the run
+                # directory's build/ (interbasis.ranks)
+                graph = ranks.build(cfg, prepared, ranks.checkpoint_dir(run_dir.path),
+                                    run_dir.read_meta().get("overrides"))
             log.info("stage 4: ablations on %d samples (basis took %.0f s)",
                      len(prepared.ablation_data[0]), out.timings["time/basis_s"])
             with _timed(out, "ablation"):

@@ -23,6 +23,7 @@ at the first failure).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -58,7 +59,7 @@ register_defaults()  # the schema's defaults, composed first by conf/config.yaml
 # and a W&B sweep (which passes experiment_name) must find the runs of the same Hydra grid.
 RUN_NAME_IGNORES = ("logger", "logger.*", "paths", "paths.*", "hydra", "hydra.*", "progress",
                     "progress.*", "threads", "experiment", "experiment_name", "debug", "sweep",
-                    "rerun", "fail_fast")
+                    "rerun", "fail_fast", "estimate")
 
 
 def run_directory(cfg: RunConfig, overrides: list[str]) -> RunDirectory:
@@ -110,6 +111,12 @@ def task(hydra_cfg: DictConfig) -> None:
         with stop_on_signals():
             resolved = OmegaConf.to_container(hydra_cfg, resolve=True)
             cfg = validate(resolved)
+            if _follower(cfg):  # torchrun / SLURM tasks: ranks > 0 build their shard, no more
+                sweep_dir = None
+                from interbasis.ranks import follow
+
+                follow(cfg)
+                return
             run_dir = run_directory(cfg, overrides)
             if sweep_dir is not None:
                 record_job(sweep_dir, job, overrides, "running", run_dir.path)
@@ -144,6 +151,19 @@ def task(hydra_cfg: DictConfig) -> None:
             traceback.print_exc()
             print(f"fail_fast: stopping the sweep after job {job}", file=sys.stderr)
             request_stop(sweep_dir)
+
+
+def _follower(cfg: RunConfig) -> bool:
+    """Join the process group torchrun or submitit describe; True on a rank other than 0."""
+    if "WORLD_SIZE" not in os.environ and "SUBMITIT_EXECUTOR" not in os.environ:
+        return False  # one process: no torch import here, so --help and errors stay fast
+    from interbasis.ranks import init_from_env, rank_and_size
+
+    init_from_env(cfg.device)
+    if rank_and_size()[0] == 0:
+        return False
+    log.setLevel(logging.WARNING)  # rank 0 says what the run does
+    return True
 
 
 if __name__ == "__main__":

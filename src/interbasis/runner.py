@@ -44,8 +44,14 @@ def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory,
     ``<name>.rerun-failed``. A complete result is read without the lock: it only ever changes by
     that atomic swap.
     """
-    from interbasis import pipeline  # torch and the model families, once a run is certain
+    from interbasis import pipeline, ranks  # torch and the model families, once a run is certain
 
+    with ranks.leading():  # under torchrun: the other ranks learn whether a build follows
+        return _execute(cfg, resolved, run_dir, overrides, pipeline, ranks)
+
+
+def _execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory, overrides: list[str] | None,
+             pipeline, ranks) -> dict | None:
     if run_dir.is_complete and not cfg.rerun:
         return _skip(cfg, resolved, run_dir)
     with run_dir.lock():
@@ -72,6 +78,7 @@ def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory,
         try:
             summary = pipeline.run(cfg, target, tracker)
             target.write_summary(summary)
+            ranks.remove_checkpoint(target.path)  # the resumable build's stages: done with
             exit_code = 0
         except Interrupted as stop:
             exit_code, interrupted = stop.exit_code, stop.name

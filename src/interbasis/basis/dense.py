@@ -26,6 +26,7 @@ from torch import Tensor
 from interbasis.basis.dense_block import BlockJacobian, block_rows
 from interbasis.basis.jacobian import RowChunk
 from interbasis.basis.memory import Workspace
+from interbasis.basis.sources import random_bits
 from interbasis.basis.stats import as_positions
 
 DenseJacobian = Callable[[Tensor, Tensor], Tensor] | BlockJacobian
@@ -142,7 +143,7 @@ def dense_rows(jacobian: DenseJacobian, x: Tensor, C_next: Tensor, alphas: list[
             yield RowChunk(rows.permute(2, 0, 1, 3), features, 1.0, samples)
             continue
         if signs is None:
-            signs = torch.randint(0, 2, (n_sources, n, p_out), generator=generator)
+            signs = random_bits(generator, 0, (n_sources, n, p_out))
             signs = (2 * signs - 1).to(dtype=x.dtype, device=x.device)
         probed = torch.einsum("knt,ntsri->nskri", signs[:, samples], rows)
         probed = probed.reshape(m, p_in, n_sources * r_out, d_in)

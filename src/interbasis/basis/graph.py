@@ -15,15 +15,19 @@ that fit the memory budget (memory.py).
 from __future__ import annotations
 
 import copy
+import dataclasses
+import os
 import time
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from interbasis.basis import bases, methods, ngf
+from interbasis.basis import bases, distributed, methods, ngf
 from interbasis.basis.ablation import check_device
+from interbasis.basis.checkpoint import BuildCheckpoint, shard_mean
 from interbasis.basis.dense import DenseJacobian, dense_rows
 from interbasis.basis.eigh_device import on_build_device
 from interbasis.basis.fold import frozen_folded_copy
@@ -41,6 +45,7 @@ from interbasis.basis.linearized import (
 )
 from interbasis.basis.memory import Workspace, memory_budget
 from interbasis.basis.sections import OUTPUT, NodeLayerError, batch_inputs, capture, section
+from interbasis.basis.sources import STREAM_EDGES, STREAM_JACOBIAN, SampleSigns
 from interbasis.basis.stats import RunningMoments, as_positions
 from interbasis.basis.types import Graph, NodeLayer
 
@@ -101,6 +106,7 @@ def build_graph(
     max_memory: int | float | None = None,
     jacobian_dtype: torch.dtype | None = None,
     n_probes: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> Graph:
     """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
 
@@ -136,6 +142,15 @@ def build_graph(
             positions and features per sample (unbiased; K vector-Jacobian products instead of
             P_out x r_out). Generic sections and transformer-block closed forms (the other
             closed forms are exact and cheaper). Edges stay exact.
+        checkpoint: a folder where every finished stage (statistics, each layer's basis, each
+            section's edges) is written atomically; a rerun with the same model, data and
+            settings resumes at the first unfinished stage, bit-identical (basis/checkpoint.py).
+
+    Under ``torch.distributed`` (an initialised process group), every rank passes its own shard of
+    the data (consecutive pieces in rank order) and gets the graph of all of it: sums over
+    samples are merged in float64, decompositions are done on rank 0 and broadcast
+    (basis/distributed.py). Random sources are keyed on each sample's global index
+    (basis/sources.py), so the result is the single-process one to round-off.
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
@@ -156,12 +171,27 @@ def build_graph(
     itemsize = torch.empty(0, dtype=jacobian_dtype).element_size()
     max_elements = memory_budget(device, max_memory) // itemsize
     batches = Batches(data, batch_size, dtype, device)
-    generator = torch.Generator().manual_seed(seed)
     timings: dict[str, float] = {}
+    settings = dict(center=center, truncation_threshold=truncation_threshold,
+                    dtype=str(dtype).removeprefix("torch."), integration=integration,
+                    fast_paths=fast_paths, jacobian_gram=method == "lib" or bool(jacobian_gram),
+                    jacobian_dtype=str(jacobian_dtype).removeprefix("torch."), n_probes=n_probes,
+                    n_intervals=n_intervals, n_sources=n_sources, seed=seed)
+    world = distributed.rank_and_size()[1]
+    # (not the memory budget: it may differ per GPU, and only cuts the work into chunks)
+    distributed.check_same((method, list(node_layers), settings),
+                           "build_graph's method, node layers and settings")
+    stages = None if checkpoint is None else BuildCheckpoint(
+        checkpoint, {**settings, "method": method, "node_layers": list(node_layers),
+                     "batch_size": batches.batch_size, "world": world}, folded, data)
 
     start = time.perf_counter()
-    moments, positions = _statistics(folded, batches, node_layers, center, progress)
+    moments, positions, offset, n_local = _merged_statistics(folded, batches, node_layers,
+                                                             center, progress, stages)
     timings["statistics"] = time.perf_counter() - start
+
+    def sources(index: int, stream: int) -> SampleSigns:
+        return SampleSigns(seed, (index, stream), offset)
 
     n_layers = len(node_layers)
     grams = {name: moments[name].gram(center and name != OUTPUT) for name in node_layers}
@@ -170,10 +200,12 @@ def build_graph(
     edge_list: list[Tensor | None] = [None] * (n_layers - 1)
     last = node_layers[-1]
     if last == OUTPUT:
-        layer_bases[-1] = bases.output_basis(grams[last])
+        layer_bases[-1] = distributed.on_rank_zero(lambda: bases.output_basis(grams[last]),
+                                                     f"bases{n_layers - 1}")
     else:
-        layer_bases[-1] = methods.layer_basis(method, grams[last], moments[last].mean, None,
-                                              center, truncation_threshold, last=True)
+        layer_bases[-1] = distributed.on_rank_zero(lambda: methods.layer_basis(
+            method, grams[last], moments[last].mean, None, center, truncation_threshold,
+            last=True), f"bases{n_layers - 1}")
     timings["basis"] = timings["edges"] = 0.0
     per_layer: dict[str, dict[str, float]] = {"basis": {}, "edges": {}}  # by section input
     steps = tqdm(range(n_layers - 2, -1, -1), desc=f"{method} sections",
@@ -182,48 +214,59 @@ def build_graph(
         name_in, name_out = node_layers[index], node_layers[index + 1]
         C_next = layer_bases[index + 1].C.to(device=device, dtype=dtype)
         start = time.perf_counter()
-        if methods.needs_jacobian(method) or jacobian_gram:
-            # NGF differentiates through the rest of the network (basis/ngf.py); LIB the section
-            target, C_target = ngf.jacobian_target(method, node_layers, index, layer_bases)
-            jacobian_grams[index] = _jacobian_gram(folded, batches, name_in, target,
-                                                   C_target.to(C_next), alphas, weights,
-                                                   n_sources, generator, fast_paths,
-                                                   max_elements, jacobian_model=jacobian_model,
-                                                   n_probes=n_probes)
-        gram, mean = grams[name_in], moments[name_in].mean
-        layer_bases[index] = methods.layer_basis(method, gram, mean, jacobian_grams[index],
-                                                 center, truncation_threshold,
-                                                 seed=1000 * seed + index)
+        saved = None if stages is None else stages.load(f"basis{index}")
+        if saved is not None:
+            layer_bases[index] = bases.Basis(**saved["basis"])
+            jacobian_grams[index] = saved["jacobian_gram"]
+        else:
+            if methods.needs_jacobian(method) or jacobian_gram:
+                # NGF differentiates through the rest of the network (basis/ngf.py); LIB the
+                # section
+                target, C_target = ngf.jacobian_target(method, node_layers, index, layer_bases)
+                jacobian_grams[index] = shard_mean(stages, f"basis{index}", n_local, partial(
+                    _jacobian_gram, folded, batches, name_in, target, C_target.to(C_next),
+                    alphas, weights, n_sources, sources(index, STREAM_JACOBIAN), fast_paths,
+                    max_elements, jacobian_model=jacobian_model, n_probes=n_probes))
+            gram, mean, M = grams[name_in], moments[name_in].mean, jacobian_grams[index]
+            layer_bases[index] = distributed.on_rank_zero(partial(
+                methods.layer_basis, method, gram, mean, M, center, truncation_threshold,
+                seed=1000 * seed + index), f"bases{index}")
+            if stages is not None:
+                stages.save(f"basis{index}", {"basis": vars(layer_bases[index]),
+                                              "jacobian_gram": jacobian_grams[index]})
         timings["basis"] += time.perf_counter() - start
         per_layer["basis"][name_in] = time.perf_counter() - start
         if edges:
             start = time.perf_counter()
-            edge_list[index] = _edges(folded, batches, name_in, name_out, layer_bases[index],
-                                      C_next, alphas, weights, n_sources, generator,
-                                      fast_paths, max_elements,
-                                      jacobian_model=jacobian_model)
+            saved = None if stages is None else stages.load(f"edges{index}")
+            if saved is not None:
+                edge_list[index] = saved["edges"]
+            else:
+                edge_list[index] = shard_mean(stages, f"edges{index}", n_local, partial(
+                    _edges, folded, batches, name_in, name_out, layer_bases[index], C_next, alphas,
+                    weights, n_sources, sources(index, STREAM_EDGES), fast_paths, max_elements,
+                    jacobian_model=jacobian_model))
+                if stages is not None:
+                    stages.save(f"edges{index}", {"edges": edge_list[index]})
             timings["edges"] += time.perf_counter() - start
             per_layer["edges"][name_in] = time.perf_counter() - start
 
+    spectra = distributed.on_rank_zero(lambda: [(
+        bases.gram_spectrum(grams[name], center and name != OUTPUT)[0]
+        .sort(descending=True).values,
+        None if jacobian_grams[index] is None else bases.sorted_eigh(jacobian_grams[index])[0])
+        for index, name in enumerate(node_layers)], "spectra")
     layers = []
     for index, name in enumerate(node_layers):
         basis = layer_bases[index]
-        spectrum, _ = bases.gram_spectrum(grams[name], center and name != OUTPUT)
         layers.append(NodeLayer(
             name=name, C=basis.C.cpu(), C_pinv=basis.C_pinv.cpu(),
             eigenvalues=basis.eigenvalues.cpu(), mean=moments[name].mean,
-            gram_eigenvalues=spectrum.sort(descending=True).values,
-            jacobian_eigenvalues=(None if jacobian_grams[index] is None
-                                  else bases.sorted_eigh(jacobian_grams[index])[0]),
+            gram_eigenvalues=spectra[index][0], jacobian_eigenvalues=spectra[index][1],
             n_positions=positions[name], has_constant=name != OUTPUT))
     timings["per_layer"] = per_layer
-    settings = dict(center=center, truncation_threshold=truncation_threshold,
-                    dtype=str(dtype).removeprefix("torch."), integration=integration,
-                    fast_paths=fast_paths, jacobian_gram=method == "lib" or bool(jacobian_gram),
-                    jacobian_dtype=str(jacobian_dtype).removeprefix("torch."), n_probes=n_probes,
-                    n_intervals=n_intervals, n_sources=n_sources, seed=seed,
-                    n_samples=moments[node_layers[0]].count // positions[node_layers[0]],
-                    timings=timings)
+    settings.update(n_samples=moments[node_layers[0]].count // positions[node_layers[0]],
+                    ranks=world, timings=timings)
     return Graph(layers=layers, edges=edge_list if edges else None, method=method,
                  settings=settings)
 
@@ -248,6 +291,41 @@ def _validate(method: str, node_layers: list[str], tau: float, n_sources: int | 
         raise ValueError(f"truncation_threshold must be >= 0, got {tau!r}")
     if n_sources is not None and (not isinstance(n_sources, int) or n_sources < 1):
         raise ValueError(f"n_sources must be None (exact) or a positive integer, got {n_sources!r}")
+
+
+def _merged_statistics(model: nn.Module, batches: Batches, node_layers: list[str], center: bool,
+                       progress: bool, stages: BuildCheckpoint | None
+                       ) -> tuple[dict[str, RunningMoments], dict[str, int], int, int]:
+    """Moments of every node layer over all ranks' samples, the positions per sample, this
+    rank's first global sample and its number of samples; from / to the checkpoint if any."""
+    rank = distributed.rank_and_size()[0]
+    saved = None if stages is None else stages.load("statistics")
+    if saved is None:
+        shard = None if stages is None else stages.load_shard("statistics")
+        if shard is not None:
+            moments = {name: RunningMoments.from_state(state)
+                       for name, state in shard["moments"].items()}
+            positions = shard["positions"]
+        else:
+            moments, positions = _statistics(model, batches, node_layers, center, progress)
+            if stages is not None:
+                stages.save_shard("statistics", {"moments": _states(moments),
+                                                 "positions": positions})
+        n_local = moments[node_layers[0]].count // positions[node_layers[0]] if moments else 0
+        distributed.sample_offset(n_local)  # every rank raises if one has no data
+        counts = distributed.gather_counts(n_local)
+        for index, moment in enumerate(moments.values()):
+            moment.merge_ranks(f"statistics{index}")
+        saved = {"moments": _states(moments), "positions": positions, "counts": counts}
+        if stages is not None:
+            stages.save("statistics", saved)
+    moments = {name: RunningMoments.from_state(state) for name, state in saved["moments"].items()}
+    counts = saved["counts"]
+    return moments, saved["positions"], sum(counts[:rank]), counts[rank]
+
+
+def _states(moments: dict[str, RunningMoments]) -> dict[str, dict]:
+    return {name: moment.state() for name, moment in moments.items()}
 
 
 def _statistics(model: nn.Module, batches: Batches, node_layers: list[str], center: bool,
@@ -276,6 +354,8 @@ def _statistics(model: nn.Module, batches: Batches, node_layers: list[str], cent
                 moments[name].update(x)
             first = False
     if first:
+        if distributed.active():  # the other ranks learn it in sample_offset, then all raise
+            return {}, {}
         raise ValueError("data is empty: no batch to compute statistics from")
     return moments, positions
 
@@ -343,7 +423,7 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
     jmodel = model if jacobian_model is None else jacobian_model
     jdtype = _model_dtype(jmodel, C_next.dtype)
     dense = _dense(jmodel, name_in, name_out) if fast else None
-    accumulator, workspace = None, Workspace()
+    accumulator, workspace, seen = None, Workspace(), 0
     for inputs in batches:
         with torch.no_grad():
             x = capture(model, inputs, [name_in])[name_in]
@@ -352,8 +432,9 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
             accumulator = JacobianGram(d_in, x.dtype, x.device)
         accumulator.add_batch(_rows(jmodel, _cast(inputs, jdtype), x.to(jdtype), name_in,
                                     name_out, C_next.to(jdtype), alphas, weights, n_sources,
-                                    generator, dense, max_elements, workspace,
+                                    _shifted(generator, seen), dense, max_elements, workspace,
                                     n_probes=n_probes), n, p_in)
+        seen += n
     return accumulator.result()
 
 
@@ -374,9 +455,12 @@ def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alp
                                         total_dtype=C_next.dtype)
     else:
         accumulator = EdgeSum(C_next.shape[1], C.shape[1], C_next.dtype, C_next.device)
+    seen = 0
     for inputs in batches:
         with torch.no_grad():
             x = capture(model, inputs, [name_in])[name_in]
+        batch_sources = _shifted(generator, seen)
+        seen += as_positions(x).shape[0]
         features = as_positions(x) @ C
         # Edges are derivatives of g(f) = section(f C_pinv) C_next at the data's features.
         x_rec = (features @ C_pinv).reshape(x.shape).to(jdtype)
@@ -387,10 +471,19 @@ def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alp
             continue
         if dense is not None:  # rows come out as d g / d f directly
             accumulator.add_batch(_rows(jmodel, inputs, x_rec, name_in, name_out, C_next_j,
-                                        alphas, weights, n_sources, generator, dense,
+                                        alphas, weights, n_sources, batch_sources, dense,
                                         max_elements, workspace, C_in), features, None)
             continue
         accumulator.add_batch(_rows(jmodel, inputs, x_rec, name_in, name_out, C_next_j, alphas,
-                                    weights, n_sources, generator, None, max_elements,
+                                    weights, n_sources, batch_sources, None, max_elements,
                                     workspace), features, C_pinv_j)
     return accumulator.result()
+
+
+def _shifted(generator: torch.Generator | SampleSigns, seen: int
+             ) -> torch.Generator | SampleSigns:
+    """The sources of a batch whose first sample comes ``seen`` samples into the shard (a plain
+    torch.Generator, from direct callers, is consumed in sequence as before)."""
+    if isinstance(generator, SampleSigns):
+        return dataclasses.replace(generator, offset=generator.offset + seen)
+    return generator

@@ -22,6 +22,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interbasis.basis.memory import Workspace, retain_freed_memory
+from interbasis.basis.sources import SampleSigns, random_bits
 from interbasis.basis.stats import as_positions
 
 INTEGRATIONS = ("gradient", "trapezoidal", "gauss-legendre")
@@ -66,7 +67,7 @@ def integration_points(integration: str, n_intervals: int = 0) -> tuple[list[flo
 
 
 def cotangent_chunks(n: int, n_out_positions: int, r_out: int, n_sources: int | None,
-                     chunk: int, generator: torch.Generator, dtype: torch.dtype,
+                     chunk: int, generator: torch.Generator | SampleSigns, dtype: torch.dtype,
                      device: torch.device) -> Iterator[tuple[Tensor, Tensor, float]]:
     """Yield (cotangents (k, n, P_out, r_out), output feature of each row (k,), weight).
 
@@ -81,7 +82,7 @@ def cotangent_chunks(n: int, n_out_positions: int, r_out: int, n_sources: int | 
             block = one_hot[start:start + chunk].reshape(-1, 1, n_out_positions, r_out)
             yield (block.expand(-1, n, -1, -1), feature_of_row[start:start + chunk], 1.0)
         return
-    signs = torch.randint(0, 2, (n_sources, n, n_out_positions), generator=generator)
+    signs = random_bits(generator, 0, (n_sources, n, n_out_positions))
     signs = (2 * signs - 1).to(dtype=dtype, device=device)
     features = torch.eye(r_out, dtype=dtype, device=device)
     rows = [(probe, i) for probe in range(n_sources) for i in range(r_out)]
@@ -93,7 +94,7 @@ def cotangent_chunks(n: int, n_out_positions: int, r_out: int, n_sources: int | 
 
 
 def probe_chunks(n: int, n_out_positions: int, r_out: int, n_probes: int, chunk: int,
-                 generator: torch.Generator, dtype: torch.dtype, device: torch.device
+                 generator: torch.Generator | SampleSigns, dtype: torch.dtype, device: torch.device
                  ) -> Iterator[tuple[Tensor, Tensor, float]]:
     """Sketched M': K random +-1 probes over all (t, i) outputs per sample, weight 1/K.
 
@@ -102,14 +103,14 @@ def probe_chunks(n: int, n_out_positions: int, r_out: int, n_probes: int, chunk:
     """
     for start in range(0, n_probes, chunk):
         k = min(chunk, n_probes - start)
-        signs = torch.randint(0, 2, (k, n, n_out_positions, r_out), generator=generator)
+        signs = random_bits(generator, start, (k, n, n_out_positions, r_out))
         yield ((2 * signs - 1).to(dtype=dtype, device=device),
                torch.zeros(k, dtype=torch.long, device=device), 1.0 / n_probes)
 
 
 def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
                   alphas: list[float], weights: list[float], n_sources: int | None,
-                  generator: torch.Generator, max_elements: int = MAX_CHUNK_ELEMENTS,
+                  generator: torch.Generator | SampleSigns, max_elements: int = MAX_CHUNK_ELEMENTS,
                   n_probes: int | None = None) -> Iterator[RowChunk]:
     """Yield chunks of Jacobian rows of x -> fn(x) C_next, integrated over alphas.
 

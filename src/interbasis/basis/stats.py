@@ -11,6 +11,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interbasis.basis.distributed import merge_moments
+
 
 def as_positions(x: Tensor) -> Float[Tensor, "batch pos d"]:
     """View activations as (batch, positions, d): a (batch, d) layer has one position."""
@@ -51,6 +53,27 @@ class RunningMoments:
         self._scatter += batch_scatter + torch.outer(delta, delta) * (self.count * n / total)
         self._mean += delta * (n / total)
         self.count = total
+
+    def state(self) -> dict:
+        """What a checkpoint stores: count, mean and centred scatter (CPU tensors)."""
+        return {"count": self.count, "mean": self._mean.cpu().clone(),
+                "scatter": self._scatter.cpu().clone()}
+
+    @classmethod
+    def from_state(cls, state: dict, device: str | torch.device = "cpu") -> RunningMoments:
+        moments = cls(state["mean"].shape[0], state["mean"].dtype, device)
+        moments.count = int(state["count"])
+        moments._mean.copy_(state["mean"])
+        moments._scatter.copy_(state["scatter"])
+        return moments
+
+    def merge_ranks(self, stage: str = "statistics") -> None:
+        """Replace the moments by those of every torch.distributed rank's samples together
+        (unequal counts weighted by Chan's formula, basis/distributed.py); no-op alone."""
+        self.count, mean, scatter = merge_moments(self.count, self._mean, self._scatter,
+                                                     stage)
+        self._mean.copy_(mean)
+        self._scatter.copy_(scatter)
 
     @property
     def mean(self) -> Float[Tensor, " d"]:
