@@ -26,6 +26,7 @@ from torch import Tensor
 from interbasis.basis.dense_ops import MLP, Attention, Norm
 from interbasis.basis.jacobian import RowChunk
 from interbasis.basis.memory import retain_freed_memory
+from interbasis.basis.sources import random_bits
 from interbasis.basis.stats import as_positions
 
 CONSTANT_MODES = ("ignored", "biases")
@@ -158,13 +159,13 @@ def block_rows(jacobian: BlockJacobian, x: Tensor, C_next: Tensor, alphas: list[
     r = C_next.shape[1]
     if n_probes is not None:
         total, weight, rows_per_probe = n_probes, 1.0 / n_probes, 1
-        draws = torch.randint(0, 2, (n_probes, n, P, r), generator=generator)
+        draws = random_bits(generator, 0, (n_probes, n, P, r))
         draws = (2 * draws - 1).to(dtype=x.dtype, device=x.device)
     elif n_sources is None or P == 1:  # one output position: sources are exact (as generic)
         total, weight, rows_per_probe, n_sources = P, 1.0, r, None
     else:
         total, weight, rows_per_probe = n_sources, 1.0 / n_sources, r
-        draws = torch.randint(0, 2, (n_sources, n, P), generator=generator)
+        draws = random_bits(generator, 0, (n_sources, n, P))
         draws = (2 * draws - 1).to(dtype=x.dtype, device=x.device)
     # chunks of output features when one probe of one sample is over the budget (wide models)
     feature_chunk = rows_per_probe
