@@ -17,7 +17,7 @@ test-unit:
 	python -m pytest -q -m unit
 
 test-integration:
-	python -m pytest -q -m integration
+	python -m pytest -q -m "integration and not slow"
 
 test-all:
 	python -m pytest -q

@@ -18,6 +18,7 @@ equals the summary's ``modularity/q``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from interbasis.basis.types import EdgeAblationResult, Graph
 from interbasis.metrics.modularity import modularity
@@ -67,8 +68,9 @@ def partition_record(graph: Graph, eps: Sequence[float], delta: float,
     An eps that is not > 0 makes the weights undefined: the record then holds no partitions
     (``summarize`` reports Q as NaN in that case).
     """
-    record = {"eps": dict(zip(graph.transition_names, (float(e) for e in eps), strict=True)),
-              "delta": float(delta), "seed": seed, "partitions": []}
+    eps_by_transition = dict(zip(graph.transition_names, (float(e) for e in eps), strict=True))
+    record: dict[str, Any] = {"eps": eps_by_transition, "delta": float(delta), "seed": seed,
+                              "partitions": []}
     if not all(value > 0 for value in eps):
         return record
     for resolution in resolutions:
