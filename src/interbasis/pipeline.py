@@ -58,6 +58,9 @@ class Prepared:
     # False: no basis, ablations or graph metrics; the family's own numbers are the result
     # (e.g. the toy-model sweep, whose hidden layer can be 4096 wide).
     build_graph: bool = True
+    # A separate, larger set of inputs for the means and Grams (LMs: data.gram_samples); None: the
+    # basis inputs.
+    gram_inputs: Tensor | None = None
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -138,7 +141,7 @@ def _run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
         progress=cfg.progress, jacobian_gram=method.jacobian_rank or None,
         max_memory=method.max_memory, device=cfg.device,
         jacobian_dtype=getattr(torch, method.jacobian_dtype),
-        n_probes=method.n_probes)
+        n_probes=method.n_probes, gram_inputs=prepared.gram_inputs)
     timings["time/basis_s"] = time.perf_counter() - start
     run_dir.write_graph(graph, method.name)
 

@@ -99,6 +99,7 @@ def build_graph(
     max_memory: int | float | None = None,
     jacobian_dtype: torch.dtype | None = None,
     n_probes: int | None = None,
+    gram_inputs: Tensor | Iterable | None = None,
 ) -> Graph:
     """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
 
@@ -134,6 +135,8 @@ def build_graph(
             positions and features per sample (unbiased; K vector-Jacobian products instead of
             P_out x r_out). Only where rows come from the generic autograd path: the closed
             forms are exact and cheaper. Edges stay exact.
+        gram_inputs: data the means and Grams are computed from instead of ``data`` (the
+            authors' separate, larger Gram set for LMs); M' and the edges still come from ``data``.
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
@@ -158,7 +161,9 @@ def build_graph(
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    moments, positions = _statistics(folded, batches, node_layers, center, progress)
+    gram_batches = batches if gram_inputs is None else Batches(gram_inputs, batch_size, dtype,
+                                                                device)
+    moments, positions = _statistics(folded, gram_batches, node_layers, center, progress)
     timings["statistics"] = time.perf_counter() - start
 
     n_layers = len(node_layers)
