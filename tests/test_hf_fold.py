@@ -154,3 +154,13 @@ def test_the_constant_feature_has_edges_and_the_logits_are_a_node_layer(loaded):
         if architecture != "llama":  # biases: the constant feature (column 0) interacts
             rows = slice(1, None) if graph.layers[index + 1].has_constant else slice(None)
             assert edges[rows, 0].sum() > 0, graph.transition_names[index]
+
+
+def test_a_large_vocabulary_is_not_a_node_layer():
+    from interbasis.models.hf_lm import check_output_vocab
+
+    check_output_vocab(["blocks.0.hook_resid_pre", "output"], 30)  # tiny models: fine
+    check_output_vocab(["blocks.0.hook_resid_pre", "hook_resid_final"], 50_257)
+    with pytest.raises(ValueError, match="end the node layers at hook_resid_final") as error:
+        check_output_vocab(["blocks.0.hook_resid_pre", "output"], 50_257)
+    assert "\n" not in str(error.value) and "20 GB" in str(error.value)
