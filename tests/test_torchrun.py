@@ -22,7 +22,8 @@ TEXT = ("In the beginning was the word, and the word was with the text; and the 
 
 def _run(prefix: list[str], results: Path, text: Path, *overrides: str) -> str:
     env = {**os.environ, "INTERBASIS_RESULTS": str(results), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*prefix, "-m", "interbasis.run", "debug=tiny_lm",
+    done = subprocess.run([*prefix, "-m", "interbasis.run", "family=tiny_gpt",
+                           "debug=tiny",
                            f"data.path={text}", *overrides], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -38,12 +39,14 @@ def run_dirs(experiment: Path) -> list[Path]:
 def test_torchrun_two_ranks_give_the_single_process_run(tmp_path):
     text = tmp_path / "text.txt"
     text.write_text(TEXT)
-    _run([sys.executable], tmp_path, text, "experiment_name=single")  # trains the cached model
-    out = _run(["torchrun", "--nproc-per-node", "2"], tmp_path, text, "experiment_name=two")
+    # debug runs are named by their overrides alone: two stores, one model cache
+    cache = f"paths.cache={tmp_path / 'cache'}"
+    _run([sys.executable], tmp_path / "single", text, cache)  # trains the cached model
+    out = _run(["torchrun", "--nproc-per-node", "2"], tmp_path / "two", text, cache)
     assert "basis build on 2 ranks" in out and out.count("run complete:") == 1
-    (run,) = run_dirs(tmp_path / "runs" / "two")
+    (run,) = run_dirs(tmp_path / "two" / "runs" / "debug")
     assert not (run / "build").exists()
-    (reference,) = run_dirs(tmp_path / "runs" / "single")
+    (reference,) = run_dirs(tmp_path / "single" / "runs" / "debug")
     graph = load_graph(run / "graph_lib.pt")
     assert graph.settings["ranks"] == 2
     assert_close(graph, load_graph(reference / "graph_lib.pt"))

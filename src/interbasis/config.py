@@ -136,6 +136,13 @@ class TextDataConfig(Strict):
                          "and its n_ctx)")
     basis_samples: int = Field(64, ge=1, description="train windows the basis is built on")
     ablation_samples: int = Field(32, ge=1, description="held-out windows the ablations score")
+    gram_samples: int | None = Field(None, ge=1, description="hf_lm: a separate set of train "
+                                     "windows for the means and Grams (the authors' LM setting); "
+                                     "null = the basis windows")
+    dataset: str | None = Field(None, description="hf_lm: a datasets-library name (e.g. "
+                                "roneneldan/TinyStories) whose text is written to `path` on first "
+                                "use when online; null = `path` only")
+    dataset_documents: int = Field(100_000, ge=1, description="documents of `dataset` kept")
 
 
 class ModAddTrainConfig(Strict):

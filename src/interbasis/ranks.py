@@ -151,7 +151,7 @@ def build(cfg, prepared, checkpoint: Path, overrides: list[str] | None = None):
     settings = {**graph_settings(cfg), "device": build_device(cfg.device),
                 "progress": cfg.progress if rank == 0 else False}
     return build_graph(prepared.model, shard(prepared.basis_inputs), list(cfg.model.node_layers),
-                       checkpoint=checkpoint, **settings)
+                       checkpoint=checkpoint, gram_inputs=prepared.gram_inputs, **settings)
 
 
 def print_estimate(overrides: list[str], n: int) -> None:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from interbasis.basis import bases, distributed, methods, ngf
 from interbasis.basis.ablation import check_device
-from interbasis.basis.checkpoint import BuildCheckpoint, shard_mean
+from interbasis.basis.checkpoint import BuildCheckpoint, data_digest, shard_mean
 from interbasis.basis.dense import DenseJacobian, dense_rows
 from interbasis.basis.eigh_device import on_build_device
 from interbasis.basis.fold import frozen_folded_copy
@@ -107,6 +107,7 @@ def build_graph(
     jacobian_dtype: torch.dtype | None = None,
     n_probes: int | None = None,
     checkpoint: str | os.PathLike | None = None,
+    gram_inputs: Tensor | Iterable | None = None,
 ) -> Graph:
     """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
 
@@ -151,6 +152,8 @@ def build_graph(
     samples are merged in float64, decompositions are done on rank 0 and broadcast
     (basis/distributed.py). Random sources are keyed on each sample's global index
     (basis/sources.py), so the result is the single-process one to round-off.
+        gram_inputs: data the means and Grams are computed from instead of ``data`` (the
+            authors' separate, larger Gram set for LMs); M' and the edges still come from ``data``.
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
@@ -183,11 +186,20 @@ def build_graph(
                            "build_graph's method, node layers and settings")
     stages = None if checkpoint is None else BuildCheckpoint(
         checkpoint, {**settings, "method": method, "node_layers": list(node_layers),
-                     "batch_size": batches.batch_size, "world": world}, folded, data)
+                     "batch_size": batches.batch_size, "world": world,
+                     "gram_data": None if gram_inputs is None else data_digest(gram_inputs)},
+        folded, data)
 
     start = time.perf_counter()
-    moments, positions, offset, n_local = _merged_statistics(folded, batches, node_layers,
+    gram_batches = batches if gram_inputs is None else Batches(gram_inputs, batch_size, dtype,
+                                                                device)
+    if gram_inputs is not None and world > 1:
+        raise ValueError("gram_inputs (a separate Gram set) is not supported under "
+                         "torch.distributed yet: pass the Gram set as the data, or run on one rank")
+    moments, positions, offset, n_local = _merged_statistics(folded, gram_batches, node_layers,
                                                              center, progress, stages)
+    if gram_inputs is not None:  # the Jacobian's samples (and their random sources) are data's
+        offset, n_local = 0, len(data) if isinstance(data, Tensor) else n_local
     timings["statistics"] = time.perf_counter() - start
 
     def sources(index: int, stream: int) -> SampleSigns:

@@ -10,6 +10,11 @@ scored there); windows of ``context + 1`` characters give (inputs, next-characte
 
     corpus = load_corpus("data/kjv.txt")
     tokens, targets = corpus.windows("held_out", context=64, n=256, seed=0)
+
+Pretrained LMs (training/hf_lm.py) can name a ``datasets``-library corpus instead
+(:func:`dataset_text`, ``data.dataset=roneneldan/TinyStories``): online, its first documents are
+written once to ``data.path`` as plain text, which every later run (and an offline machine with a
+copy of that file) reads.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from torch import Tensor
 KJV_FILE = "kjv.txt"  # the default data.path's name: only a missing file of this name is dumped
 KJV_RANGE = "Gen1:1-Rev22:21"  # the whole text, as the bible(1) manual page says
 KJV_MIN_CHARS = 4_000_000  # a complete dump is ~4.3 MB; less means the dump failed part-way
+MIN_CHARS = 400_000  # of each part of an LM's text, tokenized (lm_text_parts)
+CHARS_PER_TOKEN = 8  # generous: BPE tokens of English average ~4 characters
 
 
 class CorpusError(FileNotFoundError):
@@ -119,3 +126,53 @@ def dump_kjv_text(path: Path) -> bool:
     tmp.write_bytes(result.stdout)
     tmp.replace(path)  # a dump killed mid-write never leaves a truncated corpus behind
     return True
+
+
+def dataset_text(path: str | Path, dataset: str, documents: int) -> tuple[bytes, str]:
+    """The text of ``dataset``'s first ``documents`` train documents, cached at ``path``.
+
+    A file already at ``path`` is read as is (the local copy); otherwise the ``datasets`` library
+    streams the documents (online only) and they are written there, one blank line between
+    documents, atomically.
+    """
+    path = Path(path)
+    if not path.is_file():
+        _download_text(path, dataset, documents)
+    return read_text(path, dump_kjv=False)
+
+
+def _download_text(path: Path, dataset: str, documents: int) -> None:
+    hint = (f"data.dataset={dataset}: no local copy at {path} and the datasets library cannot "
+            f"fetch it here; online, run the same command once (it writes the first {documents} "
+            f"documents there) or put a UTF-8 text of the corpus at that path (data.path=...)")
+    try:
+        import datasets
+        stream = datasets.load_dataset(dataset, split="train", streaming=True)
+        texts = []
+        for index, row in enumerate(stream):
+            if index >= documents:
+                break
+            texts.append(row["text"])
+    except Exception as error:  # offline, unknown name, no text column: all the same advice
+        reason = (str(error).splitlines() or [""])[0][:100]
+        raise CorpusError(f"{hint} ({type(error).__name__}: {reason})") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("\n\n".join(texts), encoding="utf-8")
+    tmp.replace(path)  # an interrupted download never leaves a partial corpus that looks whole
+
+
+def lm_text_parts(data) -> dict[str, str]:
+    """The train and held-out text of a pretrained-LM run (``data``: its TextDataConfig), cut to
+    what its windows need: tokenizing a whole large corpus would cost more than the windows'
+    basis, so each part keeps CHARS_PER_TOKEN characters per token of every window drawn (at
+    least MIN_CHARS)."""
+    if getattr(data, "dataset", None) is not None:
+        _, text = dataset_text(data.path, data.dataset, data.dataset_documents)
+    else:
+        _, text = read_text(data.path, data.dump_kjv)
+    cut = int(len(text) * (1 - data.held_out_fraction))
+    windows = data.basis_samples + (getattr(data, "gram_samples", None) or 0) + \
+        data.ablation_samples
+    limit = max(MIN_CHARS, CHARS_PER_TOKEN * (data.context + 1) * windows)
+    return {"train": text[:cut][:limit], "held_out": text[cut:][:limit]}

@@ -13,6 +13,7 @@ every complete run of the experiment (default: ``tiny_gpt``).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,8 @@ from interbasis.figures import data, style
 
 STEM = "fig06_lm_edges"
 EXPERIMENT = "tiny_gpt"
+# further LMs drawn beside it when their runs exist, each as fig06_lm_edges_<experiment>.png
+ALSO = ("smollm2_sections",)
 
 
 def section_kind(transition: str) -> str | None:
@@ -47,6 +50,15 @@ def edge_points(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
+    written = _make(results, out, experiment, STEM)
+    for other in ALSO if experiment == EXPERIMENT else ():
+        with contextlib.suppress(data.MissingResults):  # that LM's runs are not in this store
+            written += _make(results, out, other, f"{STEM}_{other}", with_graph=False)
+    return written
+
+
+def _make(results: Path, out: Path, experiment: str, stem: str, with_graph: bool = True
+          ) -> list[Path]:
     runs = data.method_runs(results, experiment)
     points = edge_points(runs)
     transitions = list(dict.fromkeys(points["layer"]))
@@ -103,7 +115,9 @@ def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
                  "between 0 and its first point, so there is no curve to draw"
                  + (f"; {samples} held-out windows)" if samples else ")"), fontsize=10.5)
     fig.tight_layout()
-    written = style.save(fig, out, STEM)
+    written = style.save(fig, out, stem)
+    if not with_graph:
+        return written
     from interbasis.figures.fig06b_lm_graph import make_graph  # the LM graph beside it
 
     return written + make_graph(runs, experiment, out)

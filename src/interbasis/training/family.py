@@ -39,6 +39,9 @@ class Prepared:
     # Tables over training, filled by the pipeline's over-training stage (the family's
     # ``over_training``, then the LLC at every snapshot): name -> table with a "step" column.
     history: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # A separate, larger set of inputs for the means and Grams (LMs: data.gram_samples); None: the
+    # basis inputs.
+    gram_inputs: Tensor | None = None
 
 
 def no_relu_layers(model: nn.Module) -> list[str]:

@@ -2,7 +2,8 @@
 transformers model by name or folder. Nothing is trained; :func:`prepare` loads the model, reads
 the text corpus (``data.path``, the KJV by default), tokenizes it with the model's tokenizer and
 cuts windows of ``data.context`` tokens: ``data.basis_samples`` from the train part for the basis,
-``data.ablation_samples`` from the held-out part (inputs, next tokens) for the CE-loss ablations.
+``data.ablation_samples`` from the held-out part (inputs, next tokens) for the CE-loss ablations;
+``data.gram_samples`` more train windows for the means and Grams alone (the authors' LM setting).
 
     python -m interbasis.run experiment=smollm2_135m
     python -m interbasis.run experiment=smollm2_135m model.name=EleutherAI/pythia-14m \\
@@ -14,14 +15,16 @@ from __future__ import annotations
 import torch
 
 from interbasis.config import RunConfig
-from interbasis.data.text import read_text
-from interbasis.models.hf_lm import ResidualLM, load_causal_lm, smollm2_gguf_path
+from interbasis.data.text import lm_text_parts
+from interbasis.models.hf_lm import (
+    ResidualLM,
+    check_output_vocab,
+    load_causal_lm,
+    smollm2_gguf_path,
+)
 from interbasis.training.family import Family, Prepared
 
 SMOLLM2 = "smollm2_135m"
-# Only this many characters of each part are tokenized: far more tokens than any window sample
-# here needs, and tokenizing the whole 4.3 MB text would cost more than the windows' basis.
-MAX_CHARS = 400_000
 
 
 def resolve(name: str, gguf_file: str | None) -> tuple[str, str | None]:
@@ -50,9 +53,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     model = ResidualLM(load_causal_lm(name, gguf_file=gguf_file))
     kwargs = {} if gguf_file is None else {"gguf_file": gguf_file}
     tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-    _, text = read_text(cfg.data.path, cfg.data.dump_kjv)
-    cut = int(len(text) * (1 - cfg.data.held_out_fraction))
-    parts = {"train": text[:cut][:MAX_CHARS], "held_out": text[cut:][:MAX_CHARS]}
+    check_output_vocab(cfg.model.node_layers, int(model.model.config.vocab_size))
+    parts = lm_text_parts(cfg.data)
     ids = {part: torch.tensor(tokenizer(chunk)["input_ids"], dtype=torch.long)
            for part, chunk in parts.items()}
     context = cfg.data.context
@@ -61,12 +63,15 @@ def prepare(cfg: RunConfig) -> Prepared:
     # fixed data seeds: every method sees the same windows
     basis_inputs, _ = token_windows(ids[basis_part], context, cfg.data.basis_samples, 1)
     ablation_data = token_windows(ids[ablation_part], context, cfg.data.ablation_samples, 2)
+    gram = cfg.data.gram_samples
+    gram_inputs = None if gram is None else token_windows(ids[basis_part], context, gram, 3)[0]
     summary = {"model/name": cfg.model.name, "model/d_model": model.d_model,
                "model/n_layers": model.n_layers, "data/context": context,
                "data/basis_samples": cfg.data.basis_samples,
-               "data/d_vocab": int(model.model.config.vocab_size)}
+               "data/d_vocab": int(model.model.config.vocab_size),
+               "data/gram_samples": cfg.data.gram_samples or 0}
     return Prepared(model=model, basis_inputs=basis_inputs, ablation_data=ablation_data,
-                    score="cross_entropy", summary=summary)
+                    score="cross_entropy", summary=summary, gram_inputs=gram_inputs)
 
 
 FAMILY_SPEC = Family("hf_lm", prepare)
