@@ -40,7 +40,8 @@ def random_graph(method: str, rng: np.random.Generator) -> Graph:
     return Graph(layers=layers, edges=edges, method=method)
 
 
-def write_run(root, experiment: str, method: str, seed: int, model: str = "modadd") -> None:
+def write_run(root, experiment: str, method: str, seed: int, model: str = "modadd",
+              halvings: bool = False) -> None:
     rng = np.random.default_rng([seed, method == "lib"])
     graph = random_graph(method, rng)
     ks = list(range(7))
@@ -54,7 +55,11 @@ def write_run(root, experiment: str, method: str, seed: int, model: str = "modad
         edge_results.append(EdgeAblationResult(
             transition=name, n_required=n, n_possible=block.numel(),
             eps=block.topk(n).values[-1].item(), base_score=1.0, score_at_required=0.9995,
-            delta=0.001, evaluations={n: 0.9995, block.numel(): 1.0, n // 2: 0.5}))
+            delta=0.001, evaluations={n: 0.9995, block.numel(): 1.0, n // 2: 0.5, 0: 0.1}))
+        if halvings:  # every halving scored, as edge_ablation(curve=True): a step at n
+            total = block.numel()
+            edge_results[-1].evaluations.update(
+                {total >> j: (1.0 if total >> j >= n else 0.1) for j in range(total.bit_length())})
     run_dir = RunDirectory.for_run(root, experiment, f"method={method},seed={seed}")
     run_dir.write_config({"model": {"family": model, "node_layers": LAYERS},
                           "method": {"name": method}, "ablation": {"edge_delta": 0.001}})
@@ -180,6 +185,26 @@ def test_the_cross_architecture_table_holds_per_seed_ratios_of_every_model(tmp_p
     markdown = (tmp_path / "out" / "fig10_cross_architecture.md").read_text()
     assert "| modadd_paper | pca | total | edges required (tolerance) | 2 |" in markdown
     assert "| mlp_paper | pca |" in markdown
+
+
+def test_cross_architecture_draws_the_random_baseline_and_the_edge_area(tmp_path):
+    results = tmp_path / "results"
+    for seed in (0, 1):  # LIB and random runs with every halving scored; PCA's without
+        for method in ("lib", "pca", "random"):
+            write_run(results, "modadd_paper", method, seed, halvings=method != "pca")
+    fig10_cross_architecture.make(results, tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "fig10_cross_architecture.csv")
+    assert set(table["baseline"]) == {"pca", "random"}
+    area = table[table["metric"] == "edge_area"]
+    assert set(area["baseline"]) == {"random"}  # PCA's runs lack the halvings: no pair
+    runs = load_runs(results / "runs").set_index(["method", "seed"])
+    total = area[area["row"] == "total"].set_index("seed")
+    for seed in (0, 1):
+        lib, rand = (runs.loc[(m, seed), "ablation/edge_area/total"] for m in ("lib", "random"))
+        assert 0 < lib < 1 and total.loc[seed, "log2_ratio"] == pytest.approx(
+            np.log2(lib / rand), rel=1e-5)
+    markdown = (tmp_path / "out" / "fig10_cross_architecture.md").read_text()
+    assert "| modadd_paper | random | total | edge-ablation area / possible edges" in markdown
 
 
 def test_cross_architecture_marks_censored_layers_and_missing_edges(tmp_path):

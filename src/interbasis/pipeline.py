@@ -157,6 +157,7 @@ def _run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
     if ablation.edges:
         edge_results = [edge_ablation(prepared.model, graph, index, prepared.ablation_data,
                                       score=prepared.score, delta=ablation.edge_delta,
+                                      curve=ablation.edge_curve,
                                       batch_size=ablation.batch_size, dtype=dtype,
                                       device=cfg.device)
                         for index in tqdm(range(len(graph.edges)), desc="edge ablations",

@@ -108,7 +108,7 @@ def build_graph(
             batches; a batch that is a tuple/list is read as (inputs, ...).
         node_layers: names from ``model.named_modules()`` whose INPUT is a node layer, in model
             order, optionally ending with ``"output"`` (the logits, left unrotated).
-        method: ``"lib"``, ``"pca"``, ``"neuron"`` or ``"ngf"`` (basis/ngf.py).
+        method: ``"lib"``, ``"pca"``, ``"neuron"``, ``"ngf"`` (basis/ngf.py) or ``"random"``.
         center: centre the Gram (the paper's setting).
         truncation_threshold: tau; directions with D <= tau (for LIB also Lambda < tau) are
             dropped.
@@ -196,6 +196,9 @@ def build_graph(
                                                  truncation_threshold)
         elif method == "pca":
             layer_bases[index] = bases.pca_basis(gram, mean, center, truncation_threshold)
+        elif method == "random":  # seeded per run and layer (basis/bases.py: random_basis)
+            layer_bases[index] = bases.random_basis(gram, mean, center, truncation_threshold,
+                                                    seed=1000 * seed + index)
         else:
             layer_bases[index] = bases.neuron_basis(gram, has_constant=True)
         timings["basis"] += time.perf_counter() - start
