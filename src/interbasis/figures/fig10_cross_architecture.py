@@ -68,9 +68,11 @@ TRANSITION_METRICS = (
      False),
     ("edges_fraction", "edges required as a share\nof possible edges", False),
     ("edges_99", "edges holding 99%\nof the edge weight", True),
-    ("edge_area", "edge-ablation area\n(share of possible edges lost\nover the curve: "
-     "1 \u2212 AUC)", True),
+    ("edge_area", "edge-ablation area, each basis\n(share of possible edges lost\nover "
+     "the curve: 1 \u2212 AUC)", True),
 )
+# Panels drawn as each method's own value (comparable across families), not as a ratio.
+ABSOLUTE_METRICS = ("edge_area",)
 
 
 
@@ -115,7 +117,7 @@ def _draw_cell(ax, y: float, cell: pd.DataFrame, offset: float, baseline: str) -
         ax.plot([2 ** mean] * 2, [y + offset - 0.2, y + offset + 0.25], color=color, lw=2.4,
                 zorder=4)
     if len(cell) and (cell["status"] == "both censored").all():
-        ax.annotate("censored: both rank + 1\n(tolerance never reached)", (0.5, y + offset),
+        ax.annotate("censored: both need rank + 1", (0.5, y + offset),
                     xycoords=("axes fraction", "data"), ha="center", va="center", fontsize=6.5,
                     color="0.35", style="italic", linespacing=0.9)
     elif len(cell) and (cell["value_method"] == cell["value_baseline"]).all() and \
@@ -166,6 +168,9 @@ def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict],
         value=("value", "mean"), censored=("censored", "all")).reset_index(
         "method").sort_index()
     for ax, (metric, label, block, free) in zip(axes, panels):
+        if metric in ABSOLUTE_METRICS:
+            _absolute_panel(ax, long, metric, slots, label)
+            continue
         values = 2 ** ratios[ratios["metric"] == metric]["log2_ratio"].dropna()
         low = min(0.5, values.min() / 1.4) if len(values) else 0.5
         high = max(2.0, values.max() * 1.4) if len(values) else 2.0
@@ -207,18 +212,59 @@ def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict],
                                label=f"LIB / {style.method_label(b)}: open marker per seed "
                                      "(paired by seed); tick: mean, line: its 95% interval")
                for b in baselines]
+    handles.append(axes[0].scatter([], [], marker=style.method_marker("lib"), s=22,
+                                   facecolors="white", edgecolors=style.method_color("lib"),
+                                   label="LIB's own value (last panel; there every marker is "
+                                         "its basis's own value)"))
     note = ("random rotation: PCA's kept subspace in a seeded Haar-random orthonormal basis "
             "(what 'no structure' gives)" if "random" in baselines else
             "no random-rotation runs stored")
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.03, 1.0), ncol=1,
+    fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.005, 0.975), ncol=1,
                fontsize=8.5, title=note, title_fontsize=8, alignment="left")
     fig.text(0.035, -0.01, caption(ratios, experiments), ha="left", va="top", fontsize=8.5,
              wrap=True)
-    fig.suptitle("LIB against PCA across architectures: per-seed ratios (left of 1: LIB needs "
-                 "fewer features or edges)\nno-tolerance metrics beside the counts at each "
-                 "family's own tolerance; \u25b6/\u25c0: one side censored (a bound)",
-                 fontsize=10.5, y=1.0, x=0.62)
+    fig.suptitle("LIB against PCA, neurons and a random rotation, across architectures: "
+                 "per-seed ratios LIB / baseline (left of 1: LIB needs fewer features or edges)"
+                 "\nno-tolerance metrics beside the counts at each family's own tolerance; "
+                 "\u25b6/\u25c0: one side censored (a bound); last panel: each basis's own "
+                 "value, not a ratio",
+                 fontsize=10.5, y=1.02, x=0.62)
     return style.save(fig, out, STEM)
+
+
+def _absolute_panel(ax, long: pd.DataFrame, metric: str, slots: list[tuple], label: str
+                    ) -> None:
+    """Each method's own value per seed (open markers) and its mean (tick), on a log axis."""
+    mine = long[long["metric"] == metric].dropna(subset=["value"])
+    methods = [m for m in ("lib", *BASELINES) if (mine["method"] == m).any()]
+    offsets = {m: (i - (len(methods) - 1) / 2) * 0.22 for i, m in enumerate(methods)}
+    for y, kind, experiment, _, transition in slots:
+        if kind == "header" or transition is None or transition.startswith("("):
+            continue
+        cell = mine[(mine["experiment"] == experiment) & (mine["row"] == transition)]
+        if cell.empty:
+            ax.annotate("not stored (older runs)", (0.5, y), xycoords=("axes fraction", "data"),
+                        ha="center", va="center", fontsize=6.5, color="0.35", style="italic")
+            continue
+        for method in methods:
+            values = cell[cell["method"] == method]["value"].to_numpy(dtype=float)
+            values = values[values > 0]
+            if not len(values):
+                continue
+            color = style.method_color(method)
+            at = y + offsets[method]
+            ax.scatter(values, np.full(len(values), at), s=16, facecolors="white",
+                       edgecolors=color, marker=style.method_marker(method), lw=0.9, zorder=3)
+            mean = float(np.exp(np.log(values).mean()))
+            ax.plot([mean] * 2, [at - 0.12, at + 0.12], color=color, lw=2.2, zorder=4)
+    values = mine["value"].to_numpy(dtype=float)
+    values = values[values > 0]
+    ax.set_xscale("log")
+    ax.set_xlim((values.min() / 2) if len(values) else 1e-4, 1.0)
+    ax.set_title(label + "\nno tolerance; geometric mean tick", fontsize=9)
+    ax.grid(axis="y", visible=False)
+    ax.set_xlabel("share of possible edges (log scale)", fontsize=8.5)
+    ax.tick_params(axis="x", labelsize=8)
 
 
 def caption(ratios: pd.DataFrame, experiments: dict[str, dict]) -> str:
