@@ -99,11 +99,13 @@ def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
                    bbox_to_anchor=(0.5, -0.04))
     samples = int(runs["ablation/n_samples"].iloc[0]) if "ablation/n_samples" in runs else None
     fig.suptitle(f"Language model ({experiment}): held-out CE increase at the edge counts the "
-                 "bisection evaluated, per section\n(points only: the bisection probes no counts "
-                 "between 0 and its first point, so there is no curve to draw"
+                 "run scored, per section\n(points only: the bisection's probes, and every "
+                 "halving of the edges where the run has them; no line bridges unscored counts"
                  + (f"; {samples} held-out windows)" if samples else ")"), fontsize=10.5)
     fig.tight_layout()
     written = style.save(fig, out, STEM)
     from interbasis.figures.fig06b_lm_graph import make_graph  # the LM graph beside it
+    from interbasis.figures.fig06c_lm_positions import make_positions  # and its positions
 
-    return written + make_graph(runs, experiment, out)
+    return (written + make_graph(runs, experiment, out)
+            + make_positions(runs, experiment, out))

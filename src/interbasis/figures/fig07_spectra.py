@@ -114,10 +114,12 @@ def _figure(results: Path, out: Path, experiments: list[str], suffix: str, what:
                             (0.5, 0.5), xycoords="axes fraction", ha="center", fontsize=8,
                             color="0.35", style="italic")
                 ax.set_xticks([1])
+                ax.set_xlim(0.5, 1.5)
             ax.axhline(tau, color="0.45", lw=0.8, ls=":")
             ax.set_yscale("log")
             ax.set_ylim(bottom=tau / 10, top=3)
-            ax.set_xlim(left=0)
+            if ax.get_xlim()[0] != 0.5:  # not the one-direction panel above
+                ax.set_xlim(left=0)
             ax.set_title(f"{experiment}: {names.get(layers[c], layers[c])}"
                          + (f" (\u03c4 {tau:.0e})" if c == 0 else ""), fontsize=9.5)
             if r == len(rows) - 1 or c >= len(layers) - 1:
