@@ -135,7 +135,7 @@ def make(results: Path, out: Path) -> list[Path]:
     table = ratios.merge(edge_areas(long), on=["experiment", "baseline", "seed", "row"],
                          how="left")
     atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(md_path, "# Figure 10: LIB against PCA (and neurons) across "
+    atomic_write_text(md_path, "# Figure 10: LIB against PCA, neurons and a random rotation across "
                       "architectures\n\nPer-seed ratios LIB / baseline paired by seed; the "
                       "ratio shown is the geometric mean over seeds with its 95% t interval "
                       "(see `src/interbasis/figures/fig10_cross_architecture.py`). Tolerances "
