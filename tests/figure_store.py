@@ -33,7 +33,8 @@ def random_graph(method: str, rng: np.random.Generator) -> Graph:
     return Graph(layers=layers, edges=edges, method=method)
 
 
-def write_run(root, experiment: str, method: str, seed: int, model: str = "modadd") -> None:
+def write_run(root, experiment: str, method: str, seed: int, model: str = "modadd",
+              halvings: bool = False) -> None:
     rng = np.random.default_rng([seed, method == "lib"])
     graph = random_graph(method, rng)
     ks = list(range(7))
@@ -47,7 +48,11 @@ def write_run(root, experiment: str, method: str, seed: int, model: str = "modad
         edge_results.append(EdgeAblationResult(
             transition=name, n_required=n, n_possible=block.numel(),
             eps=block.topk(n).values[-1].item(), base_score=1.0, score_at_required=0.9995,
-            delta=0.001, evaluations={n: 0.9995, block.numel(): 1.0, n // 2: 0.5}))
+            delta=0.001, evaluations={n: 0.9995, block.numel(): 1.0, n // 2: 0.5, 0: 0.1}))
+        if halvings:  # every halving scored, as edge_ablation(curve=True): a step at n
+            total = block.numel()
+            edge_results[-1].evaluations.update(
+                {total >> j: (1.0 if total >> j >= n else 0.1) for j in range(total.bit_length())})
     run_dir = RunDirectory.for_run(root, experiment, f"method={method},seed={seed}")
     run_dir.write_config({"model": {"family": model, "node_layers": LAYERS},
                           "method": {"name": method}, "ablation": {"edge_delta": 0.001}})

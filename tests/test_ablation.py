@@ -5,7 +5,12 @@ import torch
 
 from conftest import trained_blob_classifier
 from interbasis import build_graph, edge_ablation, node_ablation_curve
-from interbasis.basis.ablation import ablation_schedule, bisect_smallest, edge_mask
+from interbasis.basis.ablation import (
+    ablation_schedule,
+    bisect_smallest,
+    edge_mask,
+    halving_schedule,
+)
 
 LAYERS = ["0", "2", "4", "output"]
 
@@ -75,3 +80,21 @@ def test_edge_ablation_bisection_on_a_trained_model(blobs, method):
     below = [n for n in result.evaluations if n < result.n_required]
     assert all(result.base_score - result.evaluations[n] > 0.001 for n in below)
     assert result.n_possible == 8 * 8 and result.eps > 0
+
+
+def test_halving_schedule_is_what_the_bisection_probes_while_passing():
+    assert halving_schedule(20) == [20, 10, 5, 2, 1]
+    assert halving_schedule(1) == [1] and halving_schedule(0) == []
+    assert bisect_smallest(lambda n: n >= 1, 20) == 1  # probes 10, 5, 2, 1: the whole schedule
+
+
+def test_edge_curve_adds_every_halving_and_keeps_the_answer(blobs):
+    model, x, y, graphs = blobs
+    plain = edge_ablation(model, graphs["pca"], 1, (x, y), delta=0.001)
+    dense = edge_ablation(model, graphs["pca"], 1, (x, y), delta=0.001, curve=True)
+    n_total = max(plain.evaluations)
+    assert set(halving_schedule(n_total)) <= set(dense.evaluations)
+    assert set(plain.evaluations) <= set(dense.evaluations)
+    assert dense.n_required == plain.n_required and dense.eps == plain.eps
+    for n, score in plain.evaluations.items():
+        assert dense.evaluations[n] == score

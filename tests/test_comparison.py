@@ -8,6 +8,8 @@ import pytest
 
 from interbasis.metrics.comparison import (
     area_above_curve,
+    edge_area,
+    has_halvings,
     mean_interval,
     normalised_deficit,
     paired_log_ratios,
@@ -91,3 +93,20 @@ def test_paired_log_ratios_pair_by_seed_and_mark_censored_cells():
     one_sided = frame.assign(censored=[False] * 6 + [True, False, False, False])
     pairs = paired_log_ratios(one_sided, "value", "lib", "pca", censored="censored")
     assert pairs.set_index(["row", "seed"]).loc[("b", 0), "status"] == "method censored"
+
+
+def test_edge_area_of_a_step_is_its_share_of_the_edges():
+    n = 64  # halvings 64, 32, ..., 1; the score recovers fully from 8 edges kept
+    evaluations = {k: (1.0 if k >= 8 else 0.2) for k in [0, *[n >> j for j in range(7)]]}
+    # between 4 (deficit 1) and 8 (deficit 0) the trapezoid takes half: (4 + 2) / 64
+    assert edge_area(evaluations, 1.0, True) == pytest.approx(6 / 64)
+    # a loss (lower is better) gives the same share
+    loss = {k: 2.0 - v for k, v in evaluations.items()}
+    assert edge_area(loss, 1.0, False) == pytest.approx(6 / 64)
+
+
+def test_edge_area_needs_every_halving_and_a_gap():
+    bisection = {0: 0.2, 32: 1.0, 16: 1.0, 8: 1.0, 4: 0.2, 6: 0.5, 64: 1.0}  # no 2 or 1
+    assert math.isnan(edge_area(bisection, 1.0, True))
+    assert math.isnan(edge_area({k: 1.0 for k in [0, 1, 2, 4]}, 1.0, True))  # no gap
+    assert has_halvings([0, 1, 2, 5], 5) and not has_halvings([1, 2, 5], 5)

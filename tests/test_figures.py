@@ -67,6 +67,26 @@ def test_the_cross_architecture_table_holds_per_seed_ratios_of_every_model(tmp_p
     assert "| mlp_paper | pca |" in markdown
 
 
+def test_cross_architecture_draws_the_random_baseline_and_the_edge_area(tmp_path):
+    results = tmp_path / "results"
+    for seed in (0, 1):  # LIB and random runs with every halving scored; PCA's without
+        for method in ("lib", "pca", "random"):
+            write_run(results, "modadd_paper", method, seed, halvings=method != "pca")
+    fig10_cross_architecture.make(results, tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "fig10_cross_architecture.csv")
+    assert set(table["baseline"]) == {"pca", "random"}
+    area = table[table["metric"] == "edge_area"]
+    assert set(area["baseline"]) == {"random"}  # PCA's runs lack the halvings: no pair
+    runs = load_runs(results / "runs").set_index(["method", "seed"])
+    total = area[area["row"] == "total"].set_index("seed")
+    for seed in (0, 1):
+        lib, rand = (runs.loc[(m, seed), "ablation/edge_area/total"] for m in ("lib", "random"))
+        assert 0 < lib < 1 and total.loc[seed, "log2_ratio"] == pytest.approx(
+            np.log2(lib / rand), rel=1e-5)
+    markdown = (tmp_path / "out" / "fig10_cross_architecture.md").read_text()
+    assert "| modadd_paper | random | total | edge-ablation area / possible edges" in markdown
+
+
 def test_cross_architecture_marks_censored_layers_and_missing_edges(tmp_path):
     """A layer whose k_required is above its basis rank (the tolerance was never reached, as
     SmolLM2's rank + 1 today) is 'both censored' with no ratio; a model without edge ablations

@@ -185,7 +185,7 @@ def test_comparison_puts_every_method_side_by_side(site):
     for method in ("lib", "pca", "neuron"):
         assert f'id="graph-{method}"' in text
         assert f'href="../../runs/modadd_toy/method={method},seed=0.html"' in text
-    assert "Not in the store for this model and seed: NGF." in text
+    assert "Not in the store for this model and seed: NGF, random rotation." in text
     assert "<th" in text and "LIB/PCA" in text
 
 

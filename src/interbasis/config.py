@@ -88,8 +88,9 @@ class ModAddDataConfig(Strict):
 
 
 class MethodConfig(Strict):
-    name: Literal["lib", "pca", "neuron", "ngf"] = Field(
-        description="basis: LIB, PCA, neurons, or LIB by naive gradient flow (basis/ngf.py)")
+    name: Literal["lib", "pca", "neuron", "ngf", "random"] = Field(
+        description="basis: LIB, PCA, neurons, LIB by naive gradient flow (basis/ngf.py), or "
+        "random (PCA's kept subspace in a Haar-random orthonormal basis, seeded by the run seed)")
     center: bool = Field(True, description="centre the Gram (the paper's setting)")
     truncation_threshold: float = Field(1e-15, ge=0, description="tau: drop eigenvalues below it")
     integration: Literal["gradient", "trapezoidal", "gauss-legendre"] = Field(
@@ -188,6 +189,9 @@ class AblationConfig(Strict):
     deltas: list[float] = Field([0.001, 0.01, 0.05], description="k_required tolerances")
     edge_delta: float = Field(0.001, gt=0, description="tolerance of the edge-ablation bisection")
     edges: bool = Field(True, description="run the edge-ablation bisection (the slow part)")
+    edge_curve: bool = Field(True, description="also score every halving of the edges kept (N/2, "
+                             "N/4, ..., 1), for the tolerance-free edge-ablation area of figure 10;"
+                             " the bisection already scores those above its answer")
     batch_size: int = Field(1024, ge=1, description="samples per batch while ablating")
     dtype: Literal["float32", "float64"] = Field(
         "float32", description="ablation precision (docs/method.md §9 allows float32; bases "

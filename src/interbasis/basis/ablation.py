@@ -253,14 +253,23 @@ def bisect_smallest(within: Callable[[int], bool], n_total: int, tolerance: int 
     return high
 
 
+def halving_schedule(n_total: int) -> list[int]:
+    """N, N // 2, N // 4, ..., 1: the counts the bisection of [0, N] probes while it passes."""
+    return [n_total >> k for k in range(max(n_total, 0).bit_length())]
+
+
 def edge_ablation(model: nn.Module, graph: Graph, index: int, data, score="accuracy",
                   delta: float = 0.001, tolerance: int = 1, dtype: torch.dtype = torch.float64,
                   batch_size: int = 1024, fast_paths: bool = True,
-                  device: str | torch.device | None = None) -> EdgeAblationResult:
+                  device: str | torch.device | None = None, curve: bool = False
+                  ) -> EdgeAblationResult:
     """Bisect the smallest number of non-constant edges of transition ``index`` (docs/method.md
     §6.2).
 
     ``fast_paths=False`` forces the generic vmapped evaluation (for testing the fast one).
+    ``curve=True`` also scores every count of :func:`halving_schedule` (into ``evaluations``), so
+    the stored curve has a point at every factor of 2 of the edges kept, for the area above it
+    (metrics/comparison.py); the bisection from 0..N already visits those above its answer.
     """
     if graph.edges is None:
         raise ValueError("the graph has no edges: build it with edges=True")
@@ -287,6 +296,8 @@ def edge_ablation(model: nn.Module, graph: Graph, index: int, data, score="accur
         return scorer.degradation(base, score_keeping(n)) <= delta
 
     high = bisect_smallest(within, n_total, tolerance)
+    for n in halving_schedule(n_total) if curve else []:
+        score_keeping(n)
     block = edges[(1 if to_constant else 0):, 1:].flatten()
     eps = block.topk(high).values[-1].item() if high > 0 else block.max().item()
     n_possible = (layer_in.width - 1) * (layer_out.width - (1 if to_constant else 0))

@@ -1,4 +1,4 @@
-"""The three bases of a node layer: neuron, PCA and LIB (docs/method.md §4).
+"""The bases of a node layer: neuron, PCA, LIB (docs/method.md §4) and a random-rotation baseline.
 
 Pure functions of a layer's statistics (mean, Gram) and, for LIB, the Jacobian Gram M' of the
 section that follows it. Row-vector convention: features f = x C, reconstruction x = f C_pinv.
@@ -15,7 +15,8 @@ from torch import Tensor
 
 from interbasis.basis import eigh_device
 
-METHODS = ("lib", "pca", "neuron", "ngf")  # ngf: LIB by naive gradient flow (basis/ngf.py)
+# ngf: LIB by naive gradient flow (basis/ngf.py); random: PCA's subspace, Haar-rotated
+METHODS = ("lib", "pca", "neuron", "ngf", "random")
 
 
 @dataclass
@@ -111,6 +112,39 @@ def lib_basis(gram: Tensor, mean: Tensor, jacobian_gram: Tensor, center: bool, t
     C = (R @ V) * scale
     C_pinv = (V.T @ R_pinv) / scale[:, None]
     return Basis(C=C, C_pinv=C_pinv, eigenvalues=Lambda)
+
+
+def haar_orthogonal(n: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
+    """An n x n orthogonal matrix drawn from the Haar measure: QR of a Gaussian matrix with the
+    signs of R's diagonal moved into Q (without that fix QR's sign convention biases the draw)."""
+    gaussian = torch.randn(n, n, generator=generator, dtype=torch.float64)
+    Q, R = torch.linalg.qr(gaussian)
+    signs = torch.sign(R.diagonal())
+    signs[signs == 0] = 1.0
+    return (Q * signs).to(dtype)
+
+
+def random_basis(gram: Tensor, mean: Tensor, center: bool, tau: float, seed: int) -> Basis:
+    """The 'no structure' baseline: PCA's kept subspace in a Haar-random orthonormal basis.
+
+    The subspace is exactly PCA's (the centred Gram's eigen-directions with D > tau, plus the
+    constant direction, which stays first and unrotated); the non-constant PCA directions are
+    rotated by a Haar-random orthogonal matrix Q drawn from ``seed``: C = Y U Q, C_pinv = Q^T U^T
+    Y^-1. Like PCA the features are not whitened. They are sorted by their second moment
+    (diag(Q^T D Q), the returned eigenvalues), so that 'keep the first k' is as fair as for the
+    neuron basis; a random basis has no better order.
+    """
+    pca = pca_basis(gram, mean, center, tau)
+    r = pca.C.shape[1]
+    start = 1 if center else 0  # the constant feature is not rotated
+    Q = torch.eye(r, dtype=pca.C.dtype)
+    generator = torch.Generator().manual_seed(seed)
+    Q[start:, start:] = haar_orthogonal(r - start, generator, pca.C.dtype)
+    variance = (Q * (pca.eigenvalues[:, None] * Q)).sum(0)  # diag(Q^T D Q)
+    order = torch.cat([torch.arange(start),
+                       start + torch.argsort(variance[start:], descending=True, stable=True)])
+    Q = Q[:, order]
+    return Basis(C=pca.C @ Q, C_pinv=Q.T @ pca.C_pinv, eigenvalues=variance[order])
 
 
 def neuron_basis(gram: Tensor, has_constant: bool) -> Basis:

@@ -34,6 +34,11 @@ def _neuron(gram: Tensor, mean: Tensor, jacobian_gram: Tensor | None, center: bo
     return bases.neuron_basis(gram, has_constant=True)
 
 
+def _random(gram: Tensor, mean: Tensor, jacobian_gram: Tensor | None, center: bool,
+            tau: float, seed: int) -> Basis:
+    return bases.random_basis(gram, mean, center, tau, seed=seed)
+
+
 # name -> (formula of a layer with a section after it, formula of the last node layer, which
 # has none: LIB-type methods fall back to PCA there), and whether the first needs M'.
 BASES: dict[str, tuple[Formula, Formula, bool]] = {
@@ -41,6 +46,8 @@ BASES: dict[str, tuple[Formula, Formula, bool]] = {
     "ngf": (_lib, _pca, True),  # LIB's formula on the Jacobian to the final layer (basis/ngf.py)
     "pca": (_pca, _pca, False),
     "neuron": (_neuron, _neuron, False),
+    # the no-structure baseline: PCA's kept subspace, Haar-rotated per run and layer
+    "random": (_random, _pca, False),
 }
 
 

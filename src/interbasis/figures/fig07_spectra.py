@@ -99,15 +99,27 @@ def _figure(results: Path, out: Path, experiments: list[str], suffix: str, what:
                     values = spectrum(graph.layer(layers[c]), method,
                                       graph.settings.get("center", True))
                     symbol = "\u039b (importance)" if method == "lib" else "D (variance)"
+                    # a layer with one non-constant direction (the CNN's conv0) is one point:
+                    # a marker, or the panel would look empty
                     ax.plot(np.arange(1, len(values) + 1), values, color=style.method_color(method),
                             lw=1.4 if method == "lib" else 1.2,
                             ls="-" if method == "lib" else "--",
+                            marker=style.method_marker(method) if len(values) < 3 else None,
+                            mfc="none", ms=7 if method == "pca" else 5,
                             alpha=0.9 if len(graphs) == 1 else 0.55,
                             label=f"{style.method_label(method)} {symbol}" if n == 0 else None)
+            if max(len(spectrum(graph.layer(layers[c]), "lib", graph.settings.get("center", True)))
+                   for _, graph in graphs) < 3:
+                ax.annotate("one non-constant direction:\nboth spectra are a single 1",
+                            (0.5, 0.5), xycoords="axes fraction", ha="center", fontsize=8,
+                            color="0.35", style="italic")
+                ax.set_xticks([1])
+                ax.set_xlim(0.5, 1.5)
             ax.axhline(tau, color="0.45", lw=0.8, ls=":")
             ax.set_yscale("log")
             ax.set_ylim(bottom=tau / 10, top=3)
-            ax.set_xlim(left=0)
+            if ax.get_xlim()[0] != 0.5:  # not the one-direction panel above
+                ax.set_xlim(left=0)
             ax.set_title(f"{experiment}: {names.get(layers[c], layers[c])}"
                          + (f" (\u03c4 {tau:.0e})" if c == 0 else ""), fontsize=9.5)
             if r == len(rows) - 1 or c >= len(layers) - 1:

@@ -4,15 +4,17 @@ Left: every toy instance (dots) and the mean per m (with its standard error) aga
 prediction n^2 / (4 m), and a least-squares line through log10(count) vs log10(m) of the
 instances with a non-zero count (the slope and its standard error are in the legend; instances
 with no polysemantic neuron cannot enter a log fit and are counted in the title). Right: the
-count over training, mean over instances per m. Reads ``summary.json``, ``config.yaml`` (n, m,
-lambda) and ``toy_training.csv`` of every run of the toy experiment; the fit also goes to
-``fig09_polysemanticity.csv``.
+count over training, mean over instances per m. Colours: one per m (viridis), the same in both
+panels; the title says how much of the paper's grid (16 widths x 16 instances) the runs cover.
+Reads ``summary.json``, ``config.yaml`` (n, m, lambda) and ``toy_training.csv`` of every run of
+the toy experiment; the fit also goes to ``fig09_polysemanticity.csv``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import yaml
@@ -58,35 +60,51 @@ def loglog_fit(m: np.ndarray, count: np.ndarray) -> tuple[float, float, float]:
     return float(coef[1]), float(np.sqrt(covariance[1, 1])), float(coef[0])
 
 
+# The paper's grid (its section on incidental polysemanticity): n = 256, m = 256, 512, ..., 4096
+# (16 values) x 16 instances; the title says how much of it the stored runs cover.
+PAPER_M_VALUES, PAPER_INSTANCES = 16, 16
+
+
+def m_colors(m_values) -> dict[int, tuple]:
+    """One colour per m, dark (small m) to light green-yellow (large m): viridis up to 0.85, so
+    the lightest stays readable on white."""
+    values = sorted(set(int(m) for m in m_values))
+    cmap = matplotlib.colormaps["viridis"]
+    return {m: cmap(x) for m, x in zip(values, np.linspace(0.0, 0.85, len(values)))}
+
+
 def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
     runs = toy_runs(results, experiment)
-    fig, (ax, ax_train) = style.figure(1, 2, figsize=(10.5, 4.2))
+    fig, (ax, ax_train) = style.figure(1, 2, figsize=(10.5, 4.4))
     groups = list(runs.groupby(["n", "l1_lambda"]))
-    colors = ["#1f5fa8", "#b2182b", "#5a9a3c", "#7b3294"]
+    colors = m_colors(runs["m"])
+    markers = ["o", "s", "^", "D"]
     rows = []
     for g, ((n, l1_lambda), group) in enumerate(groups):
-        color = colors[g % len(colors)]
+        marker = markers[g % len(markers)]
         tag = f"n={n}, \u03bb={l1_lambda:g}" if len(groups) > 1 else f"n={n}"
         m, count = group["m"].to_numpy(), group[COUNT].to_numpy()
-        jitter = 10 ** np.random.default_rng(0).uniform(-0.012, 0.012, len(m))
-        ax.scatter(m * jitter, np.maximum(count, 0.5), s=12, color=color, alpha=0.35, lw=0)
+        jitter = 10 ** np.random.default_rng(0).uniform(-0.02, 0.02, len(m))
+        ax.scatter(m * jitter, np.maximum(count, 0.5), s=16, c=[colors[int(v)] for v in m],
+                   marker=marker, alpha=0.8, lw=0, zorder=3)
         per_m = group.groupby("m")[COUNT].agg(["mean", "sem", "count"]).reset_index()
-        ax.errorbar(per_m["m"], per_m["mean"], yerr=per_m["sem"].fillna(0), fmt="o",
-                    color=color, ms=5, capsize=3, label=f"{tag}: mean \u00b1 s.e. per m")
+        ax.errorbar(per_m["m"], per_m["mean"], yerr=per_m["sem"].fillna(0), fmt=marker,
+                    mfc="white", mec="black", ecolor="black", ms=6, capsize=3, zorder=4,
+                    label=f"{tag}: mean \u00b1 s.e. over instances (colour dots: instances)")
         grid = np.geomspace(m.min(), m.max(), 50)
-        ax.plot(grid, n * n / (4 * grid), color="0.3", ls="--", lw=1.2,
-                label=f"n\u00b2/(4m), n={n} (slope \u22121)")
+        ax.plot(grid, n * n / (4 * grid), color="0.45", ls="--", lw=1.2,
+                label=f"paper's prediction n\u00b2/(4m), n={n} (slope \u22121)")
         slope, slope_se, intercept = loglog_fit(m, count)
-        ax.plot(grid, 10 ** intercept * grid ** slope, color=color, lw=1.4,
-                label=f"fit: slope {slope:.2f} \u00b1 {slope_se:.2f} (s.e.)")
+        ax.plot(grid, 10 ** intercept * grid ** slope, color="black", lw=1.3,
+                label=f"least-squares fit: slope {slope:.2f} \u00b1 {slope_se:.2f} (s.e.)")
         dropped = int((count <= 0).sum())
         rows.append({"n": n, "l1_lambda": l1_lambda, "slope": slope, "slope_se": slope_se,
                      "intercept": intercept, "instances": len(count),
                      "zero_count_instances": dropped, "m_values": len(per_m)})
         for step_m, curve in _training_means(group).groupby("m"):
-            shade = 0.25 + 0.75 * np.log(step_m / m.min()) / max(np.log(m.max() / m.min()), 1e-9)
-            ax_train.plot(curve["step"], curve["polysemantic_neurons"], color=color,
-                          alpha=float(shade), lw=1.3, label=f"m={step_m}" if g == 0 else None)
+            ax_train.plot(curve["step"], curve["polysemantic_neurons"],
+                          color=colors[int(step_m)], lw=1.6,
+                          ls="-" if g == 0 else "--", label=f"m = {step_m}" if g == 0 else None)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     # plain numbers: the reader compares counts and neuron numbers, not powers of ten
@@ -96,19 +114,22 @@ def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("hidden neurons m")
-    ax.set_ylabel("polysemantic neurons (at end of training)")
+    ax.set_ylabel("polysemantic neurons at the end of training")
     counts = runs.groupby("m").size()
     zero = int((runs[COUNT] <= 0).sum())
     per = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()}"
-    ax.set_title(f"{len(runs)} toys ({per} per m); "
-                 f"{zero} with none shown at 0.5, left out of the fit", fontsize=9.5)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(f"{len(runs)} trained toys: {runs['m'].nunique()} widths m \u00d7 {per} "
+                 f"instances each" + (f"\n({zero} with no polysemantic neuron: drawn at 0.5, "
+                                      "left out of the fit)" if zero else ""), fontsize=9.5)
+    ax.legend(loc="lower left", fontsize=7.5)
     ax_train.set_xlabel("training step")
     ax_train.set_ylabel("polysemantic neurons (mean over instances)")
-    ax_train.set_title("over training (darker: larger m)", fontsize=9.5)
-    ax_train.legend(loc="upper left", fontsize=7.5, ncol=2)
-    fig.suptitle("Incidental polysemanticity: ReLU(x W W\u1d40), one-hot features, "
-                 "L1-regularised (E5)", fontsize=10.5)
+    ax_train.set_title("the same counts during training", fontsize=9.5)
+    ax_train.legend(loc="upper left", fontsize=8, ncol=2)
+    fig.suptitle(f"How many hidden neurons are polysemantic, as the hidden layer widens "
+                 f"(toy ReLU(x W W\u1d40), one-hot inputs, L1 penalty)\nstored runs: "
+                 f"{runs['m'].nunique()} of the paper's {PAPER_M_VALUES} widths, up to "
+                 f"{counts.max()} of its {PAPER_INSTANCES} instances per width", fontsize=10.5)
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     table = out / f"{STEM}.csv"

@@ -19,10 +19,18 @@ The metrics, per run:
   ``curves.csv``);
 - edges_99 (no tolerance): ``sparsity/edges_99``, the edges holding 99% of the edge weight.
 
-The area under the *edge*-ablation curve is not drawn: the stored edge curves are bisection
-probes near one tolerance, and the bounds monotonicity allows between them are up to ~500x apart
-(the csv keeps them, columns ``edge_area_*``). Writes ``fig10_cross_architecture.{csv,md}``: the
-per-seed values and ratios, and the summary per row. The tables are built in ``fig10_tables``;
+- edge-ablation area (no tolerance): ``ablation/edge_area`` (metrics/comparison.py: edge_area),
+  the area above the edge-ablation curve normalised to its own gap, over the share of possible
+  edges kept (1 - the area under the curve): a jump from "all lost" to "all kept" at the share f*
+  gives f*. Only runs that scored every halving of the edges kept (``ablation.edge_curve``, or
+  ``python -m interbasis.metrics.edge_curve`` for older runs) have it; a plain bisection's probes
+  bound it only loosely (the csv keeps those bounds, columns ``edge_area_*``).
+
+Baselines: PCA, the neuron basis and ``random`` (PCA's kept subspace in a seeded Haar-random
+orthonormal basis, basis/bases.py: random_basis), each where its runs exist.
+
+Writes ``fig10_cross_architecture.{csv,md}``: the per-seed values and ratios, and the summary per
+row. The tables are built in ``fig10_tables``;
 this module draws them.
 """
 
@@ -60,7 +68,14 @@ TRANSITION_METRICS = (
      False),
     ("edges_fraction", "edges required as a share\nof possible edges", False),
     ("edges_99", "edges holding 99%\nof the edge weight", True),
+    ("edge_area", "edge-ablation area, each basis\n(share of possible edges lost\nover "
+     "the curve: 1 \u2212 AUC)", True),
 )
+# Panels drawn as each method's own value (comparable across families), not as a ratio.
+ABSOLUTE_METRICS = ("edge_area",)
+
+
+
 def _layout(experiments: dict[str, dict], long: pd.DataFrame) -> list[tuple]:
     """(y, kind, experiment, layer row or None, transition row or None), top to bottom."""
     slots, y = [], 0
@@ -82,8 +97,8 @@ def _layout(experiments: dict[str, dict], long: pd.DataFrame) -> list[tuple]:
     return slots
 
 
-def _draw_cell(ax, y: float, cell: pd.DataFrame, offset: float, color: str, marker: str
-               ) -> None:
+def _draw_cell(ax, y: float, cell: pd.DataFrame, offset: float, baseline: str) -> None:
+    color, marker = style.method_color(baseline), style.method_marker(baseline)
     ok = cell[cell["status"] != "both censored"]
     ratios = 2 ** ok["log2_ratio"].to_numpy(dtype=float)
     finite = np.isfinite(ratios)
@@ -102,13 +117,13 @@ def _draw_cell(ax, y: float, cell: pd.DataFrame, offset: float, color: str, mark
         ax.plot([2 ** mean] * 2, [y + offset - 0.2, y + offset + 0.25], color=color, lw=2.4,
                 zorder=4)
     if len(cell) and (cell["status"] == "both censored").all():
-        ax.annotate("censored: both need rank + 1 (tolerance never reached)", (0.5, y),
-                    xycoords=("axes fraction", "data"), ha="center", va="center", fontsize=7,
-                    color="0.35", style="italic")
+        ax.annotate("censored: both need rank + 1", (0.5, y + offset),
+                    xycoords=("axes fraction", "data"), ha="center", va="center", fontsize=6.5,
+                    color="0.35", style="italic", linespacing=0.9)
     elif len(cell) and (cell["value_method"] == cell["value_baseline"]).all() and \
             cell["metric"].iloc[0] == "effective_features":
-        ax.annotate("same curve: LIB = PCA here", (2 ** 0.15, y), ha="left", va="center",
-                    fontsize=7, color="0.35", style="italic")
+        ax.annotate(f"LIB = {style.method_label(baseline)}", (2 ** 0.15, y + offset),
+                    ha="left", va="center", fontsize=6.5, color="0.35", style="italic")
 
 
 def make(results: Path, out: Path) -> list[Path]:
@@ -120,7 +135,7 @@ def make(results: Path, out: Path) -> list[Path]:
     table = ratios.merge(edge_areas(long), on=["experiment", "baseline", "seed", "row"],
                          how="left")
     atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(md_path, "# Figure 10: LIB against PCA (and neurons) across "
+    atomic_write_text(md_path, "# Figure 10: LIB against PCA, neurons and a random rotation across "
                       "architectures\n\nPer-seed ratios LIB / baseline paired by seed; the "
                       "ratio shown is the geometric mean over seeds with its 95% t interval "
                       "(see `src/interbasis/figures/fig10_cross_architecture.py`). Tolerances "
@@ -153,6 +168,9 @@ def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict],
         value=("value", "mean"), censored=("censored", "all")).reset_index(
         "method").sort_index()
     for ax, (metric, label, block, free) in zip(axes, panels):
+        if metric in ABSOLUTE_METRICS:
+            _absolute_panel(ax, long, metric, slots, label)
+            continue
         values = 2 ** ratios[ratios["metric"] == metric]["log2_ratio"].dropna()
         low = min(0.5, values.min() / 1.4) if len(values) else 0.5
         high = max(2.0, values.max() * 1.4) if len(values) else 2.0
@@ -172,8 +190,7 @@ def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict],
                 continue
             for baseline in baselines:
                 cell = cells.get((experiment, metric, row, baseline), empty)
-                _draw_cell(ax, y, cell, offsets[baseline], style.method_color(baseline),
-                           style.method_marker(baseline))
+                _draw_cell(ax, y, cell, offsets[baseline], baseline)
             if not free and metric != "edges_fraction":
                 _count_label(ax, y, counts, (experiment, block, row, metric))
         ax.set_xscale("log", base=2)
@@ -195,34 +212,94 @@ def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict],
                                label=f"LIB / {style.method_label(b)}: open marker per seed "
                                      "(paired by seed); tick: mean, line: its 95% interval")
                for b in baselines]
-    note = ("" if "neuron" in baselines else
-            "no neuron-basis runs stored; a random-rotation baseline needs new runs")
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.03, 1.0), ncol=1,
+    handles.append(axes[0].scatter([], [], marker=style.method_marker("lib"), s=22,
+                                   facecolors="white", edgecolors=style.method_color("lib"),
+                                   label="LIB's own value (last panel; there every marker is "
+                                         "its basis's own value)"))
+    note = ("random rotation: PCA's kept subspace in a seeded Haar-random orthonormal basis "
+            "(what 'no structure' gives)" if "random" in baselines else
+            "no random-rotation runs stored")
+    fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.005, 0.975), ncol=1,
                fontsize=8.5, title=note, title_fontsize=8, alignment="left")
     fig.text(0.035, -0.01, caption(ratios, experiments), ha="left", va="top", fontsize=8.5,
              wrap=True)
-    fig.suptitle("LIB against PCA across architectures: per-seed ratios (left of 1: LIB needs "
-                 "fewer features or edges)\nno-tolerance metrics beside the counts at each "
-                 "family's own tolerance; \u25b6/\u25c0: one side censored (a bound)",
-                 fontsize=10.5, y=1.0, x=0.62)
+    fig.suptitle("LIB against PCA, neurons and a random rotation, across architectures: "
+                 "per-seed ratios LIB / baseline (left of 1: LIB needs fewer features or edges)"
+                 "\nno-tolerance metrics beside the counts at each family's own tolerance; "
+                 "\u25b6/\u25c0: one side censored (a bound); last panel: each basis's own "
+                 "value, not a ratio",
+                 fontsize=10.5, y=1.02, x=0.62)
     return style.save(fig, out, STEM)
 
 
+def _absolute_panel(ax, long: pd.DataFrame, metric: str, slots: list[tuple], label: str
+                    ) -> None:
+    """Each method's own value per seed (open markers) and its mean (tick), on a log axis."""
+    mine = long[long["metric"] == metric].dropna(subset=["value"])
+    methods = [m for m in ("lib", *BASELINES) if (mine["method"] == m).any()]
+    offsets = {m: (i - (len(methods) - 1) / 2) * 0.22 for i, m in enumerate(methods)}
+    for y, kind, experiment, _, transition in slots:
+        if kind == "header" or transition is None or transition.startswith("("):
+            continue
+        cell = mine[(mine["experiment"] == experiment) & (mine["row"] == transition)]
+        if cell.empty:
+            ax.annotate("not stored (older runs)", (0.5, y), xycoords=("axes fraction", "data"),
+                        ha="center", va="center", fontsize=6.5, color="0.35", style="italic")
+            continue
+        for method in methods:
+            values = cell[cell["method"] == method]["value"].to_numpy(dtype=float)
+            values = values[values > 0]
+            if not len(values):
+                continue
+            color = style.method_color(method)
+            at = y + offsets[method]
+            ax.scatter(values, np.full(len(values), at), s=16, facecolors="white",
+                       edgecolors=color, marker=style.method_marker(method), lw=0.9, zorder=3)
+            mean = float(np.exp(np.log(values).mean()))
+            ax.plot([mean] * 2, [at - 0.12, at + 0.12], color=color, lw=2.2, zorder=4)
+    values = mine["value"].to_numpy(dtype=float)
+    values = values[values > 0]
+    ax.set_xscale("log")
+    ax.set_xlim((values.min() / 2) if len(values) else 1e-4, 1.0)
+    ax.set_title(label + "\nno tolerance; geometric mean tick", fontsize=9)
+    ax.grid(axis="y", visible=False)
+    ax.set_xlabel("share of possible edges (log scale)", fontsize=8.5)
+    ax.tick_params(axis="x", labelsize=8)
+
+
 def caption(ratios: pd.DataFrame, experiments: dict[str, dict]) -> str:
-    """What the rows add up to, per experiment: total edges and mean effective features."""
+    """What the rows add up to, per experiment and baseline: total edges at the family's
+    tolerance, the tolerance-free edge area (total) and the mean effective features."""
     def geo(frame: pd.DataFrame) -> float:
         values = frame[frame["status"] == "ok"]["log2_ratio"].dropna()
         return 2 ** values.mean() if len(values) else math.nan
 
-    parts = []
-    pca = ratios[ratios["baseline"] == "pca"]
-    for experiment in experiments:
-        mine = pca[pca["experiment"] == experiment]
-        edges = geo(mine[(mine["metric"] == "edges_required") & (mine["row"] == "total")])
+    def numbers(mine: pd.DataFrame) -> str:
+        total = mine[mine["row"] == "total"]
+        edges = geo(total[total["metric"] == "edges_required"])
+        area = geo(total[total["metric"] == "edge_area"])
         features = geo(mine[mine["metric"] == "effective_features"])
-        claim = FAMILIES.get(experiment, ("", "no paper claim"))[1]
-        edge_text = f"edges {edges:.2f}" if np.isfinite(edges) else "no edges"
-        parts.append(f"{experiment} {edge_text}, effective features {features:.2f} ({claim})")
+        parts = [f"edges {edges:.2f}" if np.isfinite(edges) else "no edges"]
+        if np.isfinite(area):
+            parts.append(f"edge area {area:.2f}")
+        parts.append(f"effective features {features:.2f}")
+        return ", ".join(parts)
+
+    lines = []
+    for baseline in [b for b in BASELINES if (ratios["baseline"] == b).any()]:
+        chosen = ratios[ratios["baseline"] == baseline]
+        parts = []
+        for experiment in experiments:
+            mine = chosen[chosen["experiment"] == experiment]
+            if mine.empty:
+                continue
+            claim = FAMILIES.get(experiment, ("", "no paper claim"))[1]
+            parts.append(f"{experiment} {numbers(mine)}"
+                         + (f" ({claim})" if baseline == "pca" else ""))
+        lines.append(f"LIB / {style.method_label(baseline)}, geometric means over seeds (total "
+                     "edges at the family's tolerance, total edge area, effective features "
+                     "over layers): " + "; ".join(parts) + ".")
+    pca = ratios[ratios["baseline"] == "pca"]
     fewer, unclear = [], []
     for experiment in experiments:
         total = pca[(pca["experiment"] == experiment) & (pca["metric"] == "edges_required")
@@ -233,12 +310,12 @@ def caption(ratios: pd.DataFrame, experiments: dict[str, dict]) -> str:
         elif np.isfinite(mean):
             unclear.append(experiment + (" (one seed)" if not np.isfinite(high) else ""))
     no_gain = [e for e in fewer if "no real gain" in FAMILIES.get(e, ("", ""))[1]]
-    verdict = (f"LIB needs fewer edges in total, 95% interval below 1: {', '.join(fewer) or 'none'}"
-               + (f"; not established: {', '.join(unclear)}" if unclear else "") + "."
-               + (f" Against the paper, whose LMs showed no real gain, so does {', '.join(no_gain)}"
-                  "." if no_gain else ""))
-    return ("LIB / PCA, geometric means over seeds (total edges at the family's tolerance; "
-            "effective features over layers): " + "; ".join(parts) + ".\n" + verdict)
+    lines.append(f"LIB needs fewer edges than PCA in total, 95% interval below 1: "
+                 f"{', '.join(fewer) or 'none'}"
+                 + (f"; not established: {', '.join(unclear)}" if unclear else "") + "."
+                 + (f" Against the paper, whose LMs showed no real gain, so does "
+                    f"{', '.join(no_gain)}." if no_gain else ""))
+    return "\n".join(lines)
 
 
 def _ratio_formatter():
@@ -282,13 +359,14 @@ def _row_labels(axes, slots: list[tuple], experiments: dict[str, dict]) -> None:
             continue
         info = experiments[experiment]
         what, claim = FAMILIES.get(experiment, (experiment, "no paper claim"))
-        seeds = "/".join(str(info["seeds"].get(m, 0)) for m in ("lib", *BASELINES)
-                         if m in info["seeds"])
+        present = [m for m in ("lib", *BASELINES) if m in info["seeds"]]
+        seeds = "/".join(str(info["seeds"][m]) for m in present)
+        names = "/".join(style.method_label(m) if m != "random" else "random" for m in present)
         tolerance = f"tolerance {info['k_delta']} {UNITS[info['higher_is_better']]}"
         if info["edge_delta"] != info["k_delta"]:
             tolerance += f" (edges {info['edge_delta']})"
         fig = axes[0].figure
         where = blended_transform_factory(fig.transFigure, axes[0].transData)
-        fig.text(0.035, y, f"{experiment}: {what}; seeds (LIB/{'/'.join(BASELINES[:1])}) "
-                 f"{seeds}; {tolerance}; {claim}", transform=where, ha="left", va="center",
+        fig.text(0.035, y, f"{experiment}: {what}; seeds ({names}) {seeds}; "
+                 f"{tolerance}; {claim}", transform=where, ha="left", va="center",
                  fontsize=8.5, fontweight="bold", zorder=5)

@@ -22,7 +22,8 @@ from interbasis.metrics.comparison import (
 )
 from interbasis.results.report import pipe_table
 
-BASELINES = ("pca", "neuron")  # what LIB is compared with, where such runs exist
+# what LIB is compared with, where such runs exist; random: PCA's subspace, Haar-rotated
+BASELINES = ("pca", "neuron", "random")
 # What each experiment is and what the paper claims for that kind of model.
 FAMILIES = {
     "modadd_paper": ("modular addition, 1-layer transformer", "paper: LIB sparser"),
@@ -48,6 +49,7 @@ METRIC_NAMES = {  # the markdown's names: what each is and whether it needs a to
     "edges_required": "edges required (tolerance)",
     "edges_fraction": "edges required / possible (tolerance)",
     "edges_99": "edges_99 (no tolerance)",
+    "edge_area": "edge-ablation area / possible edges (no tolerance)",
     "modularity": "modularity Q (Leiden, resolution 1)",
 }
 
@@ -124,8 +126,10 @@ def run_rows(run: pd.Series, k_delta: str, edge_delta: str) -> tuple[list[dict],
                   "possible": possible},
                  {**common, "metric": "edges_99",
                   "value": value(f"sparsity/edges_99/{transition}")},
-                 {**common, "metric": "edge_area", "value": area.value,
-                  "lower": area.lower, "upper": area.upper}]
+                 {**common, "metric": "edge_area_probes", "value": area.value,
+                  "lower": area.lower, "upper": area.upper},
+                 {**common, "metric": "edge_area",
+                  "value": value(f"ablation/edge_area/{transition}")}]
         possible_total += possible
         required_total += required
     if possible_total:
@@ -135,7 +139,8 @@ def run_rows(run: pd.Series, k_delta: str, edge_delta: str) -> tuple[list[dict],
         rows += [{**common, "metric": "edges_required", "value": total},
                  {**common, "metric": "edges_fraction", "value": total / possible_total,
                   "possible": possible_total},
-                 {**common, "metric": "edges_99", "value": float(np.sum(e99))}]
+                 {**common, "metric": "edges_99", "value": float(np.sum(e99))},
+                 {**common, "metric": "edge_area", "value": value("ablation/edge_area/total")}]
     rows.append({**base, "block": "model", "row": "model", "metric": "modularity",
                  "value": value("modularity/q"), "censored": False})
     return rows, info
@@ -180,10 +185,12 @@ def ratio_table(long: pd.DataFrame) -> pd.DataFrame:
         if not (long["method"] == baseline).any():
             continue
         for (experiment, metric), group in long.groupby(["experiment", "metric"], sort=False):
-            if metric == "edge_area":  # not determined by the stored probes: csv bounds only
+            if metric == "edge_area_probes":  # bisection probes pin it loosely: csv bounds only
                 continue
             pairs = paired_log_ratios(group, "value", "lib", baseline, keys=("block", "row"),
                                       censored="censored")
+            if metric == "edge_area":  # only runs that scored every halving have it
+                pairs = pairs[pairs["status"] != "missing"]
             frames.append(pairs.assign(experiment=experiment, metric=metric, baseline=baseline))
     table = pd.concat(frames, ignore_index=True)
     order = ["experiment", "baseline", "block", "row", "metric", "seed"]
@@ -222,8 +229,9 @@ def markdown(summary: pd.DataFrame, experiments: dict[str, dict]) -> str:
 
 
 def edge_areas(long: pd.DataFrame) -> pd.DataFrame:
-    """Per seed and transition, both methods' edge-curve areas with their monotone bounds."""
-    area = long[long["metric"] == "edge_area"]
+    """Per seed and transition, both methods' edge-curve areas (in edges, from whatever points
+    the run stored) with their monotone bounds."""
+    area = long[long["metric"] == "edge_area_probes"]
     columns = ["experiment", "seed", "row", "value", "lower", "upper"]
 
     def named(frame: pd.DataFrame, side: str) -> pd.DataFrame:

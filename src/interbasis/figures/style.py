@@ -14,9 +14,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display here, and none wanted in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-METHOD_COLORS = {"lib": "#1f5fa8", "pca": "#d9741c", "neuron": "#5a9a3c", "ngf": "#7b3294"}
-METHOD_MARKERS = {"lib": "o", "pca": "s", "neuron": "^", "ngf": "D"}
-METHOD_LABELS = {"lib": "LIB", "pca": "PCA", "neuron": "neurons", "ngf": "NGF"}
+# random: the random-rotation baseline (basis/bases.py: random_basis), grey for "no structure"
+METHOD_COLORS = {"lib": "#1f5fa8", "pca": "#d9741c", "neuron": "#5a9a3c", "ngf": "#7b3294",
+                 "random": "#6b6b6b"}
+METHOD_MARKERS = {"lib": "o", "pca": "s", "neuron": "^", "ngf": "D", "random": "v"}
+METHOD_LABELS = {"lib": "LIB", "pca": "PCA", "neuron": "neurons", "ngf": "NGF",
+                 "random": "random rotation"}
 # The LIB authors' own published numbers (their pipeline on their models): drawn hatched or
 # dashed in the method's colour, and always labelled "authors'".
 AUTHORS_HATCH = "////"

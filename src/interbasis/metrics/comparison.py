@@ -12,6 +12,10 @@ ablation gap instead:
   allows between the evaluated points. On the dense node-ablation curves the bounds are a feature
   apart; on the edge bisection (a handful of probes near one tolerance) they are wide, and the
   bounds say so;
+- :func:`edge_area`: that area for one edge ablation as a share of its possible edges, where the
+  ablation scored every halving of the edges kept (``edge_ablation(curve=True)``): a tolerance-
+  free "fraction of edges needed" (1 - the area under the normalised curve), comparable across
+  model families;
 - :func:`required_bracket`: the count needed to stay within a tolerance given as a share of the
   gap, bracketed by the evaluated points;
 - :func:`paired_log_ratios` and :func:`mean_interval`: per-seed log-ratios of two methods and their
@@ -95,6 +99,37 @@ def area_above_curve(xs, scores, base_score: float, higher_is_better: bool) -> A
     return Area(value=float(np.sum(widths * (d[1:] + d[:-1]) / 2)),
                 lower=float(np.sum(widths * low)), upper=float(np.sum(widths * high)),
                 n_max=int(x[-1]))
+
+
+def has_halvings(counts, n_total: int) -> bool:
+    """Whether ``counts`` holds 0 and every halving N, N // 2, ..., 1 of ``n_total`` (the points
+    ``edge_ablation(curve=True)`` adds): then the area above the curve is pinned to within a
+    factor-of-2 step of the count everywhere, not only near one tolerance."""
+    have = {int(c) for c in counts}
+    return 0 in have and all(n_total >> k in have for k in range(max(n_total, 0).bit_length()))
+
+
+def edge_area(evaluations: dict[int, float], base_score: float, higher_is_better: bool
+              ) -> float:
+    """Area above the normalised edge-ablation curve over the share of edges kept, in [0, 1].
+
+    ``evaluations`` maps edges kept to score, as ``EdgeAblationResult.evaluations``; its largest
+    count is taken as all possible edges. NaN when the halvings are not all scored (a plain
+    bisection: its probes pin the area only between wide bounds) or when ablating every edge does
+    not worsen the score. 0: no edge is needed; 1: the score recovers only with every edge;
+    a jump from 1 to 0 at the share f* gives f*.
+    """
+    if not evaluations:
+        return math.nan
+    counts = sorted(evaluations)
+    if not has_halvings(counts, counts[-1]) or counts[-1] == 0:
+        return math.nan
+    try:
+        area = area_above_curve(counts, [evaluations[c] for c in counts], base_score,
+                                higher_is_better)
+    except ValueError:
+        return math.nan
+    return area.fraction
 
 
 def required_bracket(xs, scores, base_score: float, higher_is_better: bool, tolerance: float

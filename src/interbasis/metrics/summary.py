@@ -6,7 +6,8 @@ W&B and the figures::
     rank/gram/<layer>  rank/jacobian/<layer>  rank/basis/<layer>  sparsity/lambda_99/<layer>
     ablation/k_required@<delta>/<layer>
     sparsity/edges_99/<t>  sparsity/edge_gini/<t>  ablation/edges_required@<delta>/<t>
-    ablation/edges_required@<delta>/total  modularity/q
+    ablation/edges_required@<delta>/total  ablation/edge_area/<t>  ablation/edge_area/total
+    modularity/q
 
 with transitions named by ``transition_name`` (e.g. ``0->2``) and deltas written ``f"{delta:g}"``.
 """
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 
 from interbasis.basis.types import EdgeAblationResult, Graph, NodeAblationCurve
 from interbasis.metrics.ablation import k_required
+from interbasis.metrics.comparison import edge_area
 from interbasis.metrics.degeneracy import rank_basis, rank_gram, rank_jacobian
 from interbasis.metrics.modularity import modularity
 from interbasis.metrics.sparsity import edge_gini, edges_99, lambda_99, non_constant_edges
@@ -94,6 +96,19 @@ def summarize(
             metrics[f"ablation/edges_required@{delta:g}/total"] = sum(
                 int(result.n_required) for result in by_transition.values()
             )
+
+    # the tolerance-free edge metric (metrics/comparison.py: edge_area), where every halving of
+    # the edges kept was scored; the total weighs each transition by its possible edges
+    areas = {r.transition: (edge_area(r.evaluations, r.base_score, r.higher_is_better),
+                            max(r.evaluations, default=0)) for r in edge_results or []
+             if r.delta == min(results_by_delta, default=r.delta)}
+    for name, (area, _) in areas.items():
+        if not math.isnan(area):
+            metrics[f"ablation/edge_area/{name}"] = area
+    if transitions and set(areas) == set(transitions) and \
+            not any(math.isnan(a) for a, _ in areas.values()):
+        metrics["ablation/edge_area/total"] = (sum(a * n for a, n in areas.values())
+                                               / sum(n for _, n in areas.values()))
 
     if graph.edges is not None and complete_deltas:
         by_transition = results_by_delta[min(complete_deltas)]

@@ -31,6 +31,10 @@ from interbasis.results.report import (
 from interbasis.results.runs_table import load_runs
 from interbasis.results.store import RunDirectory
 
+# + figure 10's tolerance-free edge metric (metrics/comparison.py: edge_area), where runs have it
+COMPARED_TRANSITION_COLUMNS = (*TRANSITION_COLUMNS[:1], "ablation/edge_area",
+                               *TRANSITION_COLUMNS[1:])
+
 
 def seedspread(runs: pd.DataFrame, metrics: Sequence[str], rows: Sequence[str]) -> pd.DataFrame:
     """``mean [min-max]`` of ``<metric>/<row>`` per method, over the runs (one per seed)."""
@@ -49,8 +53,10 @@ def compare_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     layers = _rows(runs, f"{LAYER_COLUMNS[0]}/")
     transitions = [name for name in _rows(runs, f"{TRANSITION_COLUMNS[-1]}/") if name != "total"]
     total = ["total"] if f"{TRANSITION_COLUMNS[-1]}/total" in runs else []
+    columns = [c for c in COMPARED_TRANSITION_COLUMNS if c != "ablation/edge_area" or any(
+        key.startswith(f"{c}/") and runs[key].notna().any() for key in runs)]
     return (seedspread(runs, LAYER_COLUMNS, layers),
-            seedspread(runs, TRANSITION_COLUMNS, transitions + total))
+            seedspread(runs, columns, transitions + total))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -21,7 +21,7 @@ from interbasis.results import RunDirectory, load_runs
 IGNORED_CONFIG_PREFIXES = ("paths.", "logger.", "hydra.", "progress", "threads", "rerun",
                            "fail_fast", "experiment_name", "data.path", "data.root",
                            "data.dump_kjv")
-METHOD_ORDER = ("lib", "pca", "neuron", "ngf")
+METHOD_ORDER = ("lib", "pca", "neuron", "ngf", "random")
 
 
 @dataclass

@@ -75,7 +75,7 @@ def build(experiment: str, key: str, runs: list[Run], graphs: dict[str, Any],
            f"data, bases {esc(', '.join(names))}. Runs: "
            + ", ".join(link(root + run_url(experiment, run.name), run.name) for run in runs)
            + ".</p>"]
-    missing = [plots.method_label(m) for m in ("lib", "pca", "neuron", "ngf")
+    missing = [plots.method_label(m) for m in ("lib", "pca", "neuron", "ngf", "random")
                if m not in {run.method for run in runs}]
     if missing:
         out.append(f'<p class="muted">Not in the store for this model and seed: '

@@ -5,8 +5,9 @@
   classes, "high" or "low", its group, and the eta^2 of the class groups from
   ``class_separation.csv``); the logits are named by their class;
 - the polysemanticity toy: ``toy_features.csv`` (the one-hot input the feature is purest on);
-- language models store no per-feature token or position statistics, so their features keep only
-  their index and importance, and the page says so.
+- language models: ``positions.csv`` where ``python -m interbasis.metrics.positions`` wrote it (the
+  share of the feature's variance explained by token position); no top tokens are stored, and the
+  page says so.
 
 Every label source that is missing or does not cover a layer is reported in ``notes`` (one line
 each), so a page can say what it could not label.
@@ -60,11 +61,16 @@ def feature_labels(run: Run, graph) -> FeatureLabels:
         elif family == "poly_toy":
             result.source = "toy_features.csv"
             _toy(run, graph, result)
+        elif family in LM_FAMILIES and (run.path / "positions.csv").is_file():
+            result.source = "positions.csv"
+            _positions(run, graph, result)
+            result.notes.append("no top tokens are stored for language-model runs: features "
+                                "show the share of their variance explained by token position")
         elif family in LM_FAMILIES:
             result.notes.append(
-                "no top tokens or position shares are stored for language-model runs (no "
-                "per-feature analysis file in the run folder): features show index and "
-                "importance only")
+                "no top tokens or position shares are stored for this language-model run "
+                "(`python -m interbasis.metrics.positions <run>` writes positions.csv): "
+                "features show index and importance only")
         else:
             result.notes.append(f"no feature labels for model family {family!r}")
     except figure_data.MissingResults as missing:
@@ -134,6 +140,16 @@ def _toy(run: Run, graph, result: FeatureLabels) -> None:
     for layer in graph.layers:
         if not layer.has_constant and layer.name == "output":
             result.labels[layer.name] = [f"output {j}" for j in range(layer.rank)]
+
+
+def _positions(run: Run, graph, result: FeatureLabels) -> None:
+    table = pd.read_csv(run.path / "positions.csv")
+    result.labels = _empty(graph)
+    for row in table.itertuples(index=False):
+        values = result.labels.get(str(row.layer))
+        if values is not None and 0 <= int(row.feature) < len(values) and \
+                pd.notna(row.position_share):
+            values[int(row.feature)] = f"position share {row.position_share:.2f}"
 
 
 def _clusters(run: Run, graph, result: FeatureLabels) -> None:

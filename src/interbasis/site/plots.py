@@ -18,8 +18,10 @@ from interbasis.site.graph_json import selected_edges
 from interbasis.site.labels import FeatureLabels
 
 # The figures' method colours (interbasis.figures.style), repeated so the site needs no matplotlib.
-METHOD_COLORS = {"lib": "#1f5fa8", "pca": "#d9741c", "neuron": "#5a9a3c", "ngf": "#8e44ad"}
-METHOD_LABELS = {"lib": "LIB", "pca": "PCA", "neuron": "neurons", "ngf": "NGF"}
+METHOD_COLORS = {"lib": "#1f5fa8", "pca": "#d9741c", "neuron": "#5a9a3c", "ngf": "#8e44ad",
+                 "random": "#6b6b6b"}
+METHOD_LABELS = {"lib": "LIB", "pca": "PCA", "neuron": "neurons", "ngf": "NGF",
+                 "random": "random rotation"}
 # Node colours of the largest clusters (Okabe-Ito without black); UNCLUSTERED for the rest.
 CLUSTER_COLORS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442",
                   "#7f3c8d", "#11a579", "#3969ac")

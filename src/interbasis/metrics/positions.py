@@ -1,0 +1,126 @@
+"""How much of each language-model feature's variance token position explains (positions.csv).
+
+    python -m interbasis.metrics.positions results/runs/tiny_gpt/method=lib,seed=0 ...
+
+For every node layer with a position axis, the features f = x C of the run's stored basis on the
+run's own basis inputs (the train windows it was built on), and per feature the share of its
+variance over all windows and positions that the mean at each position explains:
+
+    position_share = sum_p N (mean_p - mean)^2 / sum_{n,p} (f_np - mean)^2
+
+(0: position says nothing about the feature; 1: the feature is a function of position alone).
+Written to ``positions.csv`` in the run folder (columns layer, feature, position_share,
+eigenvalue), beside the run's other files; nothing already stored changes. Figure 6c and the
+results browser read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+from torch import Tensor
+
+from interbasis.basis.ablation import prepare_model
+from interbasis.basis.sections import OUTPUT, capture
+from interbasis.basis.types import load_graph
+from interbasis.results import RunDirectory, atomic_write_text
+
+POSITIONS_FILE = "positions.csv"
+
+
+class PositionMoments:
+    """Per-position sums of features over windows, accumulated batch by batch."""
+
+    def __init__(self) -> None:
+        self.by_position: Tensor | None = None  # (P, r) sums over windows
+        self.squares: Tensor | None = None  # (r,) sums of squares over windows and positions
+        self.windows = 0
+
+    def update(self, features: Tensor) -> None:
+        """``features``: (windows, positions, r)."""
+        if features.ndim != 3:
+            raise ValueError("features must be (windows, positions, r), got "
+                             f"{tuple(features.shape)}")
+        features = features.double()
+        sums, squares = features.sum(0), (features ** 2).sum((0, 1))
+        if self.by_position is None:
+            self.by_position, self.squares = sums, squares
+        else:
+            self.by_position, self.squares = self.by_position + sums, self.squares + squares
+        self.windows += features.shape[0]
+
+    def position_share(self) -> Tensor:
+        """Between-position variance over total variance per feature (NaN for a constant one)."""
+        if self.by_position is None:
+            raise ValueError("no features were added")
+        n, positions = self.windows, self.by_position.shape[0]
+        means = self.by_position / n
+        grand = means.mean(0)
+        between = n * ((means - grand) ** 2).sum(0)
+        total = self.squares - n * positions * grand ** 2
+        return torch.where(total > 1e-12 * self.squares.clamp_min(1e-300), between / total,
+                           torch.nan).clamp(0.0, 1.0)
+
+
+def position_shares(model, graph, inputs: Tensor, batch_size: int = 16) -> pd.DataFrame:
+    """The table for every node layer of ``graph`` with a position axis (and a constant)."""
+    folded = prepare_model(model, torch.float64)
+    layers = [layer for layer in graph.layers if layer.name != OUTPUT and layer.has_constant]
+    moments = {layer.name: PositionMoments() for layer in layers}
+    with torch.no_grad():
+        for batch in inputs.split(batch_size):
+            acts = capture(folded, batch, [layer.name for layer in layers])
+            for layer in layers:
+                x = acts[layer.name]
+                if x.ndim != 3:
+                    raise ValueError(f"{layer.name}: no position axis (shape {tuple(x.shape)})")
+                moments[layer.name].update(x.double() @ layer.C.double())
+    frames = []
+    for layer in layers:
+        share = moments[layer.name].position_share()[1:]  # feature 0 is the constant
+        frames.append(pd.DataFrame({
+            "layer": layer.name, "feature": range(1, len(share) + 1),
+            "position_share": share.numpy(),
+            "eigenvalue": layer.eigenvalues[1:].double().abs().numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_run(path: Path) -> pd.DataFrame:
+    """Compute and write ``positions.csv`` for one complete run."""
+    from interbasis import pipeline
+    from interbasis.config import validate
+    from interbasis.metrics.edge_curve import _paths
+
+    run = RunDirectory(path)
+    if not run.is_complete:
+        raise ValueError(f"{path}: not a complete run")
+    cfg = validate({**yaml.safe_load((Path(path) / "config.yaml").read_text()),
+                    "paths": _paths()})
+    torch.set_num_threads(cfg.threads)
+    graph = load_graph(next(Path(path).glob("graph_*.pt")))
+    prepared = pipeline.prepare(cfg)
+    table = position_shares(prepared.model, graph, prepared.basis_inputs)
+    atomic_write_text(Path(path) / POSITIONS_FILE, table.to_csv(index=False,
+                                                                float_format="%.6g"))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="language-model run folders")
+    args = parser.parse_args(argv)
+    for path in args.runs:
+        table = write_run(path)
+        medians = table.groupby("layer", sort=False)["position_share"].median()
+        print(f"{path}: median position share " + ", ".join(
+            f"{layer} {value:.3f}" for layer, value in medians.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
