@@ -156,12 +156,12 @@ def sizes_of_run(run_path, summary: Mapping[str, float]) -> dict[str, int]:
     if stored:
         return stored
     config = yaml.safe_load((Path(run_path) / "config.yaml").read_text(encoding="utf-8"))
-    if config["model"]["family"] != "modadd":
+    m = config.get("model", {})
+    if m.get("family") != "modadd" or not {"d_model", "n_heads", "d_head", "d_mlp"} <= set(m):
         return {}
     from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
     from interbasis.training.modadd import RELU_LAYER
 
-    m = config["model"]
     model = ModAddTransformer(ModAddTransformerConfig(
         d_vocab=config["data"]["p"] + 1, d_model=m["d_model"], n_heads=m["n_heads"],
         d_head=m["d_head"], d_mlp=m["d_mlp"]))

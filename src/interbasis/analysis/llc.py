@@ -12,7 +12,8 @@ training data:
 devinterp 2 is written for language models: its dataset is a HuggingFace ``Dataset`` of
 ``input_ids`` and its loss a per-token loss of shape (batch, seq - 1). Any (inputs, targets) data
 is fed to it as rows of indices ``[i, i]`` whose loss is the per-sample loss of row i, so the same
-sampler serves regressions (the known-answer tests), modular addition and the vision MLPs.
+sampler serves regressions (the known-answer tests), modular addition, the vision models, the
+tiny GPT (a row: one window of next-character predictions) and the polysemanticity toy.
 ``compute_llc`` of devinterp averages the burn-in steps too; the estimate here uses its per-draw
 losses (after burn-in) instead, and keeps the whole per-step trace as ``llc_traces.csv``.
 

@@ -139,7 +139,7 @@ def final_free(results: Path, finals: pd.DataFrame) -> pd.DataFrame:
     """Each final LLC run with the free-parameter count (interbasis.analysis.free_params) of the
     LIB run of the same checkpoint: its ranks at REL (the top row's) and its ReLU sync."""
     runs = data.runs(results)
-    if finals.empty or runs.empty or "method" not in runs:
+    if finals.empty or runs.empty or not {"method", "train/checkpoint"} <= set(runs):
         return pd.DataFrame()
     lib = runs[(runs["method"] == "lib") & runs["train/checkpoint"].notna()]
     rows = []

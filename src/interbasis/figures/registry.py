@@ -76,8 +76,9 @@ EXPERIMENTS: dict[int, tuple[str, ...]] = {
     6: ("tiny_gpt",),
     7: ("fashion_cnn", "fashion_mlp", "modadd_degeneracy", "modadd_paper", "poly_toy",
         "smollm2_135m", "tiny_gpt"),
-    8: ("fashion_cnn", "fashion_llc", "fashion_mlp", "modadd_degeneracy", "modadd_llc",
-        "modadd_paper", "poly_toy"),
+    8: ("fashion_cnn", "fashion_llc", "fashion_mlp", "llc_calibration_fashion",
+        "llc_calibration_gpt", "llc_calibration_poly", "modadd_degeneracy",
+        "modadd_degeneracy_paper", "modadd_llc", "modadd_paper", "poly_toy", "tiny_gpt"),
     9: ("poly_paper",),
     10: ("fashion_cnn", "fashion_mlp", "modadd_paper", "poly_toy", "smollm2_135m", "tiny_gpt"),
 }
