@@ -13,7 +13,8 @@ def mlp() -> nn.Sequential:
 
 
 def test_sections_hold_every_parameter_once_and_each_node_layer_its_dimension():
-    sizes = section_sizes(mlp(), torch.randn(5, 4), ["0", "2", "output"], relu_layers=["2"])
+    sizes = section_sizes(mlp(), torch.randn(5, 4), ["0", "2", "output"],
+                          relu_layers=["2", "output"])  # a model ending in a ReLU names "output"
     assert sizes["model/params_into/2"] == 4 * 3 + 3  # Linear 0 ends at node layer 2
     assert sizes["model/params_into/output"] == 3 * 2 + 2
     assert "model/params_into/0" in sizes and sizes["model/params_into/0"] == 0

@@ -49,6 +49,7 @@ def section_sizes(model: nn.Module, inputs: Tensor, node_layers: list[str],
     """
     modules = dict(model.named_modules())
     names = [name for name in node_layers if name != OUTPUT]
+    relu_layers = [name for name in relu_layers if name != OUTPUT]  # its D is the output's
     missing = [name for name in [*names, *relu_layers] if name not in modules]
     if missing:
         raise ValueError(f"node layers {missing} are not modules of the model")
@@ -145,8 +146,8 @@ def _fraction(ranks: Mapping[str, float], key: str, sizes: Mapping[str, float],
 
 def sizes_of_run(run_path, summary: Mapping[str, float]) -> dict[str, int]:
     """The section sizes a run stored (``analysis.llc`` runs do), else, for a modular-addition
-    run stored before they were, rebuilt from its config (they depend on the architecture
-    only); empty when neither is possible."""
+    or polysemanticity-toy run stored before they were, rebuilt from its config (they depend on
+    the architecture only); empty when neither is possible."""
     from pathlib import Path
 
     import yaml
@@ -157,6 +158,10 @@ def sizes_of_run(run_path, summary: Mapping[str, float]) -> dict[str, int]:
         return stored
     config = yaml.safe_load((Path(run_path) / "config.yaml").read_text(encoding="utf-8"))
     m = config.get("model", {})
+    if m.get("family") == "poly_toy" and {"n", "m", "node_layers"} <= set(m):
+        from interbasis.models.poly_toy import as_sequential
+        return section_sizes(as_sequential(torch.zeros(m["n"], m["m"])), torch.eye(m["n"]),
+                             list(m["node_layers"]), ["output"])
     if m.get("family") != "modadd" or not {"d_model", "n_heads", "d_head", "d_mlp"} <= set(m):
         return {}
     from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
