@@ -41,6 +41,8 @@ LLC_COMMAND = "python -m interbasis.run experiment=modadd_paper analysis.llc=tru
 MEASURES = (("gram", "activation Gram D", "#7b3294"), ("jacobian", "Jacobian Gram M'", "#1b9e77"),
             ("basis", "LIB features (\u039b)", "#555555"))
 LAYER_COLORS = ("#7b3294", "#1b9e77", "#c51b7d", "#8c6d31")
+# one colour per experiment in the two final-model panels (the same experiment, the same colour)
+MODEL_COLORS = (*LAYER_COLORS, "#2166ac", "#e08214", "#4d4d4d", "#35978f")
 LLC_COLOR = "#b2182b"
 SYNC = "degeneracy/relu_sync/"
 MAX_PANELS = 4
@@ -313,7 +315,7 @@ def _llc_panels(axes, run_path: str, table: pd.DataFrame, share,
                     marker="s", ms=4, lw=1.2, ls="--", capsize=2,
                     label=f"paper model, seed 0 (steps {paper['step'].min():.0f}-"
                           f"{paper['step'].max():.0f})")
-    ax.legend(loc="upper right", fontsize=7)
+    ax.legend(loc="center right", fontsize=7)
     ax.set_ylabel("local learning coefficient", color=LLC_COLOR)
     ax.set_xlabel("training step")
     first = _first_generalised(table)
@@ -351,7 +353,7 @@ def _llc_vs_params(ax, runs: pd.DataFrame) -> None:
         ax.text(0, 0.5, "no final model with an LLC yet:\n" + LLC_COMMAND.replace(
             " experiment", "\n  experiment"), transform=ax.transAxes, fontsize=8.5)
         return
-    for color, (experiment, group) in zip(LAYER_COLORS, runs.groupby("experiment", sort=True),
+    for color, (experiment, group) in zip(MODEL_COLORS, runs.groupby("experiment", sort=True),
                                           strict=False):
         family = group["model"].iloc[0] if "model" in group else "?"
         ax.scatter(group["model/n_params"], group[LLC], color=color, s=22,
@@ -387,8 +389,7 @@ def _llc_vs_effective(ax, finals: pd.DataFrame, snapshots: pd.DataFrame) -> None
         for (_, row), text in zip(first.iterrows(), ("init", "end"), strict=True):
             ax.annotate(text, (row["free/effective"], row[LLC]), fontsize=7, color="0.4",
                         xytext=(3, 3), textcoords="offset points")
-    for color, (experiment, group) in zip(LAYER_COLORS * 2, finals.groupby("experiment",
-                                                                          sort=True),
+    for color, (experiment, group) in zip(MODEL_COLORS, finals.groupby("experiment", sort=True),
                                           strict=False):
         ax.scatter(group["free/effective"], group[LLC], color=color, s=22, zorder=3,
                    label=f"{group['model'].iloc[0]}: {experiment}")
