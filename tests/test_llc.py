@@ -5,6 +5,7 @@ coefficient is known in closed form, its reproducibility, its divergence outcome
 import json
 import math
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -163,6 +164,23 @@ def test_llc_only_run_end_to_end(tmp_path):
     assert "LLC " in out.stdout
 
 
+def test_a_run_whose_chains_diverge_says_so_in_one_line_and_stores_no_llc(tmp_path):
+    from test_run import run_cli
+
+    out = run_cli("debug=tiny", "analysis.llc=true", "analysis.graph=false",
+                  "analysis.llc_draws=4", "analysis.llc_burnin=2", "analysis.llc_chains=2",
+                  "analysis.llc_batch_size=16", "analysis.llc_lr=1e3", "analysis.llc_nbeta=1e6",
+                  results=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]  # the run completes, without an LLC
+    summary = json.loads((next((tmp_path / "runs" / "debug").iterdir()) / "summary.json")
+                         .read_text())
+    assert summary[f"{LLC_KEY}_diverged"] == 1
+    assert LLC_KEY not in summary and f"{LLC_KEY}_std" not in summary
+    lines = [line for line in out.stdout.splitlines() if line.startswith("LLC")]
+    assert len(lines) == 1 and "chains diverged" in lines[0] and "no LLC stored" in lines[0]
+    assert summary["model/params_into/output"] > 0  # the section sizes of the counting rule
+
+
 def test_calibration_table_has_one_cell_per_setting(tmp_path):
     from interbasis.analysis.llc import calibration_table
     from interbasis.results import RunDirectory
@@ -181,3 +199,66 @@ def test_calibration_table_has_one_cell_per_setting(tmp_path):
     assert table[0] == "| gamma \\ epsilon | 3e-05 | 0.0001 |"
     assert table[2] == "| 10 | - | diverged |"
     assert table[3] == "| 100 | 9.0 \u00b1 0.5 (drift 0.40) | 42.0 \u00b1 1.5 |"
+
+
+@pytest.mark.slow
+def test_completing_the_llc_over_training_gives_what_a_full_run_gives(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from interbasis.analysis.llc_complete import complete
+
+    common = ("debug=tiny", "train.snapshot_every=25", "analysis.llc=true",
+              "analysis.graph=false", "analysis.llc_draws=4", "analysis.llc_burnin=2",
+              "analysis.llc_chains=2", "analysis.llc_batch_size=16", "analysis.llc_lr=1e-4")
+    part, full = tmp_path / "part", tmp_path / "full"
+    for results, every in ((part, 50), (full, 0)):  # slow-marked: a loaded machine's timeout
+        out = subprocess.run([sys.executable, "-m", "interbasis.run", *common,
+                              f"analysis.llc_snapshot_every={every}"],
+                             env={**os.environ, "INTERBASIS_RESULTS": str(results),
+                                  "WANDB_MODE": "disabled"},
+                             capture_output=True, text=True, timeout=1800)
+        assert out.returncode == 0, out.stderr[-2000:]
+    old = next((part / "runs" / "debug").iterdir())
+    assert pd.read_csv(old / "degeneracy_over_training.csv")[LLC_KEY].isna().sum() == 1
+    new = complete(old, log=lambda line: None)
+    completed = pd.read_csv(new / "degeneracy_over_training.csv").set_index("step")
+    reference = pd.read_csv(next((full / "runs" / "debug").iterdir())
+                            / "degeneracy_over_training.csv").set_index("step")
+    assert completed[LLC_KEY].notna().all()
+    assert completed[LLC_KEY].to_numpy() == pytest.approx(reference[LLC_KEY].to_numpy())
+    assert json.loads((new / "meta.json").read_text())["llc_completed"]["steps_added"] == [25]
+    assert json.loads((new / "summary.json").read_text())["status"] == "complete"
+    with pytest.raises(ValueError, match="already complete"):
+        complete(old, log=lambda line: None)
+
+
+def test_the_toy_is_sampled_with_its_one_tied_weight_and_windows_as_rows_of_predictions():
+    from interbasis.analysis.llc import TiedToy, half_squared_error, token_cross_entropy
+    from interbasis.models.poly_toy import as_sequential
+
+    W = torch.randn(6, 4)
+    toy, untied = TiedToy(W), as_sequential(W)
+    eye = torch.eye(6)
+    assert torch.allclose(toy(eye), untied(eye))  # the same function...
+    assert sum(p.numel() for p in toy.parameters()) == 24  # ...with W counted once
+    with torch.no_grad():
+        assert torch.allclose(half_squared_error(toy, eye, eye),
+                              0.5 * (toy(eye) - eye).square().sum(1).double())
+
+    class Logits(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = nn.Embedding(5, 5)
+
+        def forward(self, x):
+            return self.table(x)
+
+    model, x, y = Logits(), torch.randint(0, 5, (3, 7)), torch.randint(0, 5, (3, 7))
+    with torch.no_grad():
+        per_window = token_cross_entropy(model, x, y)
+    assert per_window.shape == (3,)
+    expected = torch.nn.functional.cross_entropy(model(x).double().flatten(0, 1), y.flatten(),
+                                                 reduction="none").view(3, 7).mean(1).detach()
+    assert torch.allclose(per_window, expected)

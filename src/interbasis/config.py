@@ -223,6 +223,9 @@ class AnalysisConfig(Strict):
     llc_burnin: int = Field(100, ge=0, description="SGLD steps per chain before the draws")
     llc_batch_size: int = Field(64, ge=1, description="training samples per SGLD step")
     llc_seed: int = Field(0, ge=0, description="sampler seed (chain c uses seed + c)")
+    llc_samples: int | None = Field(None, ge=1, description="training rows the LLC samples "
+                                    "over; null: the family's own (its training set; tiny GPT: "
+                                    "1,024 train windows)")
 
 
 class LoggerConfig(Strict):

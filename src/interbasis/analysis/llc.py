@@ -12,7 +12,8 @@ training data:
 devinterp 2 is written for language models: its dataset is a HuggingFace ``Dataset`` of
 ``input_ids`` and its loss a per-token loss of shape (batch, seq - 1). Any (inputs, targets) data
 is fed to it as rows of indices ``[i, i]`` whose loss is the per-sample loss of row i, so the same
-sampler serves regressions (the known-answer tests), modular addition and the vision MLPs.
+sampler serves regressions (the known-answer tests), modular addition, the vision models, the
+tiny GPT (a row: one window of next-character predictions) and the polysemanticity toy.
 ``compute_llc`` of devinterp averages the burn-in steps too; the estimate here uses its per-draw
 losses (after burn-in) instead, and keeps the whole per-step trace as ``llc_traces.csv``.
 
@@ -40,6 +41,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from interbasis.analysis.free_params import section_sizes
 
 LLC_KEY = "degeneracy/llc"
 TRACES = "llc_traces"  # the per-chain, per-step SGLD loss table in the run directory
@@ -117,13 +120,15 @@ class LLCEstimate:
 
 
 def estimate_llc(model: nn.Module, inputs: Tensor, targets: Tensor, loss: PerSampleLoss,
-                 settings: LLCSettings, progress: bool = False) -> LLCEstimate:
+                 settings: LLCSettings, progress: bool = False,
+                 n: int | None = None) -> LLCEstimate:
     """The LLC of ``model`` at its current weights on (inputs, targets) under ``loss``.
 
     ``loss(model, x, y)`` is the per-sample negative log-likelihood (cross-entropy; for a Gaussian
     regression with unit noise 0.5 |y - f(x)|^2): the LLC is defined for that scale. The model is
     not changed (devinterp samples on copies). Same settings and seed: the same estimate.
-    ``progress=False`` hides devinterp's per-chain progress bars (they go to stderr).
+    ``progress=False`` hides devinterp's per-chain progress bars (they go to stderr). ``n``: the
+    samples behind n beta when a row holds several (default: one per row).
     """
     from datasets import Dataset  # devinterp's own dependency; imported late (slow import)
     from devinterp.slt.sampling import sample
@@ -143,7 +148,7 @@ def estimate_llc(model: nn.Module, inputs: Tensor, targets: Tensor, loss: PerSam
         index = ids[:, 0].to(device)
         return loss(sampled.inner, inputs[index], targets[index])[:, None]
 
-    nbeta = settings.inverse_temperature(len(inputs))
+    nbeta = settings.inverse_temperature(n or len(inputs))
     start = time.perf_counter()
     quiet = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
     with tempfile.TemporaryDirectory(prefix="llc-") as scratch, quiet, \
@@ -205,29 +210,87 @@ def cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(forward(x).double(), y, reduction="none")
 
 
-def training_objective(cfg, prepared) -> tuple[Tensor, Tensor, PerSampleLoss]:
-    """(inputs, targets, per-sample loss) the family trains on, for its run config."""
-    family = cfg.model.family
+def token_cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Per-window mean float64 next-token cross-entropy of ``model(x)`` (B, P, vocab) against
+    y (B, P): every window holds P samples of the same weight (``LLCObjective.n`` counts them)."""
+    logits = model(x).double()
+    per_token = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+    return per_token.view(y.shape).mean(1)
+
+
+def half_squared_error(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """0.5 |f(x) - y|^2 per sample: the Gaussian negative log-likelihood with unit noise (up to
+    a constant), the scale the LLC is defined for when a model is trained on squared error."""
+    return 0.5 * (model(x).double() - y.double()).square().sum(-1)
+
+
+class TiedToy(nn.Module):
+    """The polysemanticity toy y = ReLU(x W W^T) with its one tied W (n x m): the model it trains.
+    ``as_sequential`` unties it into two Linear layers for the basis, which would double d."""
+
+    def __init__(self, W: Tensor) -> None:
+        super().__init__()
+        self.W = nn.Parameter(W.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x @ self.W @ self.W.T)
+
+
+@dataclass
+class LLCObjective:
+    """What the LLC samples: the model as trained, its training rows, their per-row loss, and n
+    (the samples behind n beta: rows, or rows x positions for a language model's windows)."""
+
+    model: nn.Module
+    inputs: Tensor
+    targets: Tensor
+    loss: PerSampleLoss
+    n: int
+
+
+GPT_WINDOWS = 1024  # tiny GPT: train windows (of data.context characters) sampled over
+
+
+def training_objective(cfg, prepared) -> LLCObjective:
+    """The family's training objective and data for its run config (``analysis.llc_samples``
+    caps the rows; the poly toy's L1 penalty and the vision/GPT weight decay are priors, not
+    part of the likelihood, and are left out)."""
+    family, cap = cfg.model.family, cfg.analysis.llc_samples
     if family == "modadd":
         from interbasis.data.modadd import make_modadd_split
         from interbasis.training.modadd import run_from_config
         split = make_modadd_split(run_from_config(cfg).data)
-        return split.train_tokens, split.train_labels, cross_entropy
-    if family == "vision":
+        x, y, loss = split.train_tokens[:cap], split.train_labels[:cap], cross_entropy
+    elif family == "vision":
         from interbasis.data.vision import load_image_split
         data = load_image_split(cfg.data.name, cfg.data.root, download=cfg.data.download)
-        count = cfg.train.train_samples
-        return data.train_images[:count], data.train_labels[:count], cross_entropy
-    raise ValueError(f"analysis.llc: no training objective for model family {family!r} "
-                     "(modadd and vision have one)")
+        count = min(cfg.train.train_samples or len(data.train_images), cap or math.inf)
+        x, y, loss = data.train_images[:count], data.train_labels[:count], cross_entropy
+    elif family == "tiny_gpt":
+        from interbasis.data.text import load_corpus
+        corpus = load_corpus(cfg.data.path, cfg.data.held_out_fraction, dump_kjv=cfg.data.dump_kjv)
+        # data seed 3: not the basis (1), ablation (2) or training-eval windows
+        x, y = corpus.windows("train", cfg.data.context, cap or GPT_WINDOWS, seed=3)
+        return LLCObjective(prepared.model, x, y, token_cross_entropy, x.numel())
+    elif family == "poly_toy":
+        model = TiedToy(prepared.model[1].weight)  # decode.weight is W itself
+        eye = torch.eye(model.W.shape[0], dtype=model.W.dtype)[:cap]
+        return LLCObjective(model, eye, eye, half_squared_error, len(eye))
+    else:
+        raise ValueError(f"analysis.llc: no training objective for model family {family!r} "
+                         "(modadd, vision, tiny_gpt and poly_toy have one)")
+    return LLCObjective(prepared.model, x, y, loss, len(x))
 
 
 def snapshots(cfg, prepared) -> list[tuple[int, nn.Module]]:
     """The family's kept training snapshots (modadd with train.snapshot_every), else none."""
     if cfg.model.family != "modadd" or not cfg.train.snapshot_every:
         return []
-    from interbasis.training.modadd import load_snapshots
-    path = Path(cfg.paths.checkpoints) / "modadd" / str(prepared.summary["train/checkpoint"])
+    from interbasis.training.cache import model_cache_dir
+    from interbasis.training.modadd import FAMILY, load_snapshots, run_from_config
+    run = run_from_config(cfg)  # the folder prepare() read the model from (cache or committed)
+    folder = model_cache_dir(cfg.paths, FAMILY, run.seed, run.trajectory(), run.train.steps)
+    path = folder / str(prepared.summary["train/checkpoint"])
     steps = list(range(0, cfg.train.steps + 1, cfg.train.snapshot_every))
     return list(zip(steps, load_snapshots(path, steps), strict=True))
 
@@ -248,12 +311,16 @@ def llc_stage(cfg, prepared, run_dir) -> None:
     """
     settings = settings_from_config(cfg.analysis)
     log = (lambda line: None) if cfg.progress is False else print
-    inputs, targets, loss = training_objective(cfg, prepared)
-    estimate = estimate_llc(prepared.model, inputs, targets, loss, settings)
+    # first, so that a model it cannot read fails before the sampling, not after it
+    prepared.summary.update(section_sizes(prepared.model, prepared.basis_inputs,
+                                          list(cfg.model.node_layers), prepared.relu_layers))
+    objective = training_objective(cfg, prepared)
+    inputs, targets, loss = objective.inputs, objective.targets, objective.loss
+    estimate = estimate_llc(objective.model, inputs, targets, loss, settings, n=objective.n)
     run_dir.write_table(TRACES, estimate.traces)
     prepared.summary.update(estimate.summary())
     # the counting rule of docs/llc.md: every trainable weight and bias, embeddings included
-    prepared.summary["model/n_params"] = sum(p.numel() for p in prepared.model.parameters()
+    prepared.summary["model/n_params"] = sum(p.numel() for p in objective.model.parameters()
                                              if p.requires_grad)
     log(estimate.line())
     kept = snapshots(cfg, prepared) if cfg.analysis.llc_over_training else []
@@ -262,7 +329,7 @@ def llc_stage(cfg, prepared, run_dir) -> None:
     if kept:
         rows, traces = [], []
         for step, model in kept:
-            found = estimate_llc(model, inputs, targets, loss, settings)
+            found = estimate_llc(model, inputs, targets, loss, settings, n=objective.n)
             log(f"step {step}: {found.line()}")
             rows.append({"step": step, **{k: v for k, v in found.summary().items()
                                           if k.startswith(LLC_KEY)},

@@ -24,6 +24,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter
 
 from interbasis.analysis.degeneracy import EFFECTIVE_REL as REL
+from interbasis.analysis.free_params import free_parameters, sizes_of_run
 from interbasis.basis.sections import OUTPUT
 from interbasis.figures import data, style
 
@@ -33,11 +34,15 @@ TRAINING_EXPERIMENT = "modadd_degeneracy"
 TRAINING_COMMAND = (f"python -m interbasis.run experiment={TRAINING_EXPERIMENT} "
                     "analysis.llc=true")
 LLC = "degeneracy/llc"
+# the paper model over (the first steps of) training: docs/llc.md
+PAPER_EXPERIMENT = "modadd_degeneracy_paper"
 LLC_COMMAND = "python -m interbasis.run experiment=modadd_paper analysis.llc=true"
 # the three measures (not the LIB / PCA / neuron method colours of style.METHOD_COLORS)
 MEASURES = (("gram", "activation Gram D", "#7b3294"), ("jacobian", "Jacobian Gram M'", "#1b9e77"),
             ("basis", "LIB features (\u039b)", "#555555"))
 LAYER_COLORS = ("#7b3294", "#1b9e77", "#c51b7d", "#8c6d31")
+# one colour per experiment in the two final-model panels (the same experiment, the same colour)
+MODEL_COLORS = (*LAYER_COLORS, "#2166ac", "#e08214", "#4d4d4d", "#35978f")
 LLC_COLOR = "#b2182b"
 SYNC = "degeneracy/relu_sync/"
 MAX_PANELS = 4
@@ -92,13 +97,86 @@ def over_training(results: Path) -> tuple[str, pd.DataFrame] | None:
     return None
 
 
+def paper_over_training(results: Path) -> pd.DataFrame:
+    """The paper model's LLC over training (``PAPER_EXPERIMENT``), empty when not run."""
+    for path in sorted((results / "runs" / PAPER_EXPERIMENT).glob(f"*/{OVER_TRAINING}")):
+        if (path.parent / "summary.json").is_file() and data.allowed(PAPER_EXPERIMENT):
+            table = pd.read_csv(path)
+            if LLC in table:
+                return table[table[LLC].notna()]
+    return pd.DataFrame()
+
+
 def final_llcs(results: Path) -> pd.DataFrame:
     """Complete runs that stored an LLC and a parameter count (one row each)."""
     runs = data.runs(results)
     if runs.empty or LLC not in runs or "model/n_params" not in runs:
         return pd.DataFrame()
     runs = runs[runs[LLC].notna() & runs["model/n_params"].notna()]
-    return runs[runs["experiment"] != "llc_calibration"]  # a grid of settings, not of models
+    # a calibration sweep is a grid of settings on one model: of it only the cell at the
+    # settings its family's preset chose (conf/analysis/llc_<family>.yaml) is a final model
+    grid = runs["experiment"].str.startswith("llc_calibration")
+    chosen = [_is_chosen(path, family) for path, family in zip(runs["path"], runs["model"],
+                                                               strict=True)]
+    return runs[~grid | (grid & pd.Series(chosen, index=runs.index))]
+
+
+PRESETS = Path(__file__).resolve().parents[3] / "conf" / "analysis"
+
+
+def _is_chosen(run_path: str, family: str) -> bool:
+    """Whether a calibration run is at the settings of its family's LLC preset."""
+    import yaml
+
+    preset = PRESETS / f"llc_{family}.yaml"
+    if not preset.is_file():  # modular addition: its chosen cell is conf/analysis/default.yaml,
+        return False          # and its final models are the modadd_llc runs
+    chosen = yaml.safe_load(preset.read_text(encoding="utf-8"))
+    used = yaml.safe_load((Path(run_path) / "config.yaml").read_text(encoding="utf-8"))
+    return all(float(used["analysis"][key]) == float(chosen[key])
+               for key in ("llc_lr", "llc_localization"))
+
+
+def final_free(results: Path, finals: pd.DataFrame) -> pd.DataFrame:
+    """Each final LLC run with the free-parameter count (interbasis.analysis.free_params) of the
+    LIB run of the same checkpoint: its ranks at REL (the top row's) and its ReLU sync."""
+    runs = data.runs(results)
+    if finals.empty or runs.empty or not {"method", "train/checkpoint"} <= set(runs):
+        return pd.DataFrame()
+    lib = runs[(runs["method"] == "lib") & runs["train/checkpoint"].notna()]
+    rows = []
+    for _, final in finals.iterrows():
+        same = lib[(lib["train/checkpoint"] == final.get("train/checkpoint"))
+                   & (lib["model"] == final["model"])]
+        same = same[[(Path(path) / "graph_lib.pt").is_file() for path in same["path"]]]
+        sizes = sizes_of_run(final["path"], final.dropna().to_dict())
+        if same.empty or not sizes:
+            continue
+        basis = same.iloc[0]
+        ranks = {**graph_ranks(basis["path"]),
+                 **{k: basis[k] for k in basis.index if k.startswith(SYNC) and pd.notna(basis[k])}}
+        free = free_parameters(sizes, ranks, n_params=int(final["model/n_params"]))
+        rows.append({"experiment": final["experiment"], "model": final["model"],
+                     "seed": final.get("seed"), "n_params": int(final["model/n_params"]),
+                     LLC: final[LLC], f"{LLC}_std": final.get(f"{LLC}_std"), **free})
+    return pd.DataFrame(rows)
+
+
+def training_free(run_path: str, table: pd.DataFrame) -> pd.DataFrame:
+    """The free-parameter count at every snapshot with an LLC, from the over-training table's
+    ranks at REL (``rank/*_rel``) and ReLU sync; empty when the sizes are unknown."""
+    summary = pd.read_json(Path(run_path) / "summary.json", typ="series").to_dict()
+    sizes = sizes_of_run(run_path, summary)
+    if not sizes or LLC not in table:
+        return pd.DataFrame()
+    rows = []
+    for _, row in table[table[LLC].notna()].iterrows():
+        ranks = {k.replace("_rel/", "/"): v for k, v in row.items()
+                 if k.startswith(("rank/gram_rel/", "rank/jacobian_rel/")) and pd.notna(v)}
+        ranks.update({k: v for k, v in row.items() if k.startswith(SYNC) and pd.notna(v)})
+        rows.append({"step": row["step"], LLC: row[LLC],
+                     **free_parameters(sizes, ranks, n_params=summary.get("model/n_params"))})
+    return pd.DataFrame(rows)
 
 
 def make(results: Path, out: Path) -> list[Path]:
@@ -123,9 +201,13 @@ def make(results: Path, out: Path) -> list[Path]:
                         transform=axes[1, 0].transAxes, fontsize=9)
     else:
         _training_panels(axes[1], *training)
-        _llc_panels(axes[2][:2], *training, share=axes[1, 0])
-    _llc_vs_params(axes[2, 2], final_llcs(results))
-    for ax in axes[2, 3:]:
+        _llc_panels(axes[2][:2], *training, share=axes[1, 0],
+                    paper=paper_over_training(results))
+    finals = final_llcs(results)
+    _llc_vs_params(axes[2, 2], finals)
+    _llc_vs_effective(axes[2, 3], final_free(results, finals),
+                      training_free(*training) if training is not None else pd.DataFrame())
+    for ax in axes[2, 4:]:
         ax.axis("off")
     fig.suptitle("Degeneracy: the three internal sources per layer (top), over training (middle) "
                  "and the local learning coefficient (bottom)", fontsize=11)
@@ -212,7 +294,8 @@ def _training_panels(axes, run_path: str, table: pd.DataFrame) -> None:
             ax.axvline(first, color="0.5", lw=0.9, ls="--")
 
 
-def _llc_panels(axes, run_path: str, table: pd.DataFrame, share) -> None:
+def _llc_panels(axes, run_path: str, table: pd.DataFrame, share,
+                paper: pd.DataFrame | None = None) -> None:
     if LLC not in table or table[LLC].notna().sum() == 0:
         for ax in axes:
             ax.axis("off")
@@ -225,7 +308,14 @@ def _llc_panels(axes, run_path: str, table: pd.DataFrame, share) -> None:
     spread = rows.get(f"{LLC}_std", pd.Series(0.0, index=rows.index))
     ax.fill_between(rows["step"], rows[LLC] - spread, rows[LLC] + spread, color=LLC_COLOR,
                     alpha=0.2, lw=0)
-    ax.plot(rows["step"], rows[LLC], color=LLC_COLOR, marker="o", ms=3, lw=1.5)
+    ax.plot(rows["step"], rows[LLC], color=LLC_COLOR, marker="o", ms=3, lw=1.5,
+            label=Path(run_path).parent.name)
+    if paper is not None and not paper.empty:
+        ax.errorbar(paper["step"], paper[LLC], yerr=paper.get(f"{LLC}_std"), color="#2166ac",
+                    marker="s", ms=4, lw=1.2, ls="--", capsize=2,
+                    label=f"paper model, seed 0 (steps {paper['step'].min():.0f}-"
+                          f"{paper['step'].max():.0f})")
+    ax.legend(loc="center right", fontsize=7)
     ax.set_ylabel("local learning coefficient", color=LLC_COLOR)
     ax.set_xlabel("training step")
     first = _first_generalised(table)
@@ -263,7 +353,7 @@ def _llc_vs_params(ax, runs: pd.DataFrame) -> None:
         ax.text(0, 0.5, "no final model with an LLC yet:\n" + LLC_COMMAND.replace(
             " experiment", "\n  experiment"), transform=ax.transAxes, fontsize=8.5)
         return
-    for color, (experiment, group) in zip(LAYER_COLORS, runs.groupby("experiment", sort=True),
+    for color, (experiment, group) in zip(MODEL_COLORS, runs.groupby("experiment", sort=True),
                                           strict=False):
         family = group["model"].iloc[0] if "model" in group else "?"
         ax.scatter(group["model/n_params"], group[LLC], color=color, s=22,
@@ -282,3 +372,38 @@ def _llc_vs_params(ax, runs: pd.DataFrame) -> None:
     ax.legend(loc="best", fontsize=7.5)
     ax.set_title("final models: LLC against parameter count"
                  + (f"\n({dropped} with LLC <= 0 not drawn)" if dropped else ""), fontsize=9)
+
+
+def _llc_vs_effective(ax, finals: pd.DataFrame, snapshots: pd.DataFrame) -> None:
+    """The LLC against d - free: what the three sources leave effective (lambda <= that / 2)."""
+    finals = finals[finals[LLC] > 0] if not finals.empty else finals
+    if finals.empty and snapshots.empty:
+        ax.axis("off")
+        ax.text(0, 0.5, "no LLC run with a LIB run of the same checkpoint yet",
+                transform=ax.transAxes, fontsize=8.5)
+        return
+    if not snapshots.empty:
+        ax.plot(snapshots["free/effective"], snapshots[LLC], color="0.55", lw=0.9, marker=".",
+                ms=4, label=f"{TRAINING_EXPERIMENT} over training")
+        first = snapshots.iloc[[0, -1]]
+        for (_, row), text in zip(first.iterrows(), ("init", "end"), strict=True):
+            ax.annotate(text, (row["free/effective"], row[LLC]), fontsize=7, color="0.4",
+                        xytext=(3, 3), textcoords="offset points")
+    for color, (experiment, group) in zip(MODEL_COLORS, finals.groupby("experiment", sort=True),
+                                          strict=False):
+        ax.scatter(group["free/effective"], group[LLC], color=color, s=22, zorder=3,
+                   label=f"{group['model'].iloc[0]}: {experiment}")
+    points = pd.concat([frame[["free/effective", LLC]] for frame in (finals, snapshots)
+                        if not frame.empty])
+    low, high = points["free/effective"].min() / 2, points["free/effective"].max() * 2
+    ax.plot([low, high], [low / 2, high / 2], color="0.6", ls=":", lw=1,
+            label="(d - free) / 2: the bound")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(low, high)
+    ax.set_xlabel("d - free: parameters the three sources leave effective")
+    ax.set_ylabel("LLC")
+    ax.legend(loc="best", fontsize=7)
+    ax.set_title("LLC against the effective count\n(free: docs/llc.md counting rule, "
+                 f"ranks > {REL:g} x largest)", fontsize=9)
