@@ -28,7 +28,8 @@ mean free fraction of its uses: free x (tied count / untied count).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -39,7 +40,7 @@ DIM = "model/dim/"  # D: directions at <layer>, the constant included (not for t
 
 
 def section_sizes(model: nn.Module, inputs: Tensor, node_layers: list[str],
-                  relu_layers: list[str] = ()) -> dict[str, int]:
+                  relu_layers: Sequence[str] = ()) -> dict[str, int]:
     """Parameters per section between consecutive node layers, and each node layer's D.
 
     A node layer is the input of the module of that name (``output``: the model's output), as in
@@ -53,7 +54,7 @@ def section_sizes(model: nn.Module, inputs: Tensor, node_layers: list[str],
     missing = [name for name in [*names, *relu_layers] if name not in modules]
     if missing:
         raise ValueError(f"node layers {missing} are not modules of the model")
-    order: list[tuple[str, object]] = []  # ("node", name) or ("params", [parameters])
+    order: list[tuple[str, Any]] = []  # ("node", name) or ("params", [parameters])
     dims: dict[str, int] = {}
     hooks = []
 

@@ -64,7 +64,7 @@ class BuildCheckpoint:
         self.folder = Path(folder)
         self.rank, self.world = distributed.rank_and_size()
         shard_data = data_digest(data)
-        shards = [shard_data]
+        shards: list[str | None] = [shard_data]
         if self.world > 1:  # the whole dataset is every rank's shard, in rank order
             import torch.distributed as dist
 

@@ -92,7 +92,7 @@ class MLP:
             pre = pre + constant * self.b_in
         if self.W_gate is None:
             hidden, slope = activation(self.activation, pre)
-            cache = (slope,)
+            cache: tuple[Tensor, ...] = (slope,)
         else:
             gate, gate_slope = activation(self.activation, z @ self.W_gate)
             hidden = gate * pre

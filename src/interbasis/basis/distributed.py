@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -130,7 +130,8 @@ def on_rank_zero(compute: Callable[[], T], stage: str = "bases") -> T:
     if not active():
         return compute()
     dist = _dist()
-    outcome, error = None, None
+    outcome: tuple[str, Any] | None = None
+    error: Exception | None = None
     if dist.get_rank() == 0:
         try:
             outcome = ("ok", compute())
@@ -139,7 +140,7 @@ def on_rank_zero(compute: Callable[[], T], stage: str = "bases") -> T:
             outcome = ("error", f"{type(caught).__name__}: {caught}")
     payload = [outcome]
     dist.broadcast_object_list(payload, src=0, device=comm_device())
-    status, value = payload[0]
+    status, value = cast(tuple[str, Any], payload[0])
     traffic[stage] += _nbytes(value)
     if status == "error":
         if error is not None:

@@ -21,6 +21,8 @@ Formula = Callable[[Tensor, Tensor, Tensor | None, bool, float, int], Basis]
 
 def _lib(gram: Tensor, mean: Tensor, jacobian_gram: Tensor | None, center: bool,
          tau: float, seed: int) -> Basis:
+    if jacobian_gram is None:
+        raise ValueError("LIB's basis needs the Jacobian Gram M' of the section after the layer")
     return bases.lib_basis(gram, mean, jacobian_gram, center, tau)
 
 
@@ -62,5 +64,6 @@ def layer_basis(method: str, gram: Tensor, mean: Tensor, jacobian_gram: Tensor |
     """The basis ``method`` gives a node layer from its Gram, mean and (LIB) M'; ``last``: the
     final node layer (other than the output, whose basis is fixed); ``seed``: the layer's seed
     (``build_graph``: 1000 x run seed + layer index)."""
-    formula = BASES[method][1 if last else 0]
+    inner, final, _ = BASES[method]
+    formula = final if last else inner
     return formula(gram, mean, jacobian_gram, center, truncation_threshold, seed)

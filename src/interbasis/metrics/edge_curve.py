@@ -57,6 +57,8 @@ def complete_run(path: Path) -> dict[str, float]:
     if edges.empty:
         return {}
     graph = load_graph(next(Path(path).glob("graph_*.pt")))
+    if graph.edges is None:
+        raise ValueError(f"{path}: the stored graph has no edges (ablation.edges was false)")
     prepared = pipeline.prepare(cfg)
     scorer = get_scorer(prepared.score)
     dtype = getattr(torch, cfg.ablation.dtype)
@@ -74,6 +76,7 @@ def complete_run(path: Path) -> dict[str, float]:
         to_constant = graph.layers[index + 1].has_constant
 
         def score(n: int, index: int = index, to_constant: bool = to_constant) -> float:
+            assert graph.edges is not None
             mask = edge_mask(graph.edges[index], n, to_constant)
             forward = edge_ablated_forward(folded, graph, index, mask, dtype)
             return evaluate(forward, prepared.ablation_data, scorer, dtype,

@@ -48,7 +48,7 @@ class PositionMoments:
                              f"{tuple(features.shape)}")
         features = features.double()
         sums, squares = features.sum(0), (features ** 2).sum((0, 1))
-        if self.by_position is None:
+        if self.by_position is None or self.squares is None:
             self.by_position, self.squares = sums, squares
         else:
             self.by_position, self.squares = self.by_position + sums, self.squares + squares
@@ -56,7 +56,7 @@ class PositionMoments:
 
     def position_share(self) -> Tensor:
         """Between-position variance over total variance per feature (NaN for a constant one)."""
-        if self.by_position is None:
+        if self.by_position is None or self.squares is None:
             raise ValueError("no features were added")
         n, positions = self.windows, self.by_position.shape[0]
         means = self.by_position / n

@@ -98,7 +98,7 @@ def _train(recipe: Recipe, path: Path | None, resume: dict | None, log: Log) -> 
     curve: dict[str, list] = {}
     done = 0
     if resume is not None:
-        check_config_matches(resume["trajectory"], recipe.trajectory(), "training", path)
+        check_config_matches(resume["trajectory"], recipe.trajectory(), "training", str(path))
         model.load_state_dict(resume["model_state"])
         optimizer.load_state_dict(resume["optimizer_state"])
         if "rng_state" in resume:  # for stochastic recipes to resume exactly
