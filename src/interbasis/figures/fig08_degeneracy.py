@@ -115,6 +115,7 @@ def final_llcs(results: Path) -> pd.DataFrame:
     runs = runs[runs[LLC].notna() & runs["model/n_params"].notna()]
     # a calibration sweep is a grid of settings on one model: of it only the cell at the
     # settings its family's preset chose (conf/analysis/llc_<family>.yaml) is a final model
+    runs = runs[runs["experiment"] != PAPER_EXPERIMENT]  # a snapshot subset, not a final model
     grid = runs["experiment"].str.startswith("llc_calibration")
     chosen = [_is_chosen(path, family) for path, family in zip(runs["path"], runs["model"],
                                                                strict=True)]
