@@ -312,8 +312,11 @@ def llc_stage(cfg, prepared, run_dir) -> None:
     settings = settings_from_config(cfg.analysis)
     log = (lambda line: None) if cfg.progress is False else print
     # first, so that a model it cannot read fails before the sampling, not after it
+    from interbasis.families import family  # the family's ReLU layers (training/family.py)
+
+    relu_layers = family(cfg.model.family).relu_layers(prepared.model)
     prepared.summary.update(section_sizes(prepared.model, prepared.basis_inputs,
-                                          list(cfg.model.node_layers), prepared.relu_layers))
+                                          list(cfg.model.node_layers), relu_layers))
     objective = training_objective(cfg, prepared)
     inputs, targets, loss = objective.inputs, objective.targets, objective.loss
     estimate = estimate_llc(objective.model, inputs, targets, loss, settings, n=objective.n)
