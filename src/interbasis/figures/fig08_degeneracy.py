@@ -132,7 +132,11 @@ def _is_chosen(run_path: str, family: str) -> bool:
     preset = PRESETS / f"llc_{family}.yaml"
     if not preset.is_file():  # modular addition: its chosen cell is conf/analysis/default.yaml,
         return False          # and its final models are the modadd_llc runs
-    chosen = yaml.safe_load(preset.read_text(encoding="utf-8"))
+    from interbasis.config import AnalysisConfig  # the preset holds only what it changes
+
+    chosen = {**AnalysisConfig().model_dump(),
+              **{key: value for key, value in
+                 yaml.safe_load(preset.read_text(encoding="utf-8")).items() if key != "defaults"}}
     used = yaml.safe_load((Path(run_path) / "config.yaml").read_text(encoding="utf-8"))
     return all(float(used["analysis"][key]) == float(chosen[key])
                for key in ("llc_lr", "llc_localization"))
