@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 from interbasis.basis.ablation import (
     edge_ablated_forward,
@@ -37,20 +35,15 @@ from interbasis.basis.ablation import (
 )
 from interbasis.basis.types import load_graph
 from interbasis.metrics.comparison import edge_area
-from interbasis.results import RunDirectory, atomic_write_text
+from interbasis.results import atomic_write_text
+from interbasis.results.stored import stored_run_config
 
 
 def complete_run(path: Path) -> dict[str, float]:
     """Score the missing halvings of every transition of one run; returns the new area keys."""
     from interbasis import pipeline
-    from interbasis.config import validate
 
-    run = RunDirectory(path)
-    if not run.is_complete:
-        raise ValueError(f"{path}: not a complete run")
-    cfg = validate({**yaml.safe_load((Path(path) / "config.yaml").read_text()),
-                    "paths": _paths()})
-    torch.set_num_threads(cfg.threads)
+    run, cfg = stored_run_config(path)
     summary = run.read_summary()
     curves = run.read_curves()
     edges = curves[curves["kind"] == "edge"]
@@ -108,19 +101,6 @@ def complete_run(path: Path) -> dict[str, float]:
     summary["status"] = status  # last, as the store writes it
     atomic_write_text(Path(path) / "summary.json", json.dumps(summary, indent=2) + "\n")
     return found
-
-
-def _paths() -> dict[str, str]:
-    """This checkout's paths (conf/paths/default.yaml): a stored config names the folders of the
-    checkout that made it, which need not exist here."""
-    from interbasis.run import CONFIG_DIR, PROJECT_ROOT
-
-    results = os.environ.get("INTERBASIS_RESULTS", str(PROJECT_ROOT / "results"))
-    rib = os.environ.get("INTERBASIS_RIB", str(PROJECT_ROOT.parent / "shared/data/rib_modadd"))
-    assert (CONFIG_DIR / "paths").is_dir()
-    return {"root": str(PROJECT_ROOT), "results": results, "runs": f"{results}/runs",
-            "checkpoints": f"{results}/checkpoints", "cache": f"{results}/cache/checkpoints",
-            "wandb": f"{results}/wandb", "rib_repo": rib}
 
 
 def _curve_order(curves: pd.DataFrame):

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 from torch import Tensor
 
 from interbasis.basis.ablation import prepare_model
 from interbasis.basis.sections import OUTPUT, capture
 from interbasis.basis.types import load_graph
-from interbasis.results import RunDirectory, atomic_write_text
+from interbasis.results import atomic_write_text
+from interbasis.results.stored import stored_run_config
 
 POSITIONS_FILE = "positions.csv"
 
@@ -93,15 +93,8 @@ def position_shares(model, graph, inputs: Tensor, batch_size: int = 16) -> pd.Da
 def write_run(path: Path) -> pd.DataFrame:
     """Compute and write ``positions.csv`` for one complete run."""
     from interbasis import pipeline
-    from interbasis.config import validate
-    from interbasis.metrics.edge_curve import _paths
 
-    run = RunDirectory(path)
-    if not run.is_complete:
-        raise ValueError(f"{path}: not a complete run")
-    cfg = validate({**yaml.safe_load((Path(path) / "config.yaml").read_text()),
-                    "paths": _paths()})
-    torch.set_num_threads(cfg.threads)
+    _, cfg = stored_run_config(path)
     graph = load_graph(next(Path(path).glob("graph_*.pt")))
     prepared = pipeline.prepare(cfg)
     table = position_shares(prepared.model, graph, prepared.basis_inputs)

@@ -1,0 +1,45 @@
+"""A complete stored run's configuration, re-validated against this checkout.
+
+Commands that add a measure to runs already in the store (``interbasis.metrics.edge_curve``,
+``interbasis.metrics.positions``) rebuild the run's model and data from its ``config.yaml``; the
+paths in that file name the checkout that made it, so they are replaced by this checkout's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from interbasis.results.store import RunDirectory
+
+
+def checkout_paths() -> dict[str, str]:
+    """This checkout's paths (conf/paths/default.yaml, INTERBASIS_RESULTS and INTERBASIS_RIB
+    respected)."""
+    from interbasis.run import CONFIG_DIR, PROJECT_ROOT
+
+    results = os.environ.get("INTERBASIS_RESULTS", str(PROJECT_ROOT / "results"))
+    rib = os.environ.get("INTERBASIS_RIB", str(PROJECT_ROOT.parent / "shared/data/rib_modadd"))
+    assert (CONFIG_DIR / "paths").is_dir()
+    return {"root": str(PROJECT_ROOT), "results": results, "runs": f"{results}/runs",
+            "checkpoints": f"{results}/checkpoints", "cache": f"{results}/cache/checkpoints",
+            "wandb": f"{results}/wandb", "rib_repo": rib}
+
+
+def stored_run_config(path: str | Path) -> tuple[RunDirectory, Any]:
+    """The run folder and its validated RunConfig (torch's threads set to the run's); ValueError
+    when the folder holds no complete run."""
+    import torch
+
+    from interbasis.config import validate
+
+    run = RunDirectory(Path(path))
+    if not run.is_complete:
+        raise ValueError(f"{path}: not a complete run")
+    cfg = validate({**yaml.safe_load((Path(path) / "config.yaml").read_text()),
+                    "paths": checkout_paths()})
+    torch.set_num_threads(cfg.threads)
+    return run, cfg
