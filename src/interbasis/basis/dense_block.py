@@ -11,8 +11,9 @@ a few large matmuls with the output rotation contracted into the MLP's output ma
 
 Node layers are folded (the constant 1 as the last coordinate, docs/method.md §2); ``constant``
 says how the block reads it: ``"ignored"`` (the layers see the hidden states only and the output
-constant is a fresh 1: transformers models through models/hf_lm.py; biases are fixed offsets) or
-``"biases"`` (every bias is the constant's weight and the constant passes through: the tiny GPT).
+constant is a fresh 1; biases are fixed offsets) or ``"biases"`` (every bias is the constant's
+weight and the constant passes through: the tiny GPT, and transformers models through
+models/hf_lm.py, whose folded copy makes each bias b enter as c * b).
 """
 
 from __future__ import annotations

@@ -62,7 +62,9 @@ def _rotary(rotary_emb: nn.Module, like: Tensor):
 
 def hf_block_jacobian(model: nn.Module, model_type: str, index: int) -> BlockJacobian | None:
     """The decoder layer ``index`` of a transformers causal LM (through models/hf_lm.py's
-    ResidualLM: the layers ignore the folded constant), or None when unrecognised."""
+    ResidualLM, whose folded copy makes every bias a weight of the constant coordinate), or None
+    when unrecognised."""
+    constant = "biases"  # bias b enters as c * b (models/hf_lm.py fold_bias), as in the tiny GPT
     config = model.config
     activation = _activation(config)
     if activation is None or getattr(config, "add_cross_attention", False):
@@ -79,7 +81,7 @@ def hf_block_jacobian(model: nn.Module, model_type: str, index: int) -> BlockJac
                          layer.attn.c_proj.bias, H, H, layer.attn.scaling)
         mlp = MLP(activation, layer.mlp.c_fc.weight, layer.mlp.c_fc.bias,
                   layer.mlp.c_proj.weight, layer.mlp.c_proj.bias)
-        return BlockJacobian(_norm(layer.ln_1), attn, _norm(layer.ln_2), mlp)
+        return BlockJacobian(_norm(layer.ln_1), attn, _norm(layer.ln_2), mlp, constant=constant)
     if model_type == "gpt_neox":
         layer = model.gpt_neox.layers[index]
         e = config.hidden_size // H
@@ -93,7 +95,7 @@ def hf_block_jacobian(model: nn.Module, model_type: str, index: int) -> BlockJac
         mlp = MLP(activation, *_linear(layer.mlp.dense_h_to_4h), *_linear(layer.mlp.dense_4h_to_h))
         return BlockJacobian(_norm(layer.input_layernorm), attn,
                              _norm(layer.post_attention_layernorm), mlp,
-                             parallel=config.use_parallel_residual)
+                             parallel=config.use_parallel_residual, constant=constant)
     if model_type == "llama":
         layer = model.model.layers[index]
         sa = layer.self_attn
@@ -107,7 +109,7 @@ def hf_block_jacobian(model: nn.Module, model_type: str, index: int) -> BlockJac
         mlp = MLP(activation, layer.mlp.up_proj.weight.T, None, *_linear(layer.mlp.down_proj),
                   W_gate=layer.mlp.gate_proj.weight.T)
         return BlockJacobian(_norm(layer.input_layernorm), attn,
-                             _norm(layer.post_attention_layernorm), mlp)
+                             _norm(layer.post_attention_layernorm), mlp, constant=constant)
     return None
 
 
