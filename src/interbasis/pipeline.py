@@ -87,7 +87,7 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
                                            batch_size=cfg.method.batch_size)
         out.summary.update(prepared.summary)
         out.summary.update(relu_sync)
-        if wants_graph(cfg, prepared):
+        if wants_graph(cfg):
             log.info("stage 3: %s basis over %d node layers", cfg.method.name,
                      len(cfg.model.node_layers))
             with _timed(out, "basis"):
@@ -134,11 +134,10 @@ def over_training(cfg: RunConfig, family: Family, prepared: Prepared, out: Outpu
                  time.perf_counter() - start)
 
 
-def wants_graph(cfg: RunConfig, prepared: Prepared) -> bool:
+def wants_graph(cfg: RunConfig) -> bool:
     """False for a run whose result is the family's own numbers (``model.graph=false``, the toy
     sweep) or an LLC-only run (``analysis.graph=false``)."""
-    return (getattr(cfg.model, "graph", True) and cfg.analysis.graph
-            and getattr(prepared, "build_graph", True))
+    return getattr(cfg.model, "graph", True) and cfg.analysis.graph
 
 
 def ablate(cfg: RunConfig, prepared: Prepared, graph: Graph

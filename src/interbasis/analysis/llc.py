@@ -307,7 +307,8 @@ def llc_stage(cfg, prepared, run_dir) -> None:
     of each snapshot (columns of the degeneracy-over-training table, so W&B gets them by step).
 
     Adds the summary keys to ``prepared.summary``, writes ``llc_traces.csv`` (and
-    ``llc_traces_over_training.csv``); ``analysis.graph=false`` skips the basis afterwards.
+    ``llc_traces_over_training.csv``); with ``analysis.graph=false`` the pipeline builds no
+    basis afterwards (``pipeline.wants_graph``).
     """
     settings = settings_from_config(cfg.analysis)
     log = (lambda line: None) if cfg.progress is False else print
@@ -345,8 +346,6 @@ def llc_stage(cfg, prepared, run_dir) -> None:
                 table, on="step", how="left")
         else:
             prepared.history[OVER_TRAINING] = table
-    if not cfg.analysis.graph:
-        prepared.build_graph = False
 
 
 def calibration_table(runs_dir: str | Path) -> str:
