@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def data_digest(data: object) -> str:
 class BuildCheckpoint:
     """The stage files of one build in ``folder`` (see the module docstring)."""
 
-    def __init__(self, folder: str | Path, settings: dict, model: nn.Module, data: object):
+    def __init__(self, folder: str | os.PathLike, settings: dict, model: nn.Module,
+                 data: object):
         self.folder = Path(folder)
         self.rank, self.world = distributed.rank_and_size()
         shard_data = data_digest(data)

@@ -18,7 +18,8 @@ position only); it is tested equal to autograd at 1e-10 in float64.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -29,7 +30,16 @@ from interbasis.basis.memory import Workspace
 from interbasis.basis.sources import random_bits
 from interbasis.basis.stats import as_positions
 
-DenseJacobian = Callable[[Tensor, Tensor], Tensor] | BlockJacobian
+
+class SectionJacobian(Protocol):
+    """A closed-form section Jacobian: ``jacobian(x, C_out, C_in, out)``, rotated on both sides
+    (see :func:`last_query_attention_jacobian`)."""
+
+    def __call__(self, x: Tensor, C_out: Tensor, C_in: Tensor | None = None,
+                 out: Tensor | None = None) -> Tensor: ...
+
+
+DenseJacobian = SectionJacobian | BlockJacobian
 
 
 def last_query_attention_jacobian(W_Q: Tensor, W_K: Tensor, W_V: Tensor, W_O: Tensor,
@@ -135,6 +145,8 @@ def dense_rows(jacobian: DenseJacobian, x: Tensor, C_next: Tensor, alphas: list[
                 rows = term.mul_(w) if w != 1.0 else term
             else:
                 rows.add_(term, alpha=w)
+        if rows is None:
+            raise ValueError("dense_rows needs at least one integration point (alphas)")
         p_out = rows.shape[1]
         samples = slice(start, start + chunk)
         if n_sources is None or p_out == 1:

@@ -51,6 +51,10 @@ class BlockJacobian:
     def __post_init__(self):
         if self.constant not in CONSTANT_MODES:
             raise ValueError(f"constant must be one of {CONSTANT_MODES}, got {self.constant!r}")
+        if (self.attn is None) != (self.attn_norm is None):
+            raise ValueError("BlockJacobian: attn and attn_norm must be given together")
+        if (self.mlp is None) != (self.mlp_norm is None):
+            raise ValueError("BlockJacobian: mlp and mlp_norm must be given together")
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict]:
         """The section's output (n, P, d + 1) and the values its pullback needs."""
@@ -58,11 +62,11 @@ class BlockJacobian:
         constant = x[..., -1:] if self.constant == "biases" else 1.0
         cache: dict = {}
         out = hidden
-        if self.attn is not None:
+        if self.attn is not None and self.attn_norm is not None:
             z, cache["attn_norm"] = self.attn_norm.forward(hidden, constant)
             update, cache["attn"] = self.attn.forward(z, constant)
             out = out + update
-        if self.mlp is not None:
+        if self.mlp is not None and self.mlp_norm is not None:
             z, cache["mlp_norm"] = self.mlp_norm.forward(hidden if self.parallel else out,
                                                        constant)
             update, cache["mlp"] = self.mlp.forward(z, constant)
@@ -86,7 +90,11 @@ class BlockJacobian:
         _, cache = self.forward(x)
         C_hidden, C_constant = C_out[:-1], C_out[-1]
         biases = self.constant == "biases"
+        # g_c: the constant's row, kept (not None) only when biases are the constant's weights
+        g_c: Tensor | None
         if probes is None:
+            if signs is None:
+                raise ValueError("BlockJacobian.rows needs signs or probes")
             K = signs.shape[0] * C_out.shape[1]
             position_signs = signs.permute(1, 2, 0).contiguous()[..., None]  # (m, P, k, 1)
             # cotangent at the output: (m, P, k r, d)
@@ -98,10 +106,9 @@ class BlockJacobian:
             rotated = probes.permute(1, 2, 0, 3)  # (m, P, k, r)
             g_y = rotated @ C_hidden.T
             g_c = rotated @ C_constant if biases else None
-        g_x = g_y.clone() if self.mlp is None else None
         g_mid = g_y
-        if self.mlp is not None:
-            mlp = self.mlp
+        mlp, mlp_norm = self.mlp, self.mlp_norm
+        if mlp is not None and mlp_norm is not None:
             if probes is None:
                 # the output rotation goes into W_out first: (r, m_mlp), not a K-row matmul
                 g_z, g_bias = mlp.pullback_rotated(C_hidden.T @ mlp.W_out.T, position_signs,
@@ -109,29 +116,31 @@ class BlockJacobian:
             else:
                 g_z, g_bias = mlp.pullback_hidden(rotated @ (C_hidden.T @ mlp.W_out.T),
                                                   cache["mlp"], biases)
-            if biases:
+            if g_c is not None:
                 if mlp.b_out is not None:
                     g_c += g_y @ mlp.b_out
                 if g_bias is not None:
                     g_c += g_bias
-                if self.mlp_norm.bias is not None:
-                    g_c += g_z @ self.mlp_norm.bias
-            g_x = self.mlp_norm.pullback(g_z, cache["mlp_norm"]).add_(g_y)
+                if mlp_norm.bias is not None:
+                    g_c += g_z @ mlp_norm.bias
+            g_x = mlp_norm.pullback(g_z, cache["mlp_norm"]).add_(g_y)
             if not self.parallel:
                 g_mid = g_x  # the attention's output is the MLP's input too
-        if self.attn is not None:
-            attn = self.attn
-            if biases and attn.b_O is not None:
+        else:
+            g_x = g_y.clone()
+        attn, attn_norm = self.attn, self.attn_norm
+        if attn is not None and attn_norm is not None:
+            if g_c is not None and attn.b_O is not None:
                 g_c += g_mid @ attn.b_O
             g_z, g_bias = attn.pullback(g_mid, cache["attn"], biases)
-            if biases:
+            if g_c is not None:
                 if g_bias is not None:
                     g_c += g_bias
-                if self.attn_norm.bias is not None:
-                    g_c += g_z @ self.attn_norm.bias
-            g_norm = self.attn_norm.pullback(g_z, cache["attn_norm"])
+                if attn_norm.bias is not None:
+                    g_c += g_z @ attn_norm.bias
+            g_norm = attn_norm.pullback(g_z, cache["attn_norm"])
             g_x.add_(g_norm)
-        column = g_c[..., None] if biases else g_x.new_zeros(m, P, K, 1)
+        column = g_c[..., None] if g_c is not None else g_x.new_zeros(m, P, K, 1)
         rows = torch.cat([g_x, column], dim=-1)
         return rows if C_in is None else rows @ C_in
 
@@ -199,4 +208,6 @@ def block_rows(jacobian: BlockJacobian, x: Tensor, C_next: Tensor, alphas: list[
             for alpha, w in zip(alphas, weights):
                 term = jacobian.rows(alpha * xs, C_part, signs, C_in, probes=sketch)
                 rows = term.mul_(w) if rows is None else rows.add_(term, alpha=w)
+            if rows is None:
+                raise ValueError("block_rows needs at least one integration point (alphas)")
             yield RowChunk(rows.permute(2, 0, 1, 3), features, weight, samples)

@@ -14,7 +14,8 @@ A folded model has ``is_bias_folded = True``; folding it again returns it unchan
 from __future__ import annotations
 
 import copy
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +32,23 @@ class SelfFolding(Protocol):
     def fold_bias(self) -> nn.Module:
         """Return a folded copy (``is_bias_folded = True``); never modify ``self``."""
         ...
+
+
+class _FlaggedModel(Protocol):
+    """What :func:`flagged_folded_copy` reads and sets on a model (declared on its class)."""
+
+    is_bias_folded: bool
+
+    def modules(self) -> Iterator[nn.Module]: ...
+
+
+class _FoldingPart(Protocol):
+    """A part whose forward reads the stream as folded once ``folded`` is set."""
+
+    folded: bool
+
+
+FlaggedModel = TypeVar("FlaggedModel", bound=_FlaggedModel)
 
 
 class FoldError(TypeError):
@@ -61,7 +79,7 @@ def fold_bias(model: nn.Module) -> nn.Module:
     )
 
 
-def flagged_folded_copy(model: nn.Module, part_type: type[nn.Module]) -> nn.Module:
+def flagged_folded_copy(model: FlaggedModel, part_type: type[_FoldingPart]) -> FlaggedModel:
     """For a :class:`SelfFolding` model whose parts read the stream differently once folded: a
     deep copy with ``is_bias_folded`` set and ``folded = True`` on every ``part_type`` submodule.
     The parameters are copies of the same values; ``model`` is left untouched."""

@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from functools import partial
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +49,8 @@ from interbasis.basis.sections import OUTPUT, NodeLayerError, batch_inputs, capt
 from interbasis.basis.sources import STREAM_EDGES, STREAM_JACOBIAN, SampleSigns
 from interbasis.basis.stats import RunningMoments, as_positions
 from interbasis.basis.types import Graph, NodeLayer
+
+T = TypeVar("T")
 
 DEFAULT_BATCH_SIZE = 2048
 
@@ -263,24 +266,30 @@ def build_graph(
             timings["edges"] += time.perf_counter() - start
             per_layer["edges"][name_in] = time.perf_counter() - start
 
-    spectra = distributed.on_rank_zero(lambda: [(
-        bases.gram_spectrum(grams[name], center and name != OUTPUT)[0]
-        .sort(descending=True).values,
-        None if jacobian_grams[index] is None else bases.sorted_eigh(jacobian_grams[index])[0])
-        for index, name in enumerate(node_layers)], "spectra")
+    def spectrum(name: str, M: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return (bases.gram_spectrum(grams[name], center and name != OUTPUT)[0]
+                .sort(descending=True).values, None if M is None else bases.sorted_eigh(M)[0])
+
+    spectra = distributed.on_rank_zero(lambda: [
+        spectrum(name, M) for name, M in zip(node_layers, jacobian_grams)], "spectra")
     layers = []
-    for index, name in enumerate(node_layers):
-        basis = layer_bases[index]
+    for index, (name, basis) in enumerate(zip(node_layers, _computed(layer_bases, "basis"))):
         layers.append(NodeLayer(
             name=name, C=basis.C.cpu(), C_pinv=basis.C_pinv.cpu(),
             eigenvalues=basis.eigenvalues.cpu(), mean=moments[name].mean,
             gram_eigenvalues=spectra[index][0], jacobian_eigenvalues=spectra[index][1],
             n_positions=positions[name], has_constant=name != OUTPUT))
-    timings["per_layer"] = per_layer
     settings.update(n_samples=moments[node_layers[0]].count // positions[node_layers[0]],
-                    ranks=world, timings=timings)
-    return Graph(layers=layers, edges=edge_list if edges else None, method=method,
-                 settings=settings)
+                    ranks=world, timings={**timings, "per_layer": per_layer})
+    return Graph(layers=layers, edges=_computed(edge_list, "edges") if edges else None,
+                 method=method, settings=settings)
+
+
+def _computed(found: list[T | None], what: str) -> list[T]:
+    """The per-layer results of build_graph's loop, every one of which it has filled in."""
+    if any(item is None for item in found):
+        raise RuntimeError(f"build_graph left a layer's {what} uncomputed")
+    return [item for item in found if item is not None]
 
 
 def tqdm_disable(progress: bool | None) -> bool | None:
@@ -306,7 +315,7 @@ def _validate(method: str, node_layers: list[str], tau: float, n_sources: int | 
 
 
 def _merged_statistics(model: nn.Module, batches: Batches, node_layers: list[str], center: bool,
-                       progress: bool, stages: BuildCheckpoint | None
+                       progress: bool | None, stages: BuildCheckpoint | None
                        ) -> tuple[dict[str, RunningMoments], dict[str, int], int, int]:
     """Moments of every node layer over all ranks' samples, the positions per sample, this
     rank's first global sample and its number of samples; from / to the checkpoint if any."""
@@ -341,7 +350,7 @@ def _states(moments: dict[str, RunningMoments]) -> dict[str, dict]:
 
 
 def _statistics(model: nn.Module, batches: Batches, node_layers: list[str], center: bool,
-                progress: bool) -> tuple[dict[str, RunningMoments], dict[str, int]]:
+                progress: bool | None) -> tuple[dict[str, RunningMoments], dict[str, int]]:
     moments: dict[str, RunningMoments] = {}
     positions: dict[str, int] = {}
     first = True
@@ -427,15 +436,16 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
     ``model``) when given, summed over chunks in ``model``'s dtype; sketched with n_probes."""
     linearized = _linearized(model, name_in, name_out) if fast else None
     if linearized is not None:
-        accumulator = LinearizedJacobianGram(linearized, C_next)
+        linear_gram = LinearizedJacobianGram(linearized, C_next)
         for inputs in batches:
             with torch.no_grad():
-                accumulator.add_batch(capture(model, inputs, [name_in])[name_in], alphas, weights)
-        return accumulator.result()
+                linear_gram.add_batch(capture(model, inputs, [name_in])[name_in], alphas, weights)
+        return linear_gram.result()
     jmodel = model if jacobian_model is None else jacobian_model
     jdtype = _model_dtype(jmodel, C_next.dtype)
     dense = _dense(jmodel, name_in, name_out) if fast else None
-    accumulator, workspace, seen = None, Workspace(), 0
+    accumulator: JacobianGram | None = None
+    workspace, seen = Workspace(), 0
     for inputs in batches:
         with torch.no_grad():
             x = capture(model, inputs, [name_in])[name_in]
@@ -447,6 +457,8 @@ def _jacobian_gram(model, batches, name_in, name_out, C_next, alphas, weights, n
                                     _shifted(generator, seen), dense, max_elements, workspace,
                                     n_probes=n_probes), n, p_in)
         seen += n
+    if accumulator is None:
+        raise ValueError(f"no batches to compute the Jacobian Gram of {name_in!r} from")
     return accumulator.result()
 
 
@@ -462,6 +474,7 @@ def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alp
     linearized = _linearized(jmodel, name_in, name_out) if fast else None
     dense = _dense(jmodel, name_in, name_out) if fast and linearized is None else None
     C_in, workspace = C_pinv_j.T, Workspace()
+    accumulator: LinearizedEdgeSum | EdgeSum
     if linearized is not None:
         accumulator = LinearizedEdgeSum(linearized, C_next_j, C_pinv_j, max_elements,
                                         total_dtype=C_next.dtype)
@@ -477,7 +490,7 @@ def _edges(model, batches, name_in, name_out, basis_in: bases.Basis, C_next, alp
         # Edges are derivatives of g(f) = section(f C_pinv) C_next at the data's features.
         x_rec = (features @ C_pinv).reshape(x.shape).to(jdtype)
         features, inputs = features.to(jdtype), _cast(inputs, jdtype)
-        if linearized is not None:
+        if isinstance(accumulator, LinearizedEdgeSum):  # the linearized section's form
             with torch.no_grad():
                 accumulator.add_batch(x_rec, features, alphas, weights)
             continue

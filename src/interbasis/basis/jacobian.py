@@ -14,7 +14,7 @@ Stochastic sources replace the sum over output positions by R random +-1 probes 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -127,7 +127,9 @@ def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
 
     vjps = []
     for alpha in alphas:
-        y, vjp_fn = torch.func.vjp(rotated, alpha * x_pos)
+        # torch.func.vjp is typed as returning 2 or 3 items; without has_aux it returns 2
+        y, vjp_fn = cast(tuple[Tensor, Callable[[Tensor], tuple[Tensor]]],
+                         torch.func.vjp(rotated, alpha * x_pos))
         vjps.append(vjp_fn)
     p_out, r_out = y.shape[1], y.shape[2]
     # each row chunk: one vmap output per alpha, their weighted sum and the accumulator's product
@@ -139,7 +141,9 @@ def jacobian_rows(fn: Callable[[Tensor], Tensor], x: Tensor, C_next: Tensor,
         cotangents = cotangent_chunks(n, p_out, r_out, n_sources, chunk, generator, x.dtype,
                                       x.device)
     for cot, features, weight in cotangents:
-        J = sum(w * torch.func.vmap(vjp_fn)(cot)[0] for w, vjp_fn in zip(weights, vjps))
+        J = weights[0] * torch.func.vmap(vjps[0])(cot)[0]  # summed over alphas, one at a time
+        for w, vjp_fn in zip(weights[1:], vjps[1:]):
+            J = J + w * torch.func.vmap(vjp_fn)(cot)[0]
         yield RowChunk(J, features, weight)
 
 
@@ -149,7 +153,8 @@ def row_matrix(J: Tensor) -> Tensor:
     M' is a sum over rows, so their order does not matter: the leading axes are put in memory
     order first, so a permuted view (the dense path's) reshapes for free.
     """
-    lead = sorted(range(J.ndim - 1), key=lambda axis: -J.stride(axis))
+    strides = J.stride()
+    lead = sorted(range(J.ndim - 1), key=lambda axis: -strides[axis])
     return J.permute(*lead, J.ndim - 1).reshape(-1, J.shape[-1])
 
 
@@ -199,7 +204,8 @@ class EdgeSum:
                 torch.sum(sample_major, dim=1, out=attributions)
                 squares = attributions.square_().sum(0)
             else:
-                attributions = ((J @ C_pinv.T) * features[samples]).sum(2)
+                rows_f = J if C_pinv is None else J @ C_pinv.T
+                attributions = (rows_f * features[samples]).sum(2)
                 squares = attributions.square().sum(1)
             self.total.index_add_(0, out_index, weight * squares.to(self.total.dtype))
         self.count += n * p_in

@@ -88,6 +88,8 @@ def masked_next_features(
         if total is None:
             raise ValueError("an InputMap needs a core, a skip term, or both")
         return total
+    if input_map.in_weight is None or input_map.out_weight is None:
+        raise ValueError("an InputMap with a core needs its in_weight and out_weight")
     projected = C_pinv @ input_map.in_weight  # (r_in, k)
     readout = input_map.out_weight @ C_next  # (m, r_out)
     columns = []

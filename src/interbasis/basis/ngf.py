@@ -40,7 +40,11 @@ def jacobian_target(method: str, node_layers: Sequence[str], index: int,
     other method): the next layer. NGF: the final layer.
     """
     target = len(node_layers) - 1 if method == NGF else index + 1
-    return node_layers[target], layer_bases[target].C
+    basis = layer_bases[target]
+    if basis is None:
+        raise ValueError(f"the basis of node layer {node_layers[target]!r} is not found yet: "
+                         "bases are found from the last layer backwards")
+    return node_layers[target], basis.C
 
 
 def basis_formula(method: str) -> str:

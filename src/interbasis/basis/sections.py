@@ -114,6 +114,7 @@ def capture(model: nn.Module, inputs: object, names: list[str]) -> dict[str, Ten
         raise NodeLayerError(f"node layers must be listed in model order: the forward pass "
                              f"reaches them as {order + ([OUTPUT] if OUTPUT in names else [])}")
     if OUTPUT in names:
+        assert seen_output is not None  # _Stop is raised only when the output is not wanted
         seen[OUTPUT] = seen_output
     return seen
 

@@ -62,7 +62,8 @@ class ConvTokens(nn.Module):
         with torch.no_grad():
             weight = torch.zeros_like(folded.conv.weight)
             weight[:c_out, :c_in] = self.conv.weight
-            weight[:c_out, c_in, centre, centre] = self.conv.bias
+            if self.conv.bias is not None:  # no bias: the constant's weight stays 0
+                weight[:c_out, c_in, centre, centre] = self.conv.bias
             weight[c_out, c_in, centre, centre] = 1.0  # ReLU(1) = 1: the constant channel
             folded.conv.weight.copy_(weight)
         return folded
