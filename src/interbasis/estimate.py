@@ -38,8 +38,10 @@ from interbasis.run import CONFIG_DIR
 
 def compose_run(overrides: list[str]):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return validate(OmegaConf.to_container(compose("config", overrides=overrides),
-                                               resolve=True))
+        container = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+        if not isinstance(container, dict):  # a composed config is always a mapping
+            raise TypeError(f"the composed config is a {type(container).__name__}, not a mapping")
+        return validate(container)
 
 
 def linear_fit(n1: int, t1: float, n2: int, t2: float, n: int) -> float:
