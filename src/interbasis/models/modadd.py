@@ -81,6 +81,12 @@ class Attention(nn.Module):
     b_O / n_heads).
     """
 
+    # registered parameters (None when folded), declared for the type checker
+    b_Q: nn.Parameter | None
+    b_K: nn.Parameter | None
+    b_V: nn.Parameter | None
+    b_O: nn.Parameter | None
+
     def __init__(self, cfg: ModAddTransformerConfig, folded: bool):
         super().__init__()
         extra = int(folded)
@@ -169,6 +175,9 @@ def _project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 class MLP(nn.Module):
     """x -> ReLU(x W_in + b_in) W_out + b_out, with hook points around the ReLU."""
 
+    b_in: nn.Parameter | None  # registered parameters (None when folded)
+    b_out: nn.Parameter | None
+
     def __init__(self, cfg: ModAddTransformerConfig, folded: bool):
         super().__init__()
         extra = int(folded)
@@ -210,6 +219,8 @@ class TransformerBlock(nn.Module):
 class Unembed(nn.Module):
     """Residual (..., d) -> logits (..., d_vocab)."""
 
+    b_U: nn.Parameter | None  # a registered parameter (None when folded)
+
     def __init__(self, cfg: ModAddTransformerConfig, folded: bool):
         super().__init__()
         self.W_U = nn.Parameter(torch.empty(cfg.d_model + int(folded), cfg.d_vocab))
@@ -249,6 +260,13 @@ class ModAddTransformer(nn.Module):
                 draw = torch.randn(param.shape, generator=generator, dtype=torch.float64)
                 param.copy_(draw / math.sqrt(fan))
 
+    @property
+    def block(self) -> TransformerBlock:
+        """The one transformer block, ``blocks.0``."""
+        block = self.blocks[0]
+        assert isinstance(block, TransformerBlock)  # nn.ModuleList items are typed nn.Module
+        return block
+
     def forward(self, tokens: Tensor) -> Tensor:
         """tokens (B, n_ctx) long -> logits at the last position (B, d_vocab)."""
         resid = self.blocks[0](self.embed(tokens), last_only=True)  # (B, 1, d)
@@ -262,7 +280,7 @@ class ModAddTransformer(nn.Module):
         ``blocks.0.hook_resid_pre`` is bypassed (it never sees the per-sample stream); the other
         hook points run as in :meth:`forward`. Use :meth:`forward` to read or patch the embeddings.
         """
-        block, n_ctx = self.blocks[0], tokens.shape[1]
+        block, n_ctx = self.block, tokens.shape[1]
         resid_table = self.embed.W_E + self.embed.W_pos[:n_ctx, None]  # (n_ctx, d_vocab, d)
         attn_out = block.attn.forward_from_tables(resid_table, tokens)  # (B, 1, d)
         resid = block.hook_resid_mid(resid_table[-1][tokens[:, -1:]] + attn_out)
@@ -283,7 +301,7 @@ class ModAddTransformer(nn.Module):
         if not self.is_bias_folded:
             return None
         if (name_in, name_out) == ("blocks.0.hook_resid_mid", "blocks.0.hook_resid_post"):
-            mlp = self.blocks[0].mlp
+            mlp = self.block.mlp
             return residual_mlp_section(mlp.W_in.T, mlp.W_out.T, F.relu)
         if (name_in, name_out) == ("blocks.0.hook_resid_post", "output"):
             W_U = self.unembed.W_U  # logits = resid_post[:, -1] @ W_U, a linear section
@@ -297,7 +315,7 @@ class ModAddTransformer(nn.Module):
         """Closed-form Jacobian of the folded attention sublayer (basis/dense.py)."""
         if self.is_bias_folded and (name_in, name_out) == ("blocks.0.hook_resid_pre",
                                                            "blocks.0.hook_resid_mid"):
-            attn = self.blocks[0].attn
+            attn = self.block.attn
             return last_query_attention_jacobian(attn.W_Q, attn.W_K, attn.W_V, attn.W_O,
                                                  attn.scale)
         return None
@@ -306,7 +324,7 @@ class ModAddTransformer(nn.Module):
         """The attention sublayer's input map for fast edge ablations (basis/masked.py)."""
         if self.is_bias_folded and (name_in, name_out) == ("blocks.0.hook_resid_pre",
                                                            "blocks.0.hook_resid_mid"):
-            return self.blocks[0].attn.input_map()
+            return self.block.attn.input_map()
         return None
 
     def fold_bias(self) -> ModAddTransformer:
@@ -322,8 +340,8 @@ class ModAddTransformer(nn.Module):
         ref = self.embed.W_E
         folded = ModAddTransformer(cfg, bias_folded=True).to(dtype=ref.dtype, device=ref.device)
         folded.train(self.training)
-        src_attn, dst_attn = self.blocks[0].attn, folded.blocks[0].attn
-        src_mlp, dst_mlp = self.blocks[0].mlp, folded.blocks[0].mlp
+        src_attn, dst_attn = self.block.attn, folded.block.attn
+        src_mlp, dst_mlp = self.block.mlp, folded.block.mlp
         with torch.no_grad():
             for param in folded.parameters():
                 param.zero_()
@@ -338,13 +356,19 @@ class ModAddTransformer(nn.Module):
             # pattern rows sum to 1); its output weight is b_O, split evenly over the heads.
             dst_attn.W_V[:, d, e] = 1.0
             dst_attn.W_O[:, :e, :d] = src_attn.W_O
-            dst_attn.W_O[:, e, :d] = src_attn.b_O / h
+            dst_attn.W_O[:, e, :d] = _unfolded(src_attn.b_O) / h
             # Column d of W_O and W_out stays 0: the skip connection alone carries the constant.
             dst_mlp.W_in[:d, :m] = src_mlp.W_in
-            dst_mlp.W_in[d, :m] = src_mlp.b_in
+            dst_mlp.W_in[d, :m] = _unfolded(src_mlp.b_in)
             dst_mlp.W_in[d, m] = 1.0  # the constant hidden unit: ReLU(1) = 1, gradients flow
             dst_mlp.W_out[:m, :d] = src_mlp.W_out
-            dst_mlp.W_out[m, :d] = src_mlp.b_out
+            dst_mlp.W_out[m, :d] = _unfolded(src_mlp.b_out)
             folded.unembed.W_U[:d] = self.unembed.W_U
-            folded.unembed.W_U[d] = self.unembed.b_U
+            folded.unembed.W_U[d] = _unfolded(self.unembed.b_U)
         return folded
+
+
+def _unfolded(bias: Tensor | None) -> Tensor:
+    """A bias of the unfolded model, which has all of them (only folded parts store None)."""
+    assert bias is not None
+    return bias
