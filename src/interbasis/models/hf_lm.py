@@ -36,11 +36,15 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
 
 from interbasis.basis.fold import flagged_folded_copy
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 # attribute paths of (decoder layers, final norm) per transformers model_type
 ARCHITECTURES = {
@@ -71,6 +75,12 @@ class ModelNotAvailable(FileNotFoundError):
 
 class HookPoint(nn.Identity):
     """A named point of the residual stream that hooks can read or replace."""
+
+
+def hf_config(model: nn.Module) -> PretrainedConfig:
+    """A transformers model's ``config`` (nn.Module's stubs type every attribute as
+    Tensor | Module; this one is a plain ``PretrainedConfig`` attribute)."""
+    return cast("PretrainedConfig", model.config)
 
 
 def load_causal_lm(name: str, gguf_file: str | None = None, revision: str | None = None
@@ -124,7 +134,8 @@ class ResidualLM(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        model_type = getattr(model.config, "model_type", None)
+        config = hf_config(model)
+        model_type = getattr(config, "model_type", None)
         if model_type not in ARCHITECTURES:
             raise ValueError(f"unsupported architecture {model_type!r}; supported: "
                              f"{', '.join(ARCHITECTURES)}")
@@ -134,13 +145,15 @@ class ResidualLM(nn.Module):
         self.constant = Constant()
         layers_path, norm_path = ARCHITECTURES[model_type]
         layers = model.get_submodule(layers_path)
+        if not isinstance(layers, nn.ModuleList):
+            raise ValueError(f"{model_type} model: {layers_path} is a {type(layers).__name__}, "
+                             "not the nn.ModuleList of decoder layers")
         self.n_layers = len(layers)
-        parallel = bool(getattr(model.config, "use_parallel_residual", False))
-        self.blocks = nn.ModuleList(_Block(self.constant, with_mid=not parallel)
-                                    for _ in range(self.n_layers))
+        parallel = bool(getattr(config, "use_parallel_residual", False))
+        blocks = [_Block(self.constant, with_mid=not parallel) for _ in range(self.n_layers)]
+        self.blocks = nn.ModuleList(blocks)
         self.hook_resid_final = StreamPoint(self.constant)
-        for index, layer in enumerate(layers):
-            block = self.blocks[index]
+        for layer, block in zip(layers, blocks):
             layer.register_forward_pre_hook(block.hook_resid_pre.route, with_kwargs=True)
             if not parallel:
                 layer.register_forward_pre_hook(block.hook_resid_mid.remember, with_kwargs=True)
@@ -151,7 +164,7 @@ class ResidualLM(nn.Module):
 
     @property
     def d_model(self) -> int:
-        return self.model.config.hidden_size
+        return hf_config(self.model).hidden_size
 
     def forward(self, tokens: Tensor) -> Tensor:
         self.constant.value = None  # c = 1 until a hook point's input says otherwise
@@ -199,7 +212,9 @@ class Constant(nn.Module):
         """A forward hook: ``x W + b`` -> ``x W + c b``, the bias as the constant's weight."""
         if self.value is None:  # before the first hook point c is exactly 1
             return output
-        return output + (self.value - 1) * module.bias
+        bias = module.bias
+        assert isinstance(bias, Tensor)  # the hook is registered on modules with a bias only
+        return output + (self.value - 1) * bias
 
 
 class StreamPoint(HookPoint):
@@ -209,6 +224,7 @@ class StreamPoint(HookPoint):
     layer."""
 
     folded: bool = False
+    constant: Constant  # set in __init__
 
     def __init__(self, constant: Constant):
         super().__init__()
@@ -246,6 +262,9 @@ class MidPoint(StreamPoint):
     def replace_attention(self, module: nn.Module, args: tuple, output: tuple | Tensor):
         attention = output[0] if isinstance(output, tuple) else output
         residual, self.residual = self.residual, None
+        if residual is None:
+            raise RuntimeError("resid_mid: the layer's attention ran without its input "
+                               "remembered (remember is the layer's forward pre-hook)")
         mid = residual + attention
         out = self.through(mid)
         if out is mid:  # untouched: the layer's own sum, bit for bit

@@ -189,6 +189,12 @@ class TinyGPT(nn.Module):
                     std = scale_out if leaf in ("W_O", "W_out") else 0.02
                     param.copy_(torch.randn(param.shape, generator=generator) * std)
 
+    def block(self, index: int) -> Block:
+        """Block ``index`` (``blocks.{index}``)."""
+        block = self.blocks[index]
+        assert isinstance(block, Block)  # nn.ModuleList items are typed nn.Module
+        return block
+
     def forward(self, tokens: Tensor) -> Float[Tensor, "batch pos vocab"]:
         """tokens (B, P) long, P <= n_ctx -> logits at every position."""
         if tokens.shape[1] > self.cfg.n_ctx:
