@@ -51,9 +51,11 @@ class HFRunConfig(RunConfig):
 
 
 # debug=tiny: the pretrained model as it is (its weights cannot shrink), on 2 basis and 2
-# ablation windows of 16 tokens, the first two blocks, no edge ablations
+# ablation windows of 16 tokens and a separate 4 for the means and Grams (the authors' LM presets
+# keep 1,000-50,000 there), the first two blocks, no edge ablations
 TINY = {"model": {"node_layers": ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"]},
-        "data": {"dump_kjv": False, "context": 16, "basis_samples": 2, "ablation_samples": 2},
+        "data": {"dump_kjv": False, "context": 16, "basis_samples": 2, "ablation_samples": 2,
+                 "gram_samples": 4},
         "method": {"n_sources": 1, "batch_size": 2},
         "ablation": {"max_samples": None, "edges": False, "deltas": [0.05], "edge_delta": 0.05,
                      "batch_size": 2}}
