@@ -156,7 +156,7 @@ def ablate(cfg: RunConfig, prepared: Prepared, graph: Graph
         edge_results = [edge_ablation(prepared.model, graph, index, prepared.ablation_data,
                                       delta=ablation.edge_delta, curve=ablation.edge_curve,
                                       **settings)
-                        for index in tqdm(range(len(graph.edges)), desc="edge ablations",
+                        for index in tqdm(range(len(graph.edges or [])), desc="edge ablations",
                                           disable=tqdm_disable(cfg.progress))]
     return node_curves, edge_results
 

@@ -12,7 +12,7 @@ cuts windows of ``data.context`` tokens: ``data.basis_samples`` from the train p
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, cast
 
 import torch
 from pydantic import Field
@@ -27,6 +27,9 @@ from interbasis.models.hf_lm import (
 )
 from interbasis.training.family import Family, Prepared
 from interbasis.training.tiny_gpt import TextDataConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 SMOLLM2 = "smollm2_135m"
 
@@ -80,6 +83,12 @@ def token_windows(ids: torch.Tensor, context: int, n: int, seed: int
     return rows[:, :-1], rows[:, 1:]
 
 
+def _vocab_size(model: ResidualLM) -> int:
+    # ResidualLM.model is the transformers model (nn.Module attributes read as Tensor | Module)
+    config = cast("PreTrainedModel", model.model).config
+    return int(config.vocab_size)
+
+
 def prepare(cfg: HFRunConfig) -> Prepared:
     from transformers import AutoTokenizer
 
@@ -87,7 +96,8 @@ def prepare(cfg: HFRunConfig) -> Prepared:
     model = ResidualLM(load_causal_lm(name, gguf_file=gguf_file))
     kwargs = {} if gguf_file is None else {"gguf_file": gguf_file}
     tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-    check_output_vocab(cfg.model.node_layers, int(model.model.config.vocab_size))
+    vocab_size = _vocab_size(model)
+    check_output_vocab(cfg.model.node_layers, vocab_size)
     parts = lm_text_parts(cfg.data)
     ids = {part: torch.tensor(tokenizer(chunk)["input_ids"], dtype=torch.long)
            for part, chunk in parts.items()}
@@ -102,7 +112,7 @@ def prepare(cfg: HFRunConfig) -> Prepared:
     summary = {"model/name": cfg.model.name, "model/d_model": model.d_model,
                "model/n_layers": model.n_layers, "data/context": context,
                "data/basis_samples": cfg.data.basis_samples,
-               "data/d_vocab": int(model.model.config.vocab_size),
+               "data/d_vocab": vocab_size,
                "data/gram_samples": cfg.data.gram_samples or 0}
     return Prepared(model=model, basis_inputs=basis_inputs, ablation_data=ablation_data,
                     score="cross_entropy", summary=summary, gram_inputs=gram_inputs)

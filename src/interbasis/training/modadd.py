@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import Tensor
+from torch import Tensor, nn
 
 from interbasis.analysis.degeneracy import OVER_TRAINING, measures_over_training
 from interbasis.analysis.fourier import modadd_analysis
@@ -223,7 +223,7 @@ def lr_at(step: int, cfg: ModAddTrainConfig) -> float:
 
 def make_optimizer(model: ModAddTransformer, cfg: ModAddTrainConfig) -> torch.optim.AdamW:
     # fused: one kernel for all parameters, measured faster than foreach and the for-loop on CPU
-    return torch.optim.AdamW(model.parameters(), lr=lr_at(0, cfg), betas=tuple(cfg.betas),
+    return torch.optim.AdamW(model.parameters(), lr=lr_at(0, cfg), betas=cfg.betas,
                              weight_decay=cfg.weight_decay, fused=True)
 
 
@@ -269,13 +269,13 @@ def evaluate(model: ModAddTransformer, tokens: Tensor, labels: Tensor) -> tuple[
 
 
 def train(run: ModAddRun, path: Path | None = None, resume: dict | None = None,
-          log: Callable[[str], None] | None = print) -> TrainResult:
+          log: Callable[[str], None] | None = print) -> TrainResult[ModAddTransformer]:
     """Train ``run`` from scratch or from the checkpoint dict ``resume``, saving to ``path``."""
     return loop.train(run, path, resume, log)
 
 
 def load_or_train(run: ModAddRun, checkpoint_dir: str | Path,
-                  log: Callable[[str], None] | None = print) -> TrainResult:
+                  log: Callable[[str], None] | None = print) -> TrainResult[ModAddTransformer]:
     """The model of ``run`` after ``run.train.steps`` steps: from the cache, resumed, or trained."""
     return loop.load_or_train(run, checkpoint_dir, log)
 
@@ -342,8 +342,9 @@ def prepare(cfg: ModAddRunConfig) -> Prepared:
     run = run_from_config(cfg)
     split = _split(run.data)
     path = None
+    summary: dict[str, float | int | str]
     if cfg.model.checkpoint is not None:  # someone else's trained model (e.g. the LIB authors')
-        model, summary = load_external(cfg, run, split)
+        model, summary = load_external(cfg, cfg.model.checkpoint, run, split)
     else:
         result = loop.cached_model(cfg.paths, run, cfg.progress)
         model, checkpoint, path = result.model, result.checkpoint, result.path
@@ -363,12 +364,14 @@ def over_training(cfg: ModAddRunConfig, prepared: Prepared) -> dict[str, pd.Data
     split = _split(run_from_config(cfg).data)
     steps = list(range(0, cfg.train.steps + 1, cfg.train.snapshot_every))  # where they were kept
 
-    def scores(model: ModAddTransformer) -> dict[str, float]:
+    def scores(model: nn.Module) -> dict[str, float]:
+        assert isinstance(model, ModAddTransformer)  # the snapshots are
         _, train_acc = evaluate(model, split.train_tokens, split.train_labels)
         _, test_acc = evaluate(model, split.test_tokens, split.test_labels)
         return {"train_acc": train_acc, "test_acc": test_acc}
 
-    snapshots = list(zip(steps, load_snapshots(prepared.checkpoint, steps), strict=True))
+    snapshots: list[tuple[int, nn.Module]] = list(
+        zip(steps, load_snapshots(prepared.checkpoint, steps), strict=True))
     # M' for every method here: rank/jacobian is tracked over training
     settings = {**graph_settings(cfg), "jacobian_gram": True}
     return {OVER_TRAINING: measures_over_training(
@@ -380,11 +383,12 @@ class AccuracyMismatch(RuntimeError):
     """A loaded checkpoint whose test accuracy is not the one the config expects."""
 
 
-def load_external(cfg: ModAddRunConfig, run: ModAddRun,
-                  split: ModAddSplit) -> tuple[ModAddTransformer, dict[str, float | int | str]]:
-    """The TransformerLens checkpoint ``cfg.model.checkpoint`` (for ``cfg.seed``), its accuracy
-    checked against ``cfg.model.expected_accuracy``, and its summary entries."""
-    path = find_checkpoint(cfg.model.checkpoint, cfg.seed)
+def load_external(cfg: ModAddRunConfig, checkpoint: str, run: ModAddRun, split: ModAddSplit
+                  ) -> tuple[ModAddTransformer, dict[str, float | int | str]]:
+    """The TransformerLens checkpoint ``checkpoint`` (``cfg.model.checkpoint``, for
+    ``cfg.seed``), its accuracy checked against ``cfg.model.expected_accuracy``, and its summary
+    entries."""
+    path = find_checkpoint(checkpoint, cfg.seed)
     model = load_transformer_lens(path, run.model)
     _, train_acc = evaluate(model, split.train_tokens, split.train_labels)
     _, test_acc = evaluate(model, split.test_tokens, split.test_labels)
@@ -399,9 +403,9 @@ def load_external(cfg: ModAddRunConfig, run: ModAddRun,
             f"checkpoint {path}: test accuracy {test_acc:.5f} on the data_seed "
             f"{cfg.data.data_seed} split, expected {expected:.5f} (tolerance "
             f"{cfg.model.accuracy_tolerance:g}): a different model or a different split")
-    summary = {"train/train_acc": train_acc, "train/test_acc": test_acc,
-               "train/steps_trained_now": 0, "train/checkpoint": str(path.name),
-               "train/checkpoint_run": path.parent.name}
+    summary: dict[str, float | int | str] = {
+        "train/train_acc": train_acc, "train/test_acc": test_acc, "train/steps_trained_now": 0,
+        "train/checkpoint": str(path.name), "train/checkpoint_run": path.parent.name}
     if expected is not None:
         summary["train/expected_test_acc"] = expected
     return model, summary

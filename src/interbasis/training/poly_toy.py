@@ -138,7 +138,7 @@ class PolyToyRun:
         model = ToyWeights(init_weights(self.n, self.m, self.seed))
         # fused: one kernel for the whole update (as the modadd loop); the gradient is analytic
         return model, torch.optim.AdamW(model.parameters(), lr=self.train.lr,
-                                        betas=tuple(self.train.betas),
+                                        betas=self.train.betas,
                                         weight_decay=self.train.weight_decay, fused=True)
 
     def advance(self, model: ToyWeights, optimizer: torch.optim.Optimizer, start: int,
@@ -183,7 +183,7 @@ class ToyResult:
     steps_trained: int
 
 
-def _toy_result(result: loop.TrainResult) -> ToyResult:
+def _toy_result(result: loop.TrainResult[ToyWeights]) -> ToyResult:
     checkpoint = result.checkpoint
     seconds = checkpoint.get("train_seconds", 0.0)
     rate = (result.steps_trained / seconds if result.steps_trained and seconds > 0

@@ -216,13 +216,14 @@ def mean_loss(model: TinyGPT, inputs: torch.Tensor, targets: torch.Tensor) -> fl
 
 
 def train(run: TinyGPTRun, corpus: TextCorpus, path: Path | None = None,
-          resume: dict | None = None, log: Callable[[str], None] | None = print) -> TrainResult:
+          resume: dict | None = None, log: Callable[[str], None] | None = print
+          ) -> TrainResult[TinyGPT]:
     """Train ``run`` on ``corpus`` from scratch or from the checkpoint dict ``resume``."""
     return loop.train(replace(run, corpus=corpus), path, resume, log)
 
 
 def load_or_train(run: TinyGPTRun, corpus: TextCorpus, checkpoint_dir: str | Path,
-                  log: Callable[[str], None] | None = print) -> TrainResult:
+                  log: Callable[[str], None] | None = print) -> TrainResult[TinyGPT]:
     """The model of ``run`` after ``run.train.steps`` steps: from the cache, resumed, or trained."""
     return loop.load_or_train(replace(run, corpus=corpus), checkpoint_dir, log)
 

@@ -228,13 +228,13 @@ def epoch_order(run: VisionRun, epoch: int, n: int) -> Tensor:
 
 
 def train(run: VisionRun, data: ImageSplit, path: Path | None = None, resume: dict | None = None,
-          log: Callable[[str], None] | None = print) -> TrainResult:
+          log: Callable[[str], None] | None = print) -> TrainResult[nn.Module]:
     """Train ``run`` on ``data`` from scratch or from the checkpoint dict ``resume``."""
     return loop.train(_with_data(run, data), path, resume, log)
 
 
 def load_or_train(run: VisionRun, data: ImageSplit, checkpoint_dir: str | Path,
-                  log: Callable[[str], None] | None = print) -> TrainResult:
+                  log: Callable[[str], None] | None = print) -> TrainResult[nn.Module]:
     """The model of ``run`` after ``run.train.epochs`` epochs: from the cache, resumed, or
     trained."""
     return loop.load_or_train(_with_data(run, data), checkpoint_dir, log)
