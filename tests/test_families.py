@@ -44,6 +44,13 @@ def test_every_family_module_is_registered_under_its_name_with_its_schema():
         families.family("mlp")
 
 
+def test_a_family_prepares_only_its_own_schema():
+    cfg = config.validate(composed(["family=poly_toy", "debug=tiny"]))
+    with pytest.raises(config.ConfigError, match=r"^config error: the modadd family runs a "
+                       r"ModAddRunConfig, not a PolyToyRunConfig"):
+        pipeline.prepare(cfg, families.family("modadd"))
+
+
 def test_family_modules_never_import_the_pipeline():
     for path in (SRC / "training").glob("*.py"):
         text = path.read_text()
