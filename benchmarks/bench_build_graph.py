@@ -34,13 +34,12 @@ MODADD_CHECKPOINTS = Path(__file__).resolve().parents[1] / "results" / "checkpoi
 
 def modadd_case() -> tuple:
     """The committed seed-0 paper checkpoint and its 3,830 train pairs (the paper's basis data)."""
-    from interbasis.config import ModAddDataConfig
     from interbasis.data.modadd import make_modadd_split
     from interbasis.training.modadd import model_from_checkpoint
 
     (path,) = sorted(MODADD_CHECKPOINTS.glob("modadd-seed0-*.pt"))
     model = model_from_checkpoint(path).to(torch.float64)
-    tokens = make_modadd_split(ModAddDataConfig(name="modadd")).train_tokens
+    tokens = make_modadd_split().train_tokens
     layers = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post",
               "output"]
     return model, tokens, layers

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from interbasis.data.modadd import ModAddDataConfig, make_modadd_split
+from interbasis.data.modadd import make_modadd_split
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.training.modadd import ModAddTrainConfig, make_optimizer, make_train_step
 
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     args = parser.parse_args()
 
-    data = make_modadd_split(ModAddDataConfig())
+    data = make_modadd_split()
     tokens, labels = data.train_tokens, data.train_labels
     loops: dict[str, Callable[[ModAddTransformer], Step]] = {
         "straightforward: all positions, foreach AdamW": straightforward_step,

@@ -30,12 +30,11 @@ CHECKPOINTS = ROOT / "results" / "checkpoints"
 
 
 def modadd() -> tuple:
-    from interbasis.config import ModAddDataConfig
     from interbasis.data.modadd import make_modadd_split
     from interbasis.training.modadd import model_from_checkpoint
 
     (path,) = sorted((CHECKPOINTS / "modadd").glob("modadd-seed0-*.pt"))
-    tokens = make_modadd_split(ModAddDataConfig(name="modadd")).train_tokens
+    tokens = make_modadd_split().train_tokens
     layers = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post",
               "output"]
     return model_from_checkpoint(path), tokens, layers, {}

@@ -11,7 +11,13 @@ from interbasis.basis.fold import fold_bias
 from interbasis.basis.sections import capture
 from interbasis.data.vision import load_fashion_mnist
 from interbasis.models.cnn import SmallCNN, image_shape
-from interbasis.training.vision import VisionRun, load_or_train, model_from_checkpoint, relu_layers
+from interbasis.training.vision import (
+    VisionRun,
+    VisionTrainConfig,
+    load_or_train,
+    model_from_checkpoint,
+    relu_layers,
+)
 from vision_files import write_fashion_files
 
 LAYERS = ["conv0", "conv1", "head", "output"]
@@ -91,8 +97,8 @@ def test_image_shapes_and_relu_layers():
 
 def test_cnn_trains_caches_and_keeps_the_mlp_cache_key(tmp_path):
     data = load_fashion_mnist(write_fashion_files(tmp_path / "data", n_train=300, n_test=100))
-    run = VisionRun.for_data(data, arch="cnn", channels=(4, 8), batch_size=32, epochs=2,
-                             threads=1, lr=1e-2)
+    run = VisionRun.for_data(data, arch="cnn", channels=(4, 8), threads=1,
+                             train=VisionTrainConfig(batch_size=32, epochs=2, lr=1e-2))
     first = load_or_train(run, data, tmp_path / "checkpoints", log=None)
     # the fixture's classes are bright blocks at class-specific places, which a mean-pooled CNN
     # barely sees (pooling forgets where): the test asks for learning, not for accuracy

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from interbasis.data.modadd import ModAddDataConfig, make_modadd_split
+from interbasis.data.modadd import make_modadd_split
 from interbasis.training.cache import DEFAULT_ROOT, committed_checkpoints, read_manifest, sha256
 from interbasis.training.checkpoint import load_checkpoint
 from interbasis.training.modadd import model_from_checkpoint
@@ -34,7 +34,7 @@ def test_every_listed_checkpoint_is_the_committed_file(name):
 def test_checkpoint_reproduces_its_recorded_test_accuracy(path):
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint)
-    split = make_modadd_split(ModAddDataConfig(**checkpoint["data_config"]))
+    split = make_modadd_split(**checkpoint["data_config"])
     with torch.no_grad():
         predictions = model(split.test_tokens).argmax(-1)
     accuracy = (predictions == split.test_labels).double().mean().item()

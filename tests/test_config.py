@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from hydra_runs import composed, group_options
-from interbasis.config import FAMILIES, ConfigError, RunConfig, schema_defaults, validate
+from interbasis.config import ConfigError, RunConfig, schema_defaults, validate
+from interbasis.families import FAMILIES
 from interbasis.run import CONFIG_DIR
 
 pytestmark = pytest.mark.integration  # every test here composes through Hydra
@@ -109,8 +110,9 @@ def preset_files() -> list[tuple[str, list[str]]]:
     files = [(f"experiment/{name}.yaml", [f"experiment={name}"]) for name in EXPERIMENTS]
     files += [(f"sweep/{name}.yaml", [f"sweep={name}"]) for name in group_options("sweep")]
     files += [("debug/tiny.yaml", ["debug=tiny"])]
-    files += [(f"shrink/{name}.yaml", [f"family={name.removeprefix('tiny_')}", "debug=tiny"])
-              for name in group_options("shrink")]
+    files += [(f"shrink_experiment/{name}.yaml",
+               [f"experiment={name.removeprefix('tiny_')}", "debug=tiny"])
+              for name in group_options("shrink_experiment")]
     return files
 
 
@@ -164,13 +166,19 @@ def test_every_experiment_composes_with_and_without_debug_tiny():
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_debug_tiny_shrinks_every_family(family):
+    """The family's own shrink (``Family.tiny``, Hydra's ``shrink/tiny_<family>``) is what
+    debug=tiny changes beyond debug/tiny.yaml, and every value it sets is a change."""
     full = validate(composed([f"family={family}"]))
     tiny = validate(composed([f"family={family}", "debug=tiny"]))
     assert tiny.model.family == family and tiny.logger.kind == "none" and tiny.threads == 1
-    assert (CONFIG_DIR / "shrink" / f"tiny_{family}.yaml").is_file()
+    shrink = leaves(FAMILIES[family].tiny)
+    assert shrink, f"{family}: no debug=tiny shrink"
+    assert {key: at(tiny, key) for key in shrink} == {key: plain(v) for key, v in shrink.items()}
+    restated = [key for key, value in shrink.items() if at(full, key) == plain(value)]
+    assert not restated, f"{family}'s tiny shrink restates (delete these): {restated}"
     changed = {key for key, value in leaves(tiny.model_dump()).items()
                if leaves(full.model_dump())[key] != value}
-    assert changed - {"experiment_name", "threads", "logger.kind"}, f"{family}: nothing shrank"
+    assert changed - {"experiment_name", "threads", "logger.kind"} == set(shrink)
 
 
 def test_a_model_of_another_family_alone_names_the_family_choice():

@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from interbasis.analysis.degeneracy import measures_over_training, relu_sync_by_layer
-from interbasis.data.modadd import ModAddDataConfig, make_modadd_split
+from interbasis.data.modadd import make_modadd_split
 from interbasis.models.modadd import ModAddTransformerConfig
 from interbasis.training.checkpoint import CheckpointError, checkpoint_path
 from interbasis.training.modadd import (
     FAMILY,
     RELU_LAYER,
+    ModAddDataConfig,
     ModAddRun,
     ModAddTrainConfig,
     load_or_train,
@@ -24,7 +25,7 @@ LAYERS = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_r
 def tiny_run(steps: int, snapshot_every: int = 0) -> ModAddRun:
     return ModAddRun(seed=0, model=ModAddTransformerConfig(d_vocab=12, d_model=16, n_heads=2,
                                                            d_head=8, d_mlp=32),
-                     data=ModAddDataConfig(p=11, train_fraction=0.5),
+                     data=ModAddDataConfig(name="modadd", p=11, train_fraction=0.5),
                      train=ModAddTrainConfig(steps=steps, eval_every=10, save_every=10,
                                              snapshot_every=snapshot_every), threads=1)
 
@@ -52,7 +53,7 @@ def test_a_run_without_snapshots_says_so_in_one_error(tmp_path):
 def test_measures_over_training_match_a_run_summary_at_each_step(tmp_path):
     run = tiny_run(20, snapshot_every=10)
     result = load_or_train(run, tmp_path, log=None)
-    split = make_modadd_split(run.data)
+    split = make_modadd_split(**run.data.split_settings())
     snapshots = list(zip([0, 10, 20], load_snapshots(result.path, [0, 10, 20]), strict=True))
     table = measures_over_training(
         snapshots, split.train_tokens, LAYERS, [RELU_LAYER],

@@ -30,12 +30,25 @@ from test_config import composed
 SRC = Path(__file__).resolve().parents[1] / "src" / "interbasis"
 
 
-def test_every_config_family_is_registered_under_its_name():
-    assert set(families.FAMILIES) == set(config.FAMILIES)
+def test_every_family_module_is_registered_under_its_name_with_its_schema():
+    modules = {path.stem for path in (SRC / "training").glob("*.py")
+               if "\nFAMILY_SPEC = " in path.read_text()}
+    assert modules == set(families.FAMILIES) == set(config.schemas())
     for name, family in families.FAMILIES.items():
         assert family.name == name and callable(family.prepare)
+        assert issubclass(family.schema, config.RunConfig)
+        # the schema's model.family names the family (model=<other family's> is an error)
+        assert config.section_schema(name, "model").model_fields["family"].annotation.__args__ \
+            == (name,)
     with pytest.raises(config.ConfigError, match="no such family; registered: hf_lm, modadd"):
         families.family("mlp")
+
+
+def test_a_family_prepares_only_its_own_schema():
+    cfg = config.validate(composed(["family=poly_toy", "debug=tiny"]))
+    with pytest.raises(config.ConfigError, match=r"^config error: the modadd family runs a "
+                       r"ModAddRunConfig, not a PolyToyRunConfig"):
+        pipeline.prepare(cfg, families.family("modadd"))
 
 
 def test_family_modules_never_import_the_pipeline():

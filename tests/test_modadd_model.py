@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from interbasis.data.modadd import ModAddDataConfig, all_pairs, make_modadd_split
+from interbasis.data.modadd import all_pairs, make_modadd_split
 from interbasis.models.modadd import HookPoint, ModAddTransformer, ModAddTransformerConfig
 from modadd_tiny import TINY, P, tiny_model, tiny_tokens
 
@@ -41,7 +41,7 @@ def capture_hook_inputs(model: torch.nn.Module, tokens: Tensor) -> dict[str, Ten
 
 
 def test_paper_split_sizes_and_labels() -> None:
-    data = make_modadd_split(ModAddDataConfig())
+    data = make_modadd_split()
     assert data.train_tokens.shape == (3830, 3) and data.test_tokens.shape == (8939, 3)
     assert data.train_tokens.dtype == torch.long and data.train_labels.shape == (3830,)
     for tokens, labels in (data.split("train"), data.split("test")):
@@ -59,12 +59,12 @@ def test_all_pairs_are_a_major() -> None:
 
 def test_split_depends_on_data_seed_only() -> None:
     torch.manual_seed(1)
-    first = make_modadd_split(ModAddDataConfig(p=P))
+    first = make_modadd_split(p=P)
     ModAddTransformer(TINY, seed=5)  # a model seed must not move the split
     torch.manual_seed(2)
-    second = make_modadd_split(ModAddDataConfig(p=P))
+    second = make_modadd_split(p=P)
     assert torch.equal(first.train_tokens, second.train_tokens)
-    other = make_modadd_split(ModAddDataConfig(p=P, data_seed=1))
+    other = make_modadd_split(p=P, data_seed=1)
     assert not torch.equal(first.train_tokens, other.train_tokens)
 
 
@@ -184,7 +184,7 @@ def test_paper_size_fold() -> None:
         for name, param in model.named_parameters():
             if name.rsplit(".", 1)[-1].startswith("b_"):
                 param.normal_(generator=torch.Generator().manual_seed(len(name)))
-    tokens = make_modadd_split(ModAddDataConfig()).test_tokens[:256]
+    tokens = make_modadd_split().test_tokens[:256]
     folded = model.fold_bias()
     assert folded.embed.W_E.shape == (114, 129) and folded.blocks[0].mlp.W_in.shape == (129, 513)
     assert folded.blocks[0].attn.W_V.shape == (4, 129, 33)

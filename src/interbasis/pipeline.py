@@ -112,6 +112,10 @@ def run(cfg: RunConfig, run_dir: RunDirectory, tracker: Tracker) -> dict:
 def prepare(cfg: RunConfig, family: Family | None = None) -> Prepared:
     """The family's model and data, its node layers checked and its ablation data subsampled."""
     family = family or families.family(cfg.model.family)
+    if not isinstance(cfg, family.schema):  # its prepare reads the family's own sections
+        raise ConfigError(f"config error: the {family.name} family runs a "
+                          f"{family.schema.__name__}, not a {type(cfg).__name__} (validate the "
+                          "config with interbasis.config.validate)")
     prepared = family.prepare(cfg)
     check_node_layers(prepared.model, cfg)
     if cfg.ablation.max_samples is not None:
@@ -156,7 +160,7 @@ def ablate(cfg: RunConfig, prepared: Prepared, graph: Graph
         edge_results = [edge_ablation(prepared.model, graph, index, prepared.ablation_data,
                                       delta=ablation.edge_delta, curve=ablation.edge_curve,
                                       **settings)
-                        for index in tqdm(range(len(graph.edges)), desc="edge ablations",
+                        for index in tqdm(range(len(graph.edges or [])), desc="edge ablations",
                                           disable=tqdm_disable(cfg.progress))]
     return node_curves, edge_results
 

@@ -86,9 +86,16 @@ def _modadd_model(config: dict, results_root: Path):
     # imported here: only modular-addition runs need the training code
     from interbasis.config import validate
     from interbasis.training.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
-    from interbasis.training.modadd import FAMILY, model_from_checkpoint, run_from_config
+    from interbasis.training.modadd import (
+        FAMILY,
+        ModAddRunConfig,
+        model_from_checkpoint,
+        run_from_config,
+    )
 
     cfg = validate(config)
+    if not isinstance(cfg, ModAddRunConfig):
+        raise BackfillError(f"a {cfg.model.family} run has no modular-addition checkpoint")
     run = run_from_config(cfg)
     path = checkpoint_path(results_root / "checkpoints" / FAMILY, FAMILY, run.seed,
                            run.trajectory())

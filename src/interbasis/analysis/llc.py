@@ -259,7 +259,7 @@ def training_objective(cfg, prepared) -> LLCObjective:
     if family == "modadd":
         from interbasis.data.modadd import make_modadd_split
         from interbasis.training.modadd import run_from_config
-        split = make_modadd_split(run_from_config(cfg).data)
+        split = make_modadd_split(**run_from_config(cfg).data.split_settings())
         x, y, loss = split.train_tokens[:cap], split.train_labels[:cap], cross_entropy
     elif family == "vision":
         from interbasis.data.vision import load_image_split

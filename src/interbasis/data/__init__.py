@@ -1,5 +1,5 @@
 """Datasets, one module per model family."""
 
-from interbasis.data.modadd import ModAddDataConfig, ModAddSplit, all_pairs, make_modadd_split
+from interbasis.data.modadd import ModAddSplit, all_pairs, make_modadd_split
 
-__all__ = ["ModAddDataConfig", "ModAddSplit", "all_pairs", "make_modadd_split"]
+__all__ = ["ModAddSplit", "all_pairs", "make_modadd_split"]

@@ -11,7 +11,7 @@ cut at the same point as here. tests/test_transformer_lens.py checks it with tor
 ``random_split``, and on their five checkpoints: each is 100% right on our train split, matches its
 published test accuracy on our test split, and fits our train pairs better than any other split.
 
-    >>> data = make_modadd_split(ModAddDataConfig())
+    >>> data = make_modadd_split()  # p = 113, train_fraction 0.3, data_seed 0 (the paper's)
     >>> data.train_tokens.shape, data.test_tokens.shape
     (torch.Size([3830, 3]), torch.Size([8939, 3]))
 """
@@ -22,19 +22,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-
-
-@dataclass(frozen=True)
-class ModAddDataConfig:
-    """Which pairs exist and how they are split."""
-
-    p: int = 113  # modulus; the "=" token is p, so the vocabulary has p + 1 tokens
-    train_fraction: float = 0.3  # the first int(train_fraction * p^2) permuted pairs train
-    data_seed: int = 0  # seeds the split only; independent of the model seed
-
-    @property
-    def d_vocab(self) -> int:
-        return self.p + 1
 
 
 @dataclass
@@ -63,12 +50,16 @@ def all_pairs(p: int = 113) -> tuple[Tensor, Tensor]:
     return torch.stack([a, b, equals], dim=1), (a + b) % p
 
 
-def make_modadd_split(cfg: ModAddDataConfig) -> ModAddSplit:
-    """The fixed train/test split of :func:`all_pairs` given by ``cfg.data_seed``."""
-    tokens, labels = all_pairs(cfg.p)
+def make_modadd_split(p: int = 113, train_fraction: float = 0.3, data_seed: int = 0
+                      ) -> ModAddSplit:
+    """The fixed train/test split of :func:`all_pairs` mod ``p`` given by ``data_seed`` (it seeds
+    the split only, independent of the model seed): the first ``int(train_fraction * p^2)``
+    permuted pairs train. The run config's section is ``interbasis.training.modadd``'s
+    ``ModAddDataConfig`` (``make_modadd_split(**section.split_settings())``)."""
+    tokens, labels = all_pairs(p)
     # A private generator: the split must not depend on (or disturb) the global RNG.
-    generator = torch.Generator().manual_seed(cfg.data_seed)
+    generator = torch.Generator().manual_seed(data_seed)
     order = torch.randperm(len(tokens), generator=generator)
-    n_train = int(cfg.train_fraction * len(tokens))
+    n_train = int(train_fraction * len(tokens))
     train, test = order[:n_train], order[n_train:]
     return ModAddSplit(tokens[train], labels[train], tokens[test], labels[test])

@@ -10,7 +10,8 @@ Two roots (``conf/paths/default.yaml``):
 :func:`model_cache_dir` picks the folder for one run: the committed one when it holds the run's
 entry at exactly the step (epoch) asked for, so the README's paper runs load without training;
 otherwise the cache, where a committed entry that is to be trained further is first copied, so the
-committed file never changes.
+committed file never changes (one already past the run's target is not copied: the run trains
+afresh in the cache).
 
     python -m interbasis.training.cache manifest   # rewrite MANIFEST.json after adding models
 """
@@ -34,17 +35,34 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "results" / "checkpoints"
 
 
 def model_cache_dir(paths: Any, family: str, seed: int, trajectory: dict, target: int) -> Path:
-    """The folder (``.../<family>``) whose entry this run reads, and writes if it trains."""
+    """The folder (``.../<family>``) whose entry this run reads, and writes if it trains.
+
+    A committed entry at the target is read in place; one short of it is copied into the cache
+    and resumed there; one past the target (``train.steps=30000`` of a 60,000-step paper model) is
+    left alone and the run trains afresh in the cache, since a model cannot be rewound (a
+    committed model at one target and a cached one at another then share the file name, in two
+    folders)."""
     name = checkpoint_path(".", family, seed, trajectory).name
     committed = Path(paths.checkpoints) / family
     cache = Path(paths.cache) / family
     if (cache / name).exists() or not (committed / name).is_file():
         return cache
-    entry = read_manifest(Path(paths.checkpoints)).get(f"{family}/{name}")
-    if entry is not None and entry.get("at") == target:
+    listed = read_manifest(Path(paths.checkpoints)).get(f"{family}/{name}")
+    if listed is not None and listed.get("at") == target:
         return committed
+    if _progress(listed, committed / name) > target:
+        return cache  # trained anew there: the committed model is past the run's target
     _copy(committed / name, cache / name)  # to be resumed (or a stray file): never in place
     return cache
+
+
+def _progress(listed: dict | None, path: Path) -> int:
+    """The step (or epoch) of a committed checkpoint: its manifest entry's, else the file's (a
+    stray one the manifest does not list)."""
+    if listed is not None and "at" in listed:
+        return int(listed["at"])
+    checkpoint = load_checkpoint(path)
+    return int(checkpoint["epoch"] if "epoch" in checkpoint else checkpoint["step"])
 
 
 def read_manifest(root: Path = DEFAULT_ROOT) -> dict[str, dict]:

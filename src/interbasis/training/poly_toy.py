@@ -17,15 +17,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from interbasis.basis import features_by_layer
 from interbasis.basis.types import Graph
-from interbasis.config import PolyToyTrainConfig, RunConfig
+from interbasis.config import ModelConfig, RunConfig, Strict
 from interbasis.models.poly_toy import (
     as_sequential,
     init_weights,
@@ -42,6 +44,43 @@ FAMILY = "poly_toy"
 HISTORY = "toy_training"  # the training-curve table: <run>/toy_training.csv, W&B toy_training/*
 HIDDEN = "1"  # node layer of the hidden activations x W in as_sequential's names
 PURE = 0.9  # a basis feature with this share of its power on one input "is" that input feature
+
+
+class PolyToyModelConfig(ModelConfig):
+    family: Literal["poly_toy"] = Field(description="incidental-polysemanticity toy "
+                                        "ReLU(x W W^T) (docs/experiments.md E5)")
+    n: int = Field(256, ge=1, description="one-hot input features")
+    m: int = Field(256, ge=1, description="hidden neurons (the paper sweeps m >= n)")
+    graph: bool = Field(True, description="build the basis graph and its ablations; off in the "
+                        "paper sweep, where the toy's own counts are the result")
+
+    def layer_names(self) -> set[str]:
+        return {"0", HIDDEN}
+
+
+class PolyToyDataConfig(Strict):
+    name: Literal["identity"] = Field(description="every one-hot feature once (the identity "
+                                      "batch), for training, the basis and the ablations")
+
+
+class PolyToyTrainConfig(Strict):
+    steps: int = Field(7500, ge=0, description="full-batch AdamW steps")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    l1_lambda: float = Field(1e-3, ge=0, description="lambda: weight of ||W||_1 in the loss")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay (torch's "
+                                "default; E5 names no value)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    log_every: int = Field(250, ge=1, description="steps between training-curve points")
+
+
+class PolyToyRunConfig(RunConfig):
+    model: PolyToyModelConfig
+    data: PolyToyDataConfig
+    train: PolyToyTrainConfig
+
+
+# debug=tiny: n = 12 features, m = 24 neurons, 400 steps, with its graph
+TINY = {"model": {"n": 12, "m": 24}, "train": {"steps": 400, "log_every": 100}}
 
 
 class ToyWeights(nn.Module):
@@ -99,7 +138,7 @@ class PolyToyRun:
         model = ToyWeights(init_weights(self.n, self.m, self.seed))
         # fused: one kernel for the whole update (as the modadd loop); the gradient is analytic
         return model, torch.optim.AdamW(model.parameters(), lr=self.train.lr,
-                                        betas=tuple(self.train.betas),
+                                        betas=self.train.betas,
                                         weight_decay=self.train.weight_decay, fused=True)
 
     def advance(self, model: ToyWeights, optimizer: torch.optim.Optimizer, start: int,
@@ -144,7 +183,7 @@ class ToyResult:
     steps_trained: int
 
 
-def _toy_result(result: loop.TrainResult) -> ToyResult:
+def _toy_result(result: loop.TrainResult[ToyWeights]) -> ToyResult:
     checkpoint = result.checkpoint
     seconds = checkpoint.get("train_seconds", 0.0)
     rate = (result.steps_trained / seconds if result.steps_trained and seconds > 0
@@ -212,7 +251,7 @@ def basis_separation(model: nn.Module, graph: Graph, W: Tensor) -> dict:
     return {"toy_features": pd.concat(frames, ignore_index=True), **summary}
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def prepare(cfg: PolyToyRunConfig) -> Prepared:
     """The trained toy as a Sequential, the identity batch for the basis and the ablations
     (score: the argmax of y recovers the feature), and the toy's counts."""
     run = PolyToyRun(n=cfg.model.n, m=cfg.model.m, seed=cfg.seed, train=cfg.train,
@@ -232,10 +271,10 @@ def prepare(cfg: RunConfig) -> Prepared:
                     checkpoint=result.path, curve=result.history.to_dict(orient="list"))
 
 
-def over_training(cfg: RunConfig, prepared: Prepared) -> dict[str, pd.DataFrame]:
+def over_training(cfg: PolyToyRunConfig, prepared: Prepared) -> dict[str, pd.DataFrame]:
     """The training curve (loss terms and polysemantic counts by step) as a table."""
     return {HISTORY: pd.DataFrame(prepared.curve)}
 
 
-FAMILY_SPEC = Family(FAMILY, prepare, relu_layers=lambda model: ["output"],
-                     over_training=over_training)
+FAMILY_SPEC = Family(FAMILY, prepare, schema=PolyToyRunConfig, tiny=TINY,
+                     relu_layers=lambda model: ["output"], over_training=over_training)

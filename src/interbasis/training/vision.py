@@ -10,7 +10,8 @@ so fixture data and the real dataset never share a checkpoint.
 From Python::
 
     data = load_image_split("fashion_mnist", "/usr/share/datasets/fashion-mnist")
-    result = load_or_train(VisionRun.for_data(data, seed=0), data, "results/checkpoints/vision")
+    run = VisionRun.for_data(data, seed=0, train=VisionTrainConfig(epochs=12))
+    result = load_or_train(run, data, "results/checkpoints/vision")
 
 The pipeline calls :func:`prepare` (``python -m interbasis.run experiment=fashion_mlp``).
 """
@@ -19,15 +20,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Literal
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from interbasis.analysis.classes import classifier_analysis
-from interbasis.config import RunConfig
+from interbasis.basis.types import Graph
+from interbasis.config import ModelConfig, RunConfig, Strict
 from interbasis.data.vision import ImageSplit, load_image_split
 from interbasis.models.cnn import SmallCNN, image_shape
 from interbasis.models.vision import make_mlp
@@ -37,13 +42,61 @@ from interbasis.training.family import Family, Prepared
 from interbasis.training.loop import TrainResult
 
 FAMILY = "vision"
-__all__ = ["FAMILY", "TrainResult", "VisionRun"]
+__all__ = ["FAMILY", "ImageDataConfig", "TrainResult", "VisionModelConfig", "VisionRun",
+           "VisionRunConfig", "VisionTrainConfig"]
+
+
+class VisionModelConfig(ModelConfig):
+    family: Literal["vision"] = Field(description="MLP or CNN on images (docs/experiments.md E2)")
+    arch: Literal["mlp", "cnn"] = Field("mlp", description="mlp: the paper's MLP on flattened "
+                                        "pixels; cnn: interbasis.models.cnn.SmallCNN")
+    hidden: list[int] = Field([100, 100], min_length=1, description="hidden widths of the MLP "
+                              "(ReLU after each); input and output widths come from the dataset")
+    channels: list[int] = Field([16, 32], min_length=2, max_length=2, description="channels of "
+                                "the CNN's two stride-2 3x3 convolutions")
+
+    def layer_names(self) -> set[str]:
+        if self.arch == "cnn":
+            return {"conv0", "conv1", "head"}
+        return {str(2 * index) for index in range(len(self.hidden) + 1)}
+
+
+class ImageDataConfig(Strict):
+    name: Literal["fashion_mnist", "cifar10"] = Field(description="image dataset "
+                                                      "(interbasis.data.vision)")
+    root: str = Field(description="folder holding the dataset files")
+    download: bool = Field(False, description="fetch the official archive if the files are missing "
+                           "(CIFAR-10 only; its checksum is verified)")
+    basis_samples: int | None = Field(10_000, ge=1, description="first N images of the basis "
+                                      "split the basis is built on (the paper: 10k); null = all")
+
+
+class VisionTrainConfig(Strict):
+    epochs: int = Field(12, ge=0, description="passes over the training images")
+    batch_size: int = Field(64, ge=1, description="images per Adam step")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas")
+    train_samples: int | None = Field(None, ge=1, description="first N training images used to "
+                                      "train; null = all")
+
+
+class VisionRunConfig(RunConfig):
+    model: VisionModelConfig
+    data: ImageDataConfig
+    train: VisionTrainConfig
+
+
+# debug=tiny: a 16-16 MLP (or an 8-8-channel CNN) on the first 2,000 training images, 1 epoch,
+# basis on 1,000 images. Needs the dataset's files (Fashion-MNIST: data.root=<folder with the
+# idx-ubyte files>).
+TINY = {"model": {"hidden": [16, 16], "channels": [8, 8]}, "data": {"basis_samples": 1000},
+        "train": {"epochs": 1, "train_samples": 2000}}
 
 
 @dataclass(frozen=True)
 class VisionRun:
-    """One training run (the loop's recipe). Everything but ``epochs`` and ``threads`` is in the
-    cache key."""
+    """One training run (the loop's recipe): the network, the seed and the run config's train
+    section. Everything but ``train.epochs`` and ``threads`` is in the cache key."""
 
     dataset: str
     fingerprint: str  # ImageSplit.fingerprint of the training data
@@ -53,11 +106,7 @@ class VisionRun:
     arch: str = "mlp"  # "mlp" (hidden widths) or "cnn" (conv channels)
     channels: tuple[int, ...] = (16, 32)
     seed: int = 0
-    train_samples: int | None = None  # first N training images; None = all
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    batch_size: int = 64
-    epochs: int = 12
+    train: VisionTrainConfig = field(default_factory=VisionTrainConfig)
     threads: int | None = field(default=None, compare=False)
     data: ImageSplit | None = field(default=None, compare=False, repr=False)
 
@@ -69,17 +118,18 @@ class VisionRun:
     snapshot_every = 0
 
     @classmethod
-    def for_data(cls, data: ImageSplit, **settings) -> VisionRun:
+    def for_data(cls, data: ImageSplit, **settings: Any) -> VisionRun:
         return cls(dataset=data.name, fingerprint=data.fingerprint, d_in=data.n_features,
                    d_out=len(data.classes), data=data, **settings)
 
     def trajectory(self) -> dict:
         """Everything that determines the parameters after every epoch: the cache key."""
+        train = self.train
         return {"family": FAMILY, "seed": self.seed, "dataset": self.dataset,
-                "fingerprint": self.fingerprint, "train_samples": self.train_samples,
+                "fingerprint": self.fingerprint, "train_samples": train.train_samples,
                 "model": self.model_spec(),
-                "optim": {"lr": self.lr, "betas": list(self.betas),
-                          "batch_size": self.batch_size}}
+                "optim": {"lr": train.lr, "betas": list(train.betas),
+                          "batch_size": train.batch_size}}
 
     def model_spec(self) -> dict:
         # the MLP's spec has no "arch" key, so the cache keys of MLP checkpoints trained before
@@ -91,16 +141,14 @@ class VisionRun:
 
     @property
     def total(self) -> int:
-        return self.epochs
+        return self.train.epochs
 
     @property
     def steps_per_unit(self) -> int:
-        return math.ceil(len(self._train()[1]) / self.batch_size)
+        return math.ceil(len(self._train()[1]) / self.train.batch_size)
 
     def check(self) -> None:
-        data = self.data
-        if data is None:
-            raise ValueError("VisionRun.for_data(data, ...) gives the run its images")
+        data = self._data()
         if self.fingerprint != data.fingerprint or self.d_in != data.n_features:
             raise ValueError(f"run is for {self.dataset} data {self.fingerprint} with "
                              f"{self.d_in} inputs, got {data.name} data {data.fingerprint} with "
@@ -108,7 +156,8 @@ class VisionRun:
 
     def build(self) -> tuple[nn.Module, torch.optim.Optimizer]:
         model = make_model(self.model_spec(), seed=self.seed)
-        return model, torch.optim.Adam(model.parameters(), lr=self.lr, betas=self.betas)
+        return model, torch.optim.Adam(model.parameters(), lr=self.train.lr,
+                                       betas=self.train.betas)
 
     def advance(self, model: nn.Module, optimizer: torch.optim.Optimizer, start: int,
                 end: int) -> Tensor:
@@ -116,7 +165,7 @@ class VisionRun:
         model.train()
         losses = []
         for epoch in range(start, end):
-            for batch in epoch_order(self, epoch, len(labels)).split(self.batch_size):
+            for batch in epoch_order(self, epoch, len(labels)).split(self.train.batch_size):
                 loss = F.cross_entropy(model(images[batch]), labels[batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -127,20 +176,22 @@ class VisionRun:
     def evaluate(self, model: nn.Module, point: int, losses: Tensor | None) -> dict[str, float]:
         images, labels = self._train()
         train_loss, train_acc = evaluate(model, images, labels)
-        test_loss, test_acc = evaluate(model, self.data.test_images, self.data.test_labels)
+        data = self._data()
+        test_loss, test_acc = evaluate(model, data.test_images, data.test_labels)
         return {"step": point * self.steps_per_unit, "train_loss": train_loss,
                 "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
 
     def line(self, point: int, row: dict[str, float]) -> str:
-        return (f"epoch {point:>3}/{self.epochs}  train_loss {row['train_loss']:.4f}  train_acc "
+        return (f"epoch {point:>3}/{self.total}  train_loss {row['train_loss']:.4f}  train_acc "
                 f"{row['train_acc']:.4f}  test_loss {row['test_loss']:.4f}  test_acc "
                 f"{row['test_acc']:.4f}")
 
     def describe(self) -> dict:
-        settings = {item.name: getattr(self, item.name) for item in fields(self)
-                    if item.name != "data"}
-        return {"run_config": {**settings, "hidden": list(self.hidden),
-                               "channels": list(self.channels), "betas": list(self.betas)}}
+        return {"run_config": {"dataset": self.dataset, "fingerprint": self.fingerprint,
+                               "d_in": self.d_in, "d_out": self.d_out, "hidden": list(self.hidden),
+                               "arch": self.arch, "channels": list(self.channels),
+                               "seed": self.seed, **self.train.model_dump(),
+                               "betas": list(self.train.betas), "threads": self.threads}}
 
     def results(self, model: nn.Module, curve: dict[str, list]) -> dict:
         return {"train_acc": curve["train_acc"][-1], "test_acc": curve["test_acc"][-1]}
@@ -148,9 +199,14 @@ class VisionRun:
     def load(self, checkpoint: dict, path: Path | None) -> nn.Module:
         return model_from_checkpoint(checkpoint)
 
+    def _data(self) -> ImageSplit:
+        if self.data is None:
+            raise ValueError("VisionRun.for_data(data, ...) gives the run its images")
+        return self.data
+
     def _train(self) -> tuple[Tensor, Tensor]:
-        return (self.data.train_images[:self.train_samples],
-                self.data.train_labels[:self.train_samples])
+        data, first = self._data(), self.train.train_samples
+        return data.train_images[:first], data.train_labels[:first]
 
 
 @torch.no_grad()
@@ -172,14 +228,15 @@ def epoch_order(run: VisionRun, epoch: int, n: int) -> Tensor:
 
 
 def train(run: VisionRun, data: ImageSplit, path: Path | None = None, resume: dict | None = None,
-          log: Callable[[str], None] | None = print) -> TrainResult:
+          log: Callable[[str], None] | None = print) -> TrainResult[nn.Module]:
     """Train ``run`` on ``data`` from scratch or from the checkpoint dict ``resume``."""
     return loop.train(_with_data(run, data), path, resume, log)
 
 
 def load_or_train(run: VisionRun, data: ImageSplit, checkpoint_dir: str | Path,
-                  log: Callable[[str], None] | None = print) -> TrainResult:
-    """The model of ``run`` after ``run.epochs`` epochs: from the cache, resumed, or trained."""
+                  log: Callable[[str], None] | None = print) -> TrainResult[nn.Module]:
+    """The model of ``run`` after ``run.train.epochs`` epochs: from the cache, resumed, or
+    trained."""
     return loop.load_or_train(_with_data(run, data), checkpoint_dir, log)
 
 
@@ -213,15 +270,18 @@ def relu_layers(model: nn.Module) -> list[str]:
             if isinstance(module, nn.Linear) and isinstance(before, nn.ReLU)]
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def run_from_config(cfg: VisionRunConfig, data: ImageSplit) -> VisionRun:
+    """The training run a validated run config asks for on ``data`` (its cache entry)."""
+    return VisionRun.for_data(data, hidden=tuple(cfg.model.hidden), arch=cfg.model.arch,
+                              channels=tuple(cfg.model.channels), seed=cfg.seed,
+                              train=cfg.train, threads=cfg.threads)
+
+
+def prepare(cfg: VisionRunConfig) -> Prepared:
     """The cached (or trained) MLP or CNN, the first ``data.basis_samples`` images of the basis
     split, the ablation split, the class analysis, and the training record."""
     data = load_image_split(cfg.data.name, cfg.data.root, download=cfg.data.download)
-    run = VisionRun.for_data(data, hidden=tuple(cfg.model.hidden), arch=cfg.model.arch,
-                             channels=tuple(cfg.model.channels), seed=cfg.seed,
-                             train_samples=cfg.train.train_samples, lr=cfg.train.lr,
-                             betas=tuple(cfg.train.betas), batch_size=cfg.train.batch_size,
-                             epochs=cfg.train.epochs, threads=cfg.threads)
+    run = run_from_config(cfg, data)
     result = loop.cached_model(cfg.paths, run, cfg.progress)
     test_images, test_labels = data.split("test")
     checkpoint = result.checkpoint
@@ -230,7 +290,7 @@ def prepare(cfg: RunConfig) -> Prepared:
                **loop.train_summary(result), "data/fingerprint": data.fingerprint}
     hidden_layers = [name for name in cfg.model.node_layers[1:] if name != "output"]
 
-    def analyse(model: nn.Module, graph) -> dict:
+    def analyse(model: nn.Module, graph: Graph) -> dict[str, pd.DataFrame | float | int]:
         # class views on the test split (held out, like the ablations), hidden layers only: the
         # pixel layer's per-class means are the class-mean images, not features of the model
         return classifier_analysis(model, graph, hidden_layers, test_images, test_labels,
@@ -243,4 +303,4 @@ def prepare(cfg: RunConfig) -> Prepared:
                     checkpoint=result.path, curve=checkpoint["curve"])
 
 
-FAMILY_SPEC = Family(FAMILY, prepare, relu_layers=relu_layers)
+FAMILY_SPEC = Family(FAMILY, prepare, schema=VisionRunConfig, tiny=TINY, relu_layers=relu_layers)
