@@ -1,7 +1,8 @@
 """One ``build_graph`` across ``torch.distributed`` ranks: sums in float64, decompositions once.
 
 Inside an initialised process group (Gloo on CPU, NCCL on GPU) every rank calls ``build_graph``
-with its own shard of the data. The build then exchanges, per node layer, only what the statistics
+with its own shard of the data (and, with ``gram_inputs``, its own shard of the separate Gram set,
+the two cut independently). The build then exchanges, per node layer, only what the statistics
 and the sums over samples need:
 
 - the moments (count, mean, centred scatter) of every node layer, merged with Chan's pairwise
@@ -17,6 +18,11 @@ consecutive pieces of one dataset in rank order: rank r's samples are global sam
 ``offset_r ...`` (:func:`sample_offset`), which the stochastic sources are keyed on
 (basis/sources.py), so a sharded build reproduces the single-process build of the concatenated
 data to round-off.
+
+Split by features (``build_graph(split="features")``) every rank holds all the data instead and
+computes the Jacobian rows of its consecutive share of each section's output features
+(:func:`feature_share`): its part of M' (a sum over output features) and its rows of the edges
+(zero elsewhere) are summed over ranks; the statistics are computed on rank 0 and broadcast.
 
 :data:`traffic` counts the bytes each rank sends per stage (benchmarks/bench_distributed.py).
 """
@@ -74,6 +80,15 @@ def sum_over_ranks(tensor: Tensor, stage: str = "other") -> Tensor:
     dist.broadcast(buffer, src=0)
     traffic[stage] += 2 * buffer.numel() * buffer.element_size()
     return buffer.to(device=tensor.device, dtype=tensor.dtype)
+
+
+def feature_share(width: int) -> slice:
+    """This rank's consecutive share of ``width`` output features (``split="features"``; sizes
+    differ by at most one, in rank order; empty for the last ranks when width < world)."""
+    rank, world = rank_and_size()
+    base, extra = divmod(width, world)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
 
 
 def gather_counts(count: int) -> list[int]:
