@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import pytest
@@ -24,6 +25,7 @@ from torch import nn
 from interbasis.basis import build_graph, load_graph
 from interbasis.basis.types import Graph
 from interbasis.models.tiny_gpt import TinyGPT, TinyGPTConfig
+from interbasis.ranks import rank_inputs
 
 MLP_LAYERS = ["0", "2", "4", "output"]
 WORLD = 2
@@ -125,6 +127,12 @@ def _worker(rank: int, init_file: str, out: str) -> None:
             if gram is not None:  # rank 1's Gram shard changes: no stage may be resumed
                 changed = gram + 0.5 if rank == 1 else gram
                 build(gram_inputs=changed).save(Path(out) / f"{name}_changed.rank{rank}.pt")
+        # a run's inputs as ranks.build shards them (unequal: 200/199 samples, 350/349 Gram)
+        case = cases()["mlp_gram"]
+        prepared = SimpleNamespace(basis_inputs=case.data[:399], gram_inputs=case.gram[:699])
+        shard, gram = rank_inputs(prepared)
+        build_graph(case.model, shard, case.layers, gram_inputs=gram, **case.kwargs).save(
+            Path(out) / f"run_gram.rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -204,6 +212,15 @@ def test_a_changed_gram_shard_is_not_resumed(distributed_graphs):
     assert_close(graph, single)
     assert relative(graph.layers[1].mean, load_graph(
         distributed_graphs / "mlp_gram.rank0.pt").layers[1].mean) > 1e-3
+
+
+def test_a_run_shards_its_gram_set_like_its_basis_inputs(distributed_graphs):
+    case = cases()["mlp_gram"]
+    single = build_graph(case.model, case.data[:399], case.layers, gram_inputs=case.gram[:699],
+                         **case.kwargs)
+    graph = load_graph(distributed_graphs / "run_gram.rank0.pt")
+    assert graph.settings["n_samples"] == 699
+    assert_close(graph, single)
 
 
 def test_split_must_be_known_and_features_need_exact_rows():

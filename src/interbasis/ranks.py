@@ -156,11 +156,18 @@ def build(cfg, prepared, checkpoint: Path, overrides: list[str] | None = None,
             log.info("basis build on %d ranks, %s", world, _shares(prepared, world, by_data))
     settings = {**graph_settings(cfg), "device": build_device(cfg.device),
                 "progress": cfg.progress if rank == 0 else False}
-    inputs, gram = prepared.basis_inputs, prepared.gram_inputs
-    if by_data:
-        inputs, gram = shard(inputs), None if gram is None else shard(gram)
+    inputs, gram = rank_inputs(prepared, split)
     return build_graph(prepared.model, inputs, list(cfg.model.node_layers),
                        checkpoint=checkpoint, gram_inputs=gram, split=split, **settings)
+
+
+def rank_inputs(prepared, split: str = "data") -> tuple[Tensor, Tensor | None]:
+    """(basis inputs, Gram set or None) this rank passes to ``build_graph``: its consecutive
+    shards of both split by data, all of both split by features."""
+    inputs, gram = prepared.basis_inputs, prepared.gram_inputs
+    if split != "data":
+        return inputs, gram
+    return shard(inputs), None if gram is None else shard(gram)
 
 
 def _shares(prepared, world: int, by_data: bool) -> str:
