@@ -138,9 +138,10 @@ def merge_moments(count: int, mean: Tensor, scatter: Tensor, stage: str = "stati
     return total, merged_mean.to(mean.dtype), merged_scatter.to(scatter.dtype)
 
 
-def on_rank_zero(compute: Callable[[], T], stage: str = "bases") -> T:
+def on_rank_zero(compute: Callable[[], T], stage: str | None = "bases") -> T:
     """``compute()`` on rank 0 only, its result (any picklable object of CPU tensors) sent to
     every rank; a plain call outside a process group. An error on rank 0 is raised on every rank.
+    ``stage``: where :data:`traffic` counts the bytes (None: the caller counts them).
     """
     if not active():
         return compute()
@@ -156,7 +157,8 @@ def on_rank_zero(compute: Callable[[], T], stage: str = "bases") -> T:
     payload = [outcome]
     dist.broadcast_object_list(payload, src=0, device=comm_device())
     status, value = cast(tuple[str, Any], payload[0])
-    traffic[stage] += _nbytes(value)
+    if stage is not None:
+        count_traffic(value, stage)
     if status == "error":
         if error is not None:
             raise error
@@ -173,6 +175,11 @@ def check_same(value: object, what: str) -> None:
     dist.all_gather_object(values, value)
     if any(v != values[0] for v in values):
         raise ValueError(f"ranks disagree on {what}: {values}")
+
+
+def count_traffic(sent: object, stage: str) -> None:
+    """Count the tensor bytes of ``sent`` (tensors, lists, dicts, dataclasses) under ``stage``."""
+    traffic[stage] += _nbytes(sent)
 
 
 def _nbytes(obj: object) -> int:

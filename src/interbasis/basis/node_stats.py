@@ -47,7 +47,10 @@ def merged_statistics(model: nn.Module, batches: Iterable, node_layers: list[str
             count = moments[node_layers[0]].count // positions[node_layers[0]]
             return {"moments": states(moments), "positions": positions, "counts": [count]}
 
-        saved = distributed.on_rank_zero(compute, "statistics")
+        saved = distributed.on_rank_zero(compute, None)
+        for index, state in enumerate(saved["moments"].values()):  # one broadcast, per layer
+            if distributed.active():
+                distributed.count_traffic(state, f"statistics{index}")
         if stages is not None:
             stages.save("statistics", saved)
     elif saved is None:
