@@ -96,6 +96,9 @@ def cases() -> dict[str, Case]:
                                      dict(batch_size=32, fast_paths=False, **features), None,
                                      gram[:200]),
         "gpt_features": Case(tiny_gpt(), gpt_data, HOOKS, {**gpt_kwargs, **features}, None),
+        # NGF: the shares are of the final layer's features (the Jacobian to the output)
+        "mlp_features_ngf": Case(mlp(), data[:90], MLP_LAYERS,
+                                 dict(batch_size=32, method="ngf", **features), None),
     }
 
 
