@@ -5,8 +5,9 @@ Usage::
     torchrun --nproc-per-node 2 -m interbasis.run experiment=modadd_paper threads=1
     python -m interbasis.run -m experiment=tiny_gpt device=cuda hydra/launcher=slurm_gpus
 
-Every rank composes the same config and prepares the same model and data; the basis inputs are
-split into consecutive shards in rank order (:func:`shard`) and ``build_graph`` merges them
+Every rank composes the same config and prepares the same model and data; the basis inputs (and
+the separate Gram set of ``data.gram_samples``, if any) are split into consecutive shards in rank
+order (:func:`shard`) and ``build_graph`` merges them
 (basis/distributed.py), so every rank ends with the graph of all the data. Rank 0 alone is the
 run: it takes the run directory's lock, writes the results store, talks to W&B and runs the
 ablations and metrics (on the full ablation set, as a single-process run does); the other ranks
@@ -133,25 +134,54 @@ def remove_checkpoint(run_path: Path) -> None:
     shutil.rmtree(checkpoint_dir(run_path), ignore_errors=True)
 
 
-def build(cfg, prepared, checkpoint: Path, overrides: list[str] | None = None):
-    """``build_graph`` as a run calls it: on this rank's shard, resumable from ``checkpoint``;
-    rank 0 first prints the cost estimate when ``cfg.estimate`` and releases the other ranks."""
+def build(cfg, prepared, checkpoint: Path, overrides: list[str] | None = None,
+          split: str = "data"):
+    """``build_graph`` as a run calls it: on this rank's shard of the basis inputs (and of the
+    separate Gram set, ``data.gram_samples``, cut the same way), resumable from ``checkpoint``;
+    rank 0 first prints the cost estimate when ``cfg.estimate`` and releases the other ranks.
+
+    ``split="features"``: every rank passes all the inputs and computes its share of each
+    section's output features (``build_graph(split=...)``; a keyword here, not yet a config
+    field)."""
     from interbasis.basis import build_graph
     from interbasis.training.family import graph_settings
 
     rank, world = rank_and_size()
+    by_data = split == "data"
     if rank == 0:
         if cfg.estimate:
             print_estimate(overrides or [], len(prepared.basis_inputs))
         announce(checkpoint)
         if world > 1:
-            log.info("basis build on %d ranks, %s samples each", world,
-                     "/".join(str(len(part)) for part in
-                              prepared.basis_inputs.tensor_split(world)))
+            log.info("basis build on %d ranks, %s", world, _shares(prepared, world, by_data))
     settings = {**graph_settings(cfg), "device": build_device(cfg.device),
                 "progress": cfg.progress if rank == 0 else False}
-    return build_graph(prepared.model, shard(prepared.basis_inputs), list(cfg.model.node_layers),
-                       checkpoint=checkpoint, gram_inputs=prepared.gram_inputs, **settings)
+    inputs, gram = rank_inputs(prepared, split)
+    return build_graph(prepared.model, inputs, list(cfg.model.node_layers),
+                       checkpoint=checkpoint, gram_inputs=gram, split=split, **settings)
+
+
+def rank_inputs(prepared, split: str = "data") -> tuple[Tensor, Tensor | None]:
+    """(basis inputs, Gram set or None) this rank passes to ``build_graph``: its consecutive
+    shards of both split by data, all of both split by features."""
+    inputs, gram = prepared.basis_inputs, prepared.gram_inputs
+    if split != "data":
+        return inputs, gram
+    return shard(inputs), None if gram is None else shard(gram)
+
+
+def _shares(prepared, world: int, by_data: bool) -> str:
+    """How the build's work is shared, for the log."""
+    if not by_data:
+        return f"all {len(prepared.basis_inputs)} samples each, output features split"
+
+    def sizes(inputs: Tensor) -> str:
+        return "/".join(str(len(part)) for part in inputs.tensor_split(world))
+
+    text = f"{sizes(prepared.basis_inputs)} samples each"
+    if prepared.gram_inputs is not None:
+        text += f" (Gram set: {sizes(prepared.gram_inputs)})"
+    return text
 
 
 def print_estimate(overrides: list[str], n: int) -> None:

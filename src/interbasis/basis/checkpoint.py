@@ -14,8 +14,10 @@ stage does not redo it after another rank was killed. A rerun with the same mode
 settings reads every finished stage (rank 0 reads, every rank receives) and computes from the first
 unfinished one; the loaded tensors are exact, so the graph is bit-identical to an uninterrupted
 build. Every file carries a digest of what the build depends on (the folded model's parameters,
-the data when it is a tensor, the settings, the node layers, the shard); a file with another
-digest is from another build and is ignored (one log line), then overwritten.
+every rank's shard of the data and of the separate Gram set when they are tensors, the settings,
+the node layers, the rank); a file with another digest is from another build and is ignored (one
+log line), then overwritten. Split by features (``build_graph(split="features")``) a rank's shard
+file holds its output features' part of M' or of the edges.
 """
 
 from __future__ import annotations
@@ -62,20 +64,27 @@ class BuildCheckpoint:
     """The stage files of one build in ``folder`` (see the module docstring)."""
 
     def __init__(self, folder: str | os.PathLike, settings: dict, model: nn.Module,
-                 data: object):
+                 data: object, gram_data: object | None = None):
         self.folder = Path(folder)
         self.rank, self.world = distributed.rank_and_size()
-        shard_data = data_digest(data)
-        shards: list[str | None] = [shard_data]
-        if self.world > 1:  # the whole dataset is every rank's shard, in rank order
-            import torch.distributed as dist
-
-            shards = [None] * self.world
-            dist.all_gather_object(shards, shard_data)
-        key = {"settings": settings, "model": model_digest(model), "data": shards}
+        # the whole dataset (and Gram set) is every rank's shard of it, in rank order
+        gram = None if gram_data is None else self._shards(gram_data)
+        key = {"settings": {**settings, "gram_data": gram}, "model": model_digest(model),
+               "data": self._shards(data)}
         self.digest = _digest(key)
         self.shard_digest = _digest({**key, "rank": self.rank, "world": self.world})
         self._warned = False
+
+    def _shards(self, data: object) -> list[str | None]:
+        """Every rank's digest of its shard of ``data``, in rank order."""
+        local = data_digest(data)
+        shards: list[str | None] = [local]
+        if self.world > 1:
+            import torch.distributed as dist
+
+            shards = [None] * self.world
+            dist.all_gather_object(shards, local)
+        return shards
 
     # -- merged results: rank 0 reads and writes, every rank receives --------------------------
 
@@ -136,6 +145,17 @@ def shard_mean(stages: BuildCheckpoint | None, stage: str, n_local: int,
     if stages is not None and saved is None:
         stages.save_shard(stage, {"local": local})
     return distributed.weighted_mean(local, n_local, stage)
+
+
+def shard_sum(stages: BuildCheckpoint | None, stage: str, compute: Callable[[], Tensor]
+              ) -> Tensor:
+    """This rank's part of a sum (``compute()``, e.g. its output features' share of M', or its
+    shard file) added to every other rank's: ``split="features"``."""
+    saved = None if stages is None else stages.load_shard(stage)
+    local = saved["local"] if saved is not None else compute()
+    if stages is not None and saved is None:
+        stages.save_shard(stage, {"local": local})
+    return distributed.sum_over_ranks(local, stage)
 
 
 def _digest(key: dict) -> str:

@@ -1,7 +1,8 @@
 """One ``build_graph`` across ``torch.distributed`` ranks: sums in float64, decompositions once.
 
 Inside an initialised process group (Gloo on CPU, NCCL on GPU) every rank calls ``build_graph``
-with its own shard of the data. The build then exchanges, per node layer, only what the statistics
+with its own shard of the data (and, with ``gram_inputs``, its own shard of the separate Gram set,
+the two cut independently). The build then exchanges, per node layer, only what the statistics
 and the sums over samples need:
 
 - the moments (count, mean, centred scatter) of every node layer, merged with Chan's pairwise
@@ -17,6 +18,11 @@ consecutive pieces of one dataset in rank order: rank r's samples are global sam
 ``offset_r ...`` (:func:`sample_offset`), which the stochastic sources are keyed on
 (basis/sources.py), so a sharded build reproduces the single-process build of the concatenated
 data to round-off.
+
+Split by features (``build_graph(split="features")``) every rank holds all the data instead and
+computes the Jacobian rows of its consecutive share of each section's output features
+(:func:`feature_share`): its part of M' (a sum over output features) and its rows of the edges
+(zero elsewhere) are summed over ranks; the statistics are computed on rank 0 and broadcast.
 
 :data:`traffic` counts the bytes each rank sends per stage (benchmarks/bench_distributed.py).
 """
@@ -76,6 +82,15 @@ def sum_over_ranks(tensor: Tensor, stage: str = "other") -> Tensor:
     return buffer.to(device=tensor.device, dtype=tensor.dtype)
 
 
+def feature_share(width: int) -> slice:
+    """This rank's consecutive share of ``width`` output features (``split="features"``; sizes
+    differ by at most one, in rank order; empty for the last ranks when width < world)."""
+    rank, world = rank_and_size()
+    base, extra = divmod(width, world)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
+
+
 def gather_counts(count: int) -> list[int]:
     """Every rank's ``count`` (e.g. its number of samples), in rank order."""
     if not active():
@@ -123,9 +138,10 @@ def merge_moments(count: int, mean: Tensor, scatter: Tensor, stage: str = "stati
     return total, merged_mean.to(mean.dtype), merged_scatter.to(scatter.dtype)
 
 
-def on_rank_zero(compute: Callable[[], T], stage: str = "bases") -> T:
+def on_rank_zero(compute: Callable[[], T], stage: str | None = "bases") -> T:
     """``compute()`` on rank 0 only, its result (any picklable object of CPU tensors) sent to
     every rank; a plain call outside a process group. An error on rank 0 is raised on every rank.
+    ``stage``: where :data:`traffic` counts the bytes (None: the caller counts them).
     """
     if not active():
         return compute()
@@ -141,7 +157,8 @@ def on_rank_zero(compute: Callable[[], T], stage: str = "bases") -> T:
     payload = [outcome]
     dist.broadcast_object_list(payload, src=0, device=comm_device())
     status, value = cast(tuple[str, Any], payload[0])
-    traffic[stage] += _nbytes(value)
+    if stage is not None:
+        count_traffic(value, stage)
     if status == "error":
         if error is not None:
             raise error
@@ -158,6 +175,11 @@ def check_same(value: object, what: str) -> None:
     dist.all_gather_object(values, value)
     if any(v != values[0] for v in values):
         raise ValueError(f"ranks disagree on {what}: {values}")
+
+
+def count_traffic(sent: object, stage: str) -> None:
+    """Count the tensor bytes of ``sent`` (tensors, lists, dicts, dataclasses) under ``stage``."""
+    traffic[stage] += _nbytes(sent)
 
 
 def _nbytes(obj: object) -> int:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from interbasis.basis import bases, distributed, methods, ngf
 from interbasis.basis.ablation import check_device
-from interbasis.basis.checkpoint import BuildCheckpoint, data_digest, shard_mean
+from interbasis.basis.checkpoint import BuildCheckpoint, shard_mean, shard_sum
 from interbasis.basis.dense import DenseJacobian, dense_rows
 from interbasis.basis.eigh_device import on_build_device
 from interbasis.basis.fold import frozen_folded_copy
@@ -45,9 +45,10 @@ from interbasis.basis.linearized import (
     LinearizedSection,
 )
 from interbasis.basis.memory import Workspace, memory_budget
+from interbasis.basis.node_stats import SPLITS, basis_samples, merged_statistics, tqdm_disable
 from interbasis.basis.sections import OUTPUT, NodeLayerError, batch_inputs, capture, section
 from interbasis.basis.sources import STREAM_EDGES, STREAM_JACOBIAN, SampleSigns
-from interbasis.basis.stats import RunningMoments, as_positions
+from interbasis.basis.stats import as_positions
 from interbasis.basis.types import Graph, NodeLayer
 
 T = TypeVar("T")
@@ -111,6 +112,7 @@ def build_graph(
     n_probes: int | None = None,
     checkpoint: str | os.PathLike | None = None,
     gram_inputs: Tensor | Iterable | None = None,
+    split: str = "data",
 ) -> Graph:
     """Compute the basis of every node layer and (optionally) the edges between consecutive ones.
 
@@ -150,17 +152,29 @@ def build_graph(
             section's edges) is written atomically; a rerun with the same model, data and
             settings resumes at the first unfinished stage, bit-identical (basis/checkpoint.py).
 
-    Under ``torch.distributed`` (an initialised process group), every rank passes its own shard of
-    the data (consecutive pieces in rank order) and gets the graph of all of it: sums over
-    samples are merged in float64, decompositions are done on rank 0 and broadcast
-    (basis/distributed.py). Random sources are keyed on each sample's global index
-    (basis/sources.py), so the result is the single-process one to round-off.
         gram_inputs: data the means and Grams are computed from instead of ``data`` (the
             authors' separate, larger Gram set for LMs); M' and the edges still come from ``data``.
+        split: how the work is shared under ``torch.distributed`` (no effect alone): ``"data"``
+            (each rank passes its shard of the samples) or ``"features"`` (each rank passes ALL
+            the data and computes the Jacobian rows of its share of every section's output
+            features, for when one shard's rows do not fit; not with ``n_probes``).
+
+    Under ``torch.distributed`` (an initialised process group) with ``split="data"``, every rank
+    passes its own shard of the data (consecutive pieces in rank order, sizes may differ), and of
+    ``gram_inputs`` when given, and gets the graph of all of it: sums over samples are merged in
+    float64, decompositions are done on rank 0 and broadcast (basis/distributed.py). Random
+    sources are keyed on each sample's global index (basis/sources.py), so the result is the
+    single-process one to round-off. With ``split="features"`` M' and the edges are summed over
+    the ranks' feature shares instead (the same graph).
     Returns:
         A :class:`Graph`; ``graph.layers[l].C`` is (d, r) and ``graph.edges[l]`` (r_{l+1}, r_l).
     """
     _validate(method, node_layers, truncation_threshold, n_sources)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "features" and n_probes is not None:
+        raise ValueError("split='features' needs exact M' rows: a probe mixes every output "
+                         "feature, so n_probes cannot be split across ranks (use split='data')")
     if n_probes is not None and (not isinstance(n_probes, int) or n_probes < 1):
         raise ValueError(f"n_probes must be None (exact) or a positive integer, got {n_probes!r}")
     alphas, weights = integration_points(integration, n_intervals)
@@ -182,28 +196,25 @@ def build_graph(
                     dtype=str(dtype).removeprefix("torch."), integration=integration,
                     fast_paths=fast_paths, jacobian_gram=method == "lib" or bool(jacobian_gram),
                     jacobian_dtype=str(jacobian_dtype).removeprefix("torch."), n_probes=n_probes,
-                    n_intervals=n_intervals, n_sources=n_sources, seed=seed)
+                    n_intervals=n_intervals, n_sources=n_sources, seed=seed, split=split)
     world = distributed.rank_and_size()[1]
     # (not the memory budget: it may differ per GPU, and only cuts the work into chunks)
-    distributed.check_same((method, list(node_layers), settings),
-                           "build_graph's method, node layers and settings")
+    distributed.check_same((method, list(node_layers), settings, gram_inputs is None),
+                           "build_graph's method, node layers, settings and gram_inputs or not")
     stages = None if checkpoint is None else BuildCheckpoint(
         checkpoint, {**settings, "method": method, "node_layers": list(node_layers),
-                     "batch_size": batches.batch_size, "world": world,
-                     "gram_data": None if gram_inputs is None else data_digest(gram_inputs)},
-        folded, data)
+                     "batch_size": batches.batch_size, "world": world},
+        folded, data, gram_inputs)
 
     start = time.perf_counter()
     gram_batches = batches if gram_inputs is None else Batches(gram_inputs, batch_size, dtype,
                                                                 device)
-    if gram_inputs is not None and world > 1:
-        raise ValueError("gram_inputs (a separate Gram set) is not supported under "
-                         "torch.distributed yet: pass the Gram set as the data, or run on one rank")
-    moments, positions, offset, n_local = _merged_statistics(folded, gram_batches, node_layers,
-                                                             center, progress, stages)
+    moments, positions, offset, n_local = merged_statistics(
+        folded, gram_batches, node_layers, center, progress, stages, split)
     if gram_inputs is not None:  # the Jacobian's samples (and their random sources) are data's
-        offset, n_local = 0, len(data) if isinstance(data, Tensor) else n_local
+        offset, n_local = basis_samples(data, split)
     timings["statistics"] = time.perf_counter() - start
+    by_features = split == "features" and world > 1
 
     def sources(index: int, stream: int) -> SampleSigns:
         return SampleSigns(seed, (index, stream), offset)
@@ -238,10 +249,17 @@ def build_graph(
                 # NGF differentiates through the rest of the network (basis/ngf.py); LIB the
                 # section
                 target, C_target = ngf.jacobian_target(method, node_layers, index, layer_bases)
-                jacobian_grams[index] = shard_mean(stages, f"basis{index}", n_local, partial(
-                    _jacobian_gram, folded, batches, name_in, target, C_target.to(C_next),
-                    alphas, weights, n_sources, sources(index, STREAM_JACOBIAN), fast_paths,
-                    max_elements, jacobian_model=jacobian_model, n_probes=n_probes))
+                gram_of = partial(_jacobian_gram, folded, batches, name_in, target,
+                                  alphas=alphas, weights=weights, n_sources=n_sources,
+                                  generator=sources(index, STREAM_JACOBIAN), fast=fast_paths,
+                                  max_elements=max_elements, jacobian_model=jacobian_model,
+                                  n_probes=n_probes)
+                if by_features:  # this rank's output features' rows; M' is their sum
+                    jacobian_grams[index] = shard_sum(stages, f"basis{index}", partial(
+                        _gram_part, gram_of, C_target.to(C_next), moments[name_in].mean.shape[0]))
+                else:
+                    jacobian_grams[index] = shard_mean(stages, f"basis{index}", n_local, partial(
+                        gram_of, C_next=C_target.to(C_next)))
             gram, mean, M = grams[name_in], moments[name_in].mean, jacobian_grams[index]
             layer_bases[index] = distributed.on_rank_zero(partial(
                 methods.layer_basis, method, gram, mean, M, center, truncation_threshold,
@@ -257,10 +275,17 @@ def build_graph(
             if saved is not None:
                 edge_list[index] = saved["edges"]
             else:
-                edge_list[index] = shard_mean(stages, f"edges{index}", n_local, partial(
-                    _edges, folded, batches, name_in, name_out, layer_bases[index], C_next, alphas,
-                    weights, n_sources, sources(index, STREAM_EDGES), fast_paths, max_elements,
-                    jacobian_model=jacobian_model))
+                edges_of = partial(_edges, folded, batches, name_in, name_out,
+                                   layer_bases[index], alphas=alphas, weights=weights,
+                                   n_sources=n_sources, generator=sources(index, STREAM_EDGES),
+                                   fast=fast_paths, max_elements=max_elements,
+                                   jacobian_model=jacobian_model)
+                if by_features:  # this rank's rows of the edges, the others' rows zero
+                    edge_list[index] = shard_sum(stages, f"edges{index}", partial(
+                        _edge_rows, edges_of, C_next, layer_bases[index].C.shape[1]))
+                else:
+                    edge_list[index] = shard_mean(stages, f"edges{index}", n_local,
+                                                  partial(edges_of, C_next=C_next))
                 if stages is not None:
                     stages.save(f"edges{index}", {"edges": edge_list[index]})
             timings["edges"] += time.perf_counter() - start
@@ -285,16 +310,28 @@ def build_graph(
                  method=method, settings=settings)
 
 
+def _gram_part(gram_of: partial[Tensor], C_target: Tensor, d_in: int) -> Tensor:
+    """This rank's output features' part of M' (d_in, d_in); zero for a rank with none."""
+    share = distributed.feature_share(C_target.shape[1])
+    if share.stop == share.start:
+        return torch.zeros(d_in, d_in, dtype=C_target.dtype)
+    return gram_of(C_next=C_target[:, share])
+
+
+def _edge_rows(edges_of: partial[Tensor], C_next: Tensor, r_in: int) -> Tensor:
+    """The edges (r_out, r_in) of this rank's share of the output features, zero elsewhere."""
+    share = distributed.feature_share(C_next.shape[1])
+    rows = torch.zeros(C_next.shape[1], r_in, dtype=C_next.dtype)
+    if share.stop > share.start:
+        rows[share] = edges_of(C_next=C_next[:, share])
+    return rows
+
+
 def _computed(found: list[T | None], what: str) -> list[T]:
     """The per-layer results of build_graph's loop, every one of which it has filled in."""
     if any(item is None for item in found):
         raise RuntimeError(f"build_graph left a layer's {what} uncomputed")
     return [item for item in found if item is not None]
-
-
-def tqdm_disable(progress: bool | None) -> bool | None:
-    """tqdm's ``disable`` flag for a progress setting: None hides bars off a terminal."""
-    return None if progress is None else not progress
 
 
 def _validate(method: str, node_layers: list[str], tau: float, n_sources: int | None) -> None:
@@ -312,81 +349,6 @@ def _validate(method: str, node_layers: list[str], tau: float, n_sources: int | 
         raise ValueError(f"truncation_threshold must be >= 0, got {tau!r}")
     if n_sources is not None and (not isinstance(n_sources, int) or n_sources < 1):
         raise ValueError(f"n_sources must be None (exact) or a positive integer, got {n_sources!r}")
-
-
-def _merged_statistics(model: nn.Module, batches: Batches, node_layers: list[str], center: bool,
-                       progress: bool | None, stages: BuildCheckpoint | None
-                       ) -> tuple[dict[str, RunningMoments], dict[str, int], int, int]:
-    """Moments of every node layer over all ranks' samples, the positions per sample, this
-    rank's first global sample and its number of samples; from / to the checkpoint if any."""
-    rank = distributed.rank_and_size()[0]
-    saved = None if stages is None else stages.load("statistics")
-    if saved is None:
-        shard = None if stages is None else stages.load_shard("statistics")
-        if shard is not None:
-            moments = {name: RunningMoments.from_state(state)
-                       for name, state in shard["moments"].items()}
-            positions = shard["positions"]
-        else:
-            moments, positions = _statistics(model, batches, node_layers, center, progress)
-            if stages is not None:
-                stages.save_shard("statistics", {"moments": _states(moments),
-                                                 "positions": positions})
-        n_local = moments[node_layers[0]].count // positions[node_layers[0]] if moments else 0
-        distributed.sample_offset(n_local)  # every rank raises if one has no data
-        counts = distributed.gather_counts(n_local)
-        for index, moment in enumerate(moments.values()):
-            moment.merge_ranks(f"statistics{index}")
-        saved = {"moments": _states(moments), "positions": positions, "counts": counts}
-        if stages is not None:
-            stages.save("statistics", saved)
-    moments = {name: RunningMoments.from_state(state) for name, state in saved["moments"].items()}
-    counts = saved["counts"]
-    return moments, saved["positions"], sum(counts[:rank]), counts[rank]
-
-
-def _states(moments: dict[str, RunningMoments]) -> dict[str, dict]:
-    return {name: moment.state() for name, moment in moments.items()}
-
-
-def _statistics(model: nn.Module, batches: Batches, node_layers: list[str], center: bool,
-                progress: bool | None) -> tuple[dict[str, RunningMoments], dict[str, int]]:
-    moments: dict[str, RunningMoments] = {}
-    positions: dict[str, int] = {}
-    first = True
-    with torch.no_grad():
-        for inputs in tqdm(batches, desc="statistics", disable=tqdm_disable(progress),
-                           leave=False):
-            try:
-                acts = capture(model, inputs, node_layers)
-            except NodeLayerError:
-                raise
-            except Exception as error:
-                shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs)
-                raise ValueError(f"the model failed on a data batch of shape {shape}: "
-                                 f"{type(error).__name__}: {error}") from error
-            for name in node_layers:
-                x = as_positions(acts[name])
-                if first:
-                    moments[name] = RunningMoments(x.shape[-1], device=x.device)
-                    positions[name] = x.shape[1]
-                if name != OUTPUT:
-                    _check_constant(name, x)
-                moments[name].update(x)
-            first = False
-    if first:
-        if distributed.active():  # the other ranks learn it in sample_offset, then all raise
-            return {}, {}
-        raise ValueError("data is empty: no batch to compute statistics from")
-    return moments, positions
-
-
-def _check_constant(name: str, x: Tensor) -> None:
-    constant = x[..., -1]
-    if not torch.all(constant == 1):
-        raise NodeLayerError(
-            f"node layer {name!r}: the last coordinate is not the constant 1 (bias folding); "
-            "the model's fold_bias() must append a constant coordinate to every node layer")
 
 
 def _linearized(model: nn.Module, name_in: str, name_out: str) -> LinearizedSection | None:
