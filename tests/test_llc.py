@@ -186,10 +186,13 @@ def test_calibration_table_has_one_cell_per_setting(tmp_path):
     from interbasis.results import RunDirectory
 
     grid = {(10.0, 1e-4): {f"{LLC_KEY}_diverged": 1},
+            # 42 > d / 2 = 30: not a learning coefficient, marked
             (100.0, 1e-4): {LLC_KEY: 42.0, f"{LLC_KEY}_std": 1.5, f"{LLC_KEY}_settled": 1,
-                            f"{LLC_KEY}_drift": 0.05, f"{LLC_KEY}_diverged": 0},
+                            f"{LLC_KEY}_drift": 0.05, f"{LLC_KEY}_diverged": 0,
+                            "model/n_params": 60},
             (100.0, 3e-5): {LLC_KEY: 9.0, f"{LLC_KEY}_std": 0.5, f"{LLC_KEY}_settled": 0,
-                            f"{LLC_KEY}_drift": 0.4, f"{LLC_KEY}_diverged": 0}}
+                            f"{LLC_KEY}_drift": 0.4, f"{LLC_KEY}_diverged": 0,
+                            "model/n_params": 60}}
     for (gamma, lr), summary in grid.items():
         run = RunDirectory.for_run(tmp_path, "llc_calibration", f"g={gamma},lr={lr}")
         run.write_config({"analysis": {"llc_localization": gamma, "llc_lr": lr}})
@@ -198,7 +201,7 @@ def test_calibration_table_has_one_cell_per_setting(tmp_path):
     table = calibration_table(tmp_path / "runs" / "llc_calibration").splitlines()
     assert table[0] == "| gamma \\ epsilon | 3e-05 | 0.0001 |"
     assert table[2] == "| 10 | - | diverged |"
-    assert table[3] == "| 100 | 9.0 \u00b1 0.5 (drift 0.40) | 42.0 \u00b1 1.5 |"
+    assert table[3] == "| 100 | 9.0 \u00b1 0.5 (drift 0.40) | 42.0 \u00b1 1.5 (> d/2) |"
 
 
 @pytest.mark.slow

@@ -350,7 +350,8 @@ def llc_stage(cfg, prepared, run_dir) -> None:
 
 def calibration_table(runs_dir: str | Path) -> str:
     """The calibration grid of ``runs_dir`` (runs with analysis.llc_lr / llc_localization
-    overrides) as a Markdown table: one row per localisation, one LLC cell per step size."""
+    overrides) as a Markdown table: one row per localisation, one LLC cell per step size; a
+    cell is marked with its drift when it fails the rule and "(> d/2)" above the regular value."""
     import yaml
 
     from interbasis.results import load_runs
@@ -372,6 +373,10 @@ def calibration_table(runs_dir: str | Path) -> str:
         else:
             mark = "" if run.get(f"{LLC_KEY}_settled") == 1 else " (drift "
             mark += "" if not mark else f"{run[f'{LLC_KEY}_drift']:.2f})"
+            # no learning coefficient exceeds the regular model's d / 2: above it the chains
+            # are not sampling the local posterior (a step too large for the stiffest directions)
+            if run[LLC_KEY] > run.get("model/n_params", math.inf) / 2:
+                mark += " (> d/2)"
             cells[key] = f"{run[LLC_KEY]:.1f} \u00b1 {run[f'{LLC_KEY}_std']:.1f}{mark}"
     header = ["gamma \\ epsilon", *(f"{lr:g}" for lr in sorted(lrs))]
     rows = [[f"{gamma:g}", *(cells.get((gamma, lr), "-") for lr in sorted(lrs))]

@@ -126,10 +126,16 @@ PRESETS = Path(__file__).resolve().parents[3] / "conf" / "analysis"
 
 
 def _is_chosen(run_path: str, family: str) -> bool:
-    """Whether a calibration run is at the settings of its family's LLC preset."""
+    """Whether a calibration run is at the settings of its model's LLC preset:
+    ``llc_<family>_<arch>.yaml`` where the family has architectures with their own preset (the
+    vision CNN), else ``llc_<family>.yaml``."""
     import yaml
 
-    preset = PRESETS / f"llc_{family}.yaml"
+    used = yaml.safe_load((Path(run_path) / "config.yaml").read_text(encoding="utf-8"))
+    arch = used.get("model", {}).get("arch")
+    preset = PRESETS / f"llc_{family}_{arch}.yaml"
+    if arch is None or not preset.is_file():
+        preset = PRESETS / f"llc_{family}.yaml"
     if not preset.is_file():  # modular addition: its chosen cell is conf/analysis/default.yaml,
         return False          # and its final models are the modadd_llc runs
     from interbasis.config import AnalysisConfig  # the preset holds only what it changes
@@ -137,7 +143,6 @@ def _is_chosen(run_path: str, family: str) -> bool:
     chosen = {**AnalysisConfig().model_dump(),
               **{key: value for key, value in
                  yaml.safe_load(preset.read_text(encoding="utf-8")).items() if key != "defaults"}}
-    used = yaml.safe_load((Path(run_path) / "config.yaml").read_text(encoding="utf-8"))
     return all(float(used["analysis"][key]) == float(chosen[key])
                for key in ("llc_lr", "llc_localization"))
 
