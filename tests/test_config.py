@@ -228,12 +228,14 @@ def test_results_path_follows_the_environment(monkeypatch, tmp_path):
     ("+model.d_modle=3", r"unknown key 'model.d_modle'"),
     ("method.n_intervals=4", r"method.n_intervals = 4: only integrated gradients use intervals"),
     ("analysis.graph=false", r"analysis.graph = False and analysis.llc = False: .*nothing"),
+    ("method.rank_split=features method.n_probes=4",
+     r"method.rank_split = 'features' with method.n_probes = 4: .*cannot be split"),
     ("model.node_layers=[blocks.0.hook_resid_pre,blocks.1.hook_resid_pre,output]",
      r"'blocks.1.hook_resid_pre' is in block 1 but the model has 1 block"),
 ])
 def test_bad_values_give_one_line_naming_the_field(override, message):
     with pytest.raises(ConfigError, match=message) as caught:
-        validate(composed([override]))
+        validate(composed(override.split()))
     assert len(str(caught.value).splitlines()) == 1
 
 

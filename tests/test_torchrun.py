@@ -50,3 +50,11 @@ def test_torchrun_two_ranks_give_the_single_process_run(tmp_path):
     graph = load_graph(run / "graph_lib.pt")
     assert graph.settings["ranks"] == 2
     assert_close(graph, load_graph(reference / "graph_lib.pt"))
+    # the output features split across the ranks instead of the samples: the same graph
+    out = _run(["torchrun", "--nproc-per-node", "2"], tmp_path / "features", text, cache,
+               "method.rank_split=features")
+    assert "output features split" in out
+    (run,) = run_dirs(tmp_path / "features" / "runs" / "debug")
+    graph = load_graph(run / "graph_lib.pt")
+    assert graph.settings["split"] == "features"
+    assert_close(graph, load_graph(reference / "graph_lib.pt"))

@@ -97,6 +97,11 @@ class MethodConfig(Strict):
     n_probes: int | None = Field(None, ge=1, description="sketch M' from this many random +-1 "
                                  "output probes per sample (unbiased; generic autograd sections "
                                  "only, edges stay exact); null = exact")
+    rank_split: Literal["data", "features"] = Field(
+        "data", description="under torch.distributed (torchrun): data = each rank builds on its "
+        "shard of the samples; features = every rank sees all samples and computes its share "
+        "of each section's output features (for Jacobian rows that do not fit; not with "
+        "n_probes); no effect in one process")
 
 
 class AblationConfig(Strict):
@@ -318,6 +323,11 @@ def cross_field_problems(cfg: RunConfig) -> list[str]:
     if method.integration == "gradient" and method.n_intervals:
         problems.append(f"method.n_intervals = {method.n_intervals}: only integrated gradients "
                         "use intervals; set method.integration=trapezoidal or gauss-legendre")
+    if method.rank_split == "features" and method.n_probes:
+        problems.append(f"method.rank_split = 'features' with method.n_probes = "
+                        f"{method.n_probes}: a probe mixes every output feature, so the features "
+                        "cannot be split across ranks; set method.n_probes=null or "
+                        "method.rank_split=data")
     if not cfg.analysis.graph and not cfg.analysis.llc:
         problems.append("analysis.graph = False and analysis.llc = False: the run would compute "
                         "nothing; turn one of them on")

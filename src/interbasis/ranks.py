@@ -134,19 +134,18 @@ def remove_checkpoint(run_path: Path) -> None:
     shutil.rmtree(checkpoint_dir(run_path), ignore_errors=True)
 
 
-def build(cfg, prepared, checkpoint: Path, overrides: list[str] | None = None,
-          split: str = "data"):
+def build(cfg, prepared, checkpoint: Path, overrides: list[str] | None = None):
     """``build_graph`` as a run calls it: on this rank's shard of the basis inputs (and of the
     separate Gram set, ``data.gram_samples``, cut the same way), resumable from ``checkpoint``;
     rank 0 first prints the cost estimate when ``cfg.estimate`` and releases the other ranks.
 
-    ``split="features"``: every rank passes all the inputs and computes its share of each
-    section's output features (``build_graph(split=...)``; a keyword here, not yet a config
-    field)."""
+    ``method.rank_split=features``: every rank passes all the inputs and computes its share of
+    each section's output features (``build_graph(split="features")``)."""
     from interbasis.basis import build_graph
     from interbasis.training.family import graph_settings
 
     rank, world = rank_and_size()
+    split = cfg.method.rank_split
     by_data = split == "data"
     if rank == 0:
         if cfg.estimate:
@@ -158,7 +157,7 @@ def build(cfg, prepared, checkpoint: Path, overrides: list[str] | None = None,
                 "progress": cfg.progress if rank == 0 else False}
     inputs, gram = rank_inputs(prepared, split)
     return build_graph(prepared.model, inputs, list(cfg.model.node_layers),
-                       checkpoint=checkpoint, gram_inputs=gram, split=split, **settings)
+                       checkpoint=checkpoint, gram_inputs=gram, **settings)
 
 
 def rank_inputs(prepared, split: str = "data") -> tuple[Tensor, Tensor | None]:

@@ -90,4 +90,4 @@ def graph_settings(cfg: RunConfig) -> dict[str, Any]:
                 n_sources=method.n_sources, seed=cfg.seed, batch_size=method.batch_size,
                 jacobian_gram=method.jacobian_rank or None, max_memory=method.max_memory,
                 device=cfg.device, jacobian_dtype=getattr(torch, method.jacobian_dtype),
-                n_probes=method.n_probes)
+                n_probes=method.n_probes, split=method.rank_split)
