@@ -77,8 +77,8 @@ def modularity(
                 f"edges of {graph.transition_names[l]} have shape {tuple(E.shape)}, expected "
                 f"(r_next, r) = ({later.rank}, {earlier.rank})"
             )
-        E_nc = non_constant_edges(E, earlier.has_constant, later.has_constant)
-        E_nc = E_nc.detach().to("cpu", torch.float64).numpy()
+        E_nc = non_constant_edges(E, earlier.has_constant, later.has_constant).detach().to(
+            "cpu", torch.float64).numpy()
         # weight > 0 exactly when E > eps; masking first avoids log10(0) warnings.
         rows, cols = np.nonzero(E_nc > layer_eps)
         sources.append(offsets[l] + cols)
