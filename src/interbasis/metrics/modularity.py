@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import igraph
-import leidenalg
 import numpy as np
 import torch
 
@@ -84,6 +82,11 @@ def modularity(
         sources.append(offsets[l] + cols)
         targets.append(offsets[l + 1] + rows)
         weights.append(np.log10(E_nc[rows, cols] / layer_eps))
+
+    # Imported here: igraph loads its plotting backends (matplotlib) and costs ~1.3 s, which every
+    # import of the pipeline (interbasis.metrics) would pay, modularity computed or not.
+    import igraph
+    import leidenalg
 
     edge_list = np.stack([np.concatenate(sources), np.concatenate(targets)], axis=1)
     ig_graph = igraph.Graph(n=n_nodes, edges=edge_list.astype(np.int64), directed=False)
