@@ -13,6 +13,16 @@ from interbasis.basis.sections import capture
 torch.set_num_threads(1)  # tests run beside other jobs on 2 cores
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Back to one torch thread after each test: a run in process (pipeline.run) or a stored run's
+    config (results.stored) sets the config's threads, 2 by default, for the whole process, and
+    every later test then ran two threads on two loaded cores (10 to 40 times the CPU time)."""
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 @pytest.fixture
 def mlp() -> nn.Sequential:
     torch.manual_seed(0)

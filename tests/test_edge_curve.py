@@ -7,15 +7,16 @@ import json
 import pandas as pd
 import pytest
 
+from hydra_runs import run_in_process
 from interbasis.metrics import edge_curve
-from test_run import run_cli
 
 TOY = ("experiment=poly_toy", "experiment_name=toy", "model.n=24", "model.m=48",
        "train.steps=600", "method=pca", "logger=none")
 
 
+@pytest.mark.integration  # a whole run of the pipeline (in process), then the completion
 def test_completing_an_old_run_restores_the_halvings(tmp_path, monkeypatch):
-    out = run_cli(*TOY, results=tmp_path)
+    out = run_in_process(*TOY, results=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     run_dir = tmp_path / "runs" / "toy" / "method=pca,model.m=48,model.n=24,train.steps=600"
     summary = json.loads((run_dir / "summary.json").read_text())

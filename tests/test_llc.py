@@ -164,13 +164,14 @@ def test_llc_only_run_end_to_end(tmp_path):
     assert "LLC " in out.stdout
 
 
+@pytest.mark.integration
 def test_a_run_whose_chains_diverge_says_so_in_one_line_and_stores_no_llc(tmp_path):
-    from test_run import run_cli
+    from hydra_runs import run_in_process
 
-    out = run_cli("debug=tiny", "analysis.llc=true", "analysis.graph=false",
-                  "analysis.llc_draws=4", "analysis.llc_burnin=2", "analysis.llc_chains=2",
-                  "analysis.llc_batch_size=16", "analysis.llc_lr=1e3", "analysis.llc_nbeta=1e6",
-                  results=tmp_path)
+    out = run_in_process("debug=tiny", "analysis.llc=true", "analysis.graph=false",
+                         "analysis.llc_draws=4", "analysis.llc_burnin=2", "analysis.llc_chains=2",
+                         "analysis.llc_batch_size=16", "analysis.llc_lr=1e3",
+                         "analysis.llc_nbeta=1e6", results=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]  # the run completes, without an LLC
     summary = json.loads((next((tmp_path / "runs" / "debug").iterdir()) / "summary.json")
                          .read_text())

@@ -65,12 +65,12 @@ def test_preset_holds_the_paper_settings(preset):
         assert len(layers) == 2 * 8 + 1
 
 
-# one run in the fast suite; the other architectures' runs are slow-marked (a subprocess each)
-@pytest.mark.parametrize("preset", ["gpt2_paper",
-                                    pytest.param("tinystories_paper", marks=pytest.mark.slow),
-                                    pytest.param("pythia_14m", marks=pytest.mark.slow)])
+# whole runs of each architecture, in process (a second or two each once transformers is loaded;
+# they were slow-marked while each was a subprocess)
+@pytest.mark.integration
+@pytest.mark.parametrize("preset", list(PRESETS))
 def test_preset_runs_on_a_tiny_model_of_its_architecture(preset, tmp_path):
-    from test_run import run_cli
+    from hydra_runs import run_in_process
 
     folder = tmp_path / "model"
     save_tiny_model(folder, preset)
@@ -79,11 +79,11 @@ def test_preset_runs_on_a_tiny_model_of_its_architecture(preset, tmp_path):
     mid = preset != "pythia_14m"
     layers = ",".join(f"blocks.{i}.hook_resid_{kind}" for i in range(2)
                       for kind in (("pre", "mid") if mid else ("pre",)))
-    out = run_cli(f"experiment={preset}", f"model.name={folder}", f"data.path={corpus}",
-                  "data.context=8", "data.basis_samples=4", "data.gram_samples=10",
-                  "data.ablation_samples=2", "logger=none", "threads=1",
-                  f"model.node_layers=[{layers},hook_resid_final,output]",
-                  results=tmp_path / "results")
+    out = run_in_process(f"experiment={preset}", f"model.name={folder}", f"data.path={corpus}",
+                         "data.context=8", "data.basis_samples=4", "data.gram_samples=10",
+                         "data.ablation_samples=2", "logger=none", "threads=1",
+                         f"model.node_layers=[{layers},hook_resid_final,output]",
+                         results=tmp_path / "results")
     assert out.returncode == 0, out.stderr[-2000:]
     row = load_runs(tmp_path / "results" / "runs").iloc[0]
     assert row["experiment"] == preset and row["data/gram_samples"] == 10

@@ -110,6 +110,7 @@ def task(hydra_cfg: DictConfig) -> None:
     try:
         with stop_on_signals():
             resolved = OmegaConf.to_container(hydra_cfg, resolve=True)
+            assert isinstance(resolved, dict)  # a DictConfig's container is a dict
             cfg = validate(resolved)
             if _follower(cfg):  # torchrun / SLURM tasks: ranks > 0 build their shard, no more
                 sweep_dir = None
@@ -127,7 +128,8 @@ def task(hydra_cfg: DictConfig) -> None:
     except Interrupted as stop:
         where = run_dir.path if run_dir is not None else "the run"
         if sweep_dir is not None:
-            record_job(sweep_dir, job, overrides, "interrupted", run_dir and run_dir.path)
+            record_job(sweep_dir, job, overrides, "interrupted",
+                       None if run_dir is None else run_dir.path)
             print("\n".join(summary_lines(read_jobs(sweep_dir))[0]), file=sys.stderr)
         print(f"interrupted: {where} left incomplete; rerun the same command to resume",
               file=sys.stderr, flush=True)
@@ -136,7 +138,8 @@ def task(hydra_cfg: DictConfig) -> None:
         print(str(busy), file=sys.stderr, flush=True)
         if sweep_dir is None:
             sys.exit(1)
-        record_job(sweep_dir, job, overrides, "busy", run_dir and run_dir.path, error=str(busy))
+        record_job(sweep_dir, job, overrides, "busy", None if run_dir is None else run_dir.path,
+                   error=str(busy))
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as error:
@@ -145,7 +148,7 @@ def task(hydra_cfg: DictConfig) -> None:
         print(cause if config_error else f"run failed: {cause}", file=sys.stderr, flush=True)
         if sweep_dir is None:
             sys.exit(2 if config_error else 1)
-        record_job(sweep_dir, job, overrides, "failed", run_dir and run_dir.path,
+        record_job(sweep_dir, job, overrides, "failed", None if run_dir is None else run_dir.path,
                    error=" ".join(cause.split()))
         if hydra_cfg.get("fail_fast") is True:
             traceback.print_exc()

@@ -53,12 +53,14 @@ def execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory,
 def _execute(cfg: RunConfig, resolved: dict, run_dir: RunDirectory, overrides: list[str] | None,
              pipeline, ranks) -> dict | None:
     if run_dir.is_complete and not cfg.rerun:
-        return _skip(cfg, resolved, run_dir)
+        _skip(cfg, resolved, run_dir)
+        return None
     with run_dir.lock():
         run_dir.recover()
         complete = run_dir.is_complete
         if complete and not cfg.rerun:  # another process finished it while we took the lock
-            return _skip(cfg, resolved, run_dir)
+            _skip(cfg, resolved, run_dir)
+            return None
         target = run_dir.staging() if complete else run_dir
         previous = run_dir.read_meta()  # a resumed run keeps its W&B run and counts attempts
         target.clear()
@@ -106,7 +108,6 @@ def _skip(cfg: RunConfig, resolved: dict, run_dir: RunDirectory) -> None:
     print(format_run_summary(run_dir.read_summary()), flush=True)
     print(f"skipped, already complete (rerun=true redoes it): {run_dir.path}", flush=True)
     _report_to_wandb_agent(cfg, resolved, run_dir)
-    return None
 
 
 def _wandb_run_id(cfg: RunConfig, previous_id: str | None) -> str | None:

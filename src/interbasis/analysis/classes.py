@@ -76,7 +76,8 @@ def group_separation(features: Tensor, labels: Tensor, layer: str,
 
 def log_grid(n_total: int, factor: float = 1.1) -> list[int]:
     """1, 2, ... then points spaced by ``factor``, ending at n_total (empty when n_total is 0)."""
-    ns, n = [], 1.0
+    ns: list[int] = []
+    n = 1.0
     while n < n_total:
         if not ns or round(n) > ns[-1]:
             ns.append(round(n))

@@ -102,7 +102,8 @@ def fourier_purity(grids: np.ndarray) -> pd.DataFrame:
     rows = []
     for j in range(power.shape[2]):
         has_power = total[j] > 1e-12 * max(total.max(), 1e-300)
-        k_a, k_b = canonical_term(*divmod(int(flat_top[j]), p), p) if has_power else (0, 0)
+        top_a, top_b = divmod(int(flat_top[j]), p)
+        k_a, k_b = canonical_term(top_a, top_b, p) if has_power else (0, 0)
         best_key = int(key_power[:, j].argmax())
         rows.append({
             "feature": j, "power": float(total[j]),

@@ -99,7 +99,8 @@ class LLCEstimate:
     @property
     def settled(self) -> bool:
         """The calibration rule: no chain failed, every chain settled, and llc > 0."""
-        return self.diverged is None and self.drift <= MAX_DRIFT and self.llc > 0
+        llc = self.llc  # a float whenever no chain diverged
+        return self.diverged is None and self.drift <= MAX_DRIFT and llc is not None and llc > 0
 
     def summary(self) -> dict[str, float | int | str]:
         out: dict[str, float | int | str] = {
@@ -107,8 +108,10 @@ class LLCEstimate:
             f"{LLC_KEY}_drift": self.drift, f"{LLC_KEY}_nbeta": self.nbeta,
             f"{LLC_KEY}_diverged": int(self.diverged is not None),
             "time/llc_s": round(self.seconds, 3)}
-        if self.diverged is None:  # a diverged estimate stores no LLC at all
-            out.update({LLC_KEY: self.llc, f"{LLC_KEY}_std": self.llc_std})
+        llc, llc_std = self.llc, self.llc_std  # floats whenever no chain diverged
+        if self.diverged is None and llc is not None and llc_std is not None:
+            # a diverged estimate stores no LLC at all
+            out.update({LLC_KEY: llc, f"{LLC_KEY}_std": llc_std})
         return out
 
     def line(self) -> str:

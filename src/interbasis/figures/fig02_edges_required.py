@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 
 from interbasis.figures import data, style
 from interbasis.results.authors import NEXT
@@ -108,7 +109,7 @@ def make(results: Path, out: Path, experiment: str = data.PAPER_EXPERIMENT) -> l
         ax.set_ylim(0, ax.get_ylim()[1] * 1.08)
         ax.grid(axis="x", visible=False)
     axes[0, 0].set_ylabel("non-constant edges required")
-    handles = [style.plt.Rectangle((0, 0), 1, 1, fc=style.method_color(m), alpha=0.4,
+    handles: list[Artist] = [style.plt.Rectangle((0, 0), 1, 1, fc=style.method_color(m), alpha=0.4,
                                    ec=style.method_color(m), label=style.method_label(m))
                for m in style.METHODS]
     handles.append(style.plt.Rectangle((0, 0), 1, 1, fc="white", ec="0.3",

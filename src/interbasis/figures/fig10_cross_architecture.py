@@ -78,7 +78,8 @@ ABSOLUTE_METRICS = ("edge_area",)
 
 def _layout(experiments: dict[str, dict], long: pd.DataFrame) -> list[tuple]:
     """(y, kind, experiment, layer row or None, transition row or None), top to bottom."""
-    slots, y = [], 0
+    slots: list[tuple] = []
+    y: float = 0
     for experiment in experiments:
         slots.append((y, "header", experiment, None, None))
         y += 1

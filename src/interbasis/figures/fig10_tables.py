@@ -160,7 +160,8 @@ def long_table(results: Path) -> tuple[pd.DataFrame, dict[str, dict]]:
             continue
         group = group[group["method"].isin(("lib", *BASELINES))].dropna(axis=1, how="all")
         k_delta, edge_delta = tolerances(group)
-        rows, info = [], {}
+        rows: list[dict] = []
+        info: dict = {}
         for _, run in group.iterrows():
             run_long, run_info = run_rows(run, k_delta, edge_delta)
             rows += run_long

@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import igraph
-import leidenalg
 import numpy as np
 import torch
 
@@ -77,13 +75,18 @@ def modularity(
                 f"edges of {graph.transition_names[l]} have shape {tuple(E.shape)}, expected "
                 f"(r_next, r) = ({later.rank}, {earlier.rank})"
             )
-        E_nc = non_constant_edges(E, earlier.has_constant, later.has_constant)
-        E_nc = E_nc.detach().to("cpu", torch.float64).numpy()
+        E_nc = non_constant_edges(E, earlier.has_constant, later.has_constant).detach().to(
+            "cpu", torch.float64).numpy()
         # weight > 0 exactly when E > eps; masking first avoids log10(0) warnings.
         rows, cols = np.nonzero(E_nc > layer_eps)
         sources.append(offsets[l] + cols)
         targets.append(offsets[l + 1] + rows)
         weights.append(np.log10(E_nc[rows, cols] / layer_eps))
+
+    # Imported here: igraph loads its plotting backends (matplotlib) and costs ~1.3 s, which every
+    # import of the pipeline (interbasis.metrics) would pay, modularity computed or not.
+    import igraph
+    import leidenalg
 
     edge_list = np.stack([np.concatenate(sources), np.concatenate(targets)], axis=1)
     ig_graph = igraph.Graph(n=n_nodes, edges=edge_list.astype(np.int64), directed=False)

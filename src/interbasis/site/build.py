@@ -22,6 +22,7 @@ from interbasis.site.collect import (
     Run,
     by_experiment,
     compare_groups,
+    compared_method,
     load_store,
     run_metric_keys,
     sweep_axes,
@@ -190,10 +191,10 @@ def _write(site: Path, runs: list[Run], report: BuildReport) -> None:
         report.pages += 1
     for experiment, members in groups.items():
         for key, group in members.items():
-            method_graphs = {run.method: graphs[(experiment, run.name)] for run in group
-                             if (experiment, run.name) in graphs}
-            method_labels = {run.method: labels[(experiment, run.name)] for run in group
-                             if (experiment, run.name) in labels}
+            method_graphs = {compared_method(run): graphs[(experiment, run.name)]
+                             for run in group if (experiment, run.name) in graphs}
+            method_labels = {compared_method(run): labels[(experiment, run.name)]
+                             for run in group if (experiment, run.name) in labels}
             body = compare_page.build(experiment, key, group, method_graphs, method_labels)
             _write_page(site / "compare" / experiment / f"{key}.html",
                         page(f"{experiment} / {key}: bases compared", body, root="../../",

@@ -170,6 +170,14 @@ def compare_groups(runs: list[Run]) -> dict[str, list[Run]]:
     return kept
 
 
+def compared_method(run: Run) -> str:
+    """The method of a run in a compare group (compare_groups keeps only runs that name one)."""
+    method = run.method
+    if method is None:
+        raise ValueError(f"{run.experiment}/{run.name}: a compared run names no method")
+    return method
+
+
 def method_rank(method: str | None) -> tuple[int, str]:
     name = method or ""
     return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)

@@ -8,7 +8,7 @@ from typing import Any
 
 from interbasis.figures import data as figure_data
 from interbasis.site import plots
-from interbasis.site.collect import Run
+from interbasis.site.collect import Run, compared_method
 from interbasis.site.html import esc, href, link, plot_div, table
 from interbasis.site.labels import FeatureLabels
 from interbasis.site.run_page import run_url
@@ -37,12 +37,18 @@ def metric_rows(runs: list[Run]) -> list[list[Any]]:
         row = [key, *values]
         if ratio:
             lib, pca = (runs[methods.index(m)].summary.get(key) for m in ("lib", "pca"))
-            numeric = all(isinstance(v, int | float) and not isinstance(v, bool)
-                          for v in (lib, pca))
-            row.append(lib / pca if numeric and pca not in (0, 0.0) and not math.isnan(pca)
-                       else None)
+            row.append(_ratio(lib, pca))
         rows.append(row)
     return rows
+
+
+def _ratio(lib: Any, pca: Any) -> float | None:
+    """lib / pca when both are numbers (bools are not) and pca is neither 0 nor NaN."""
+    if isinstance(lib, bool) or isinstance(pca, bool):
+        return None
+    if not (isinstance(lib, int | float) and isinstance(pca, int | float)):
+        return None
+    return lib / pca if pca != 0 and not math.isnan(pca) else None
 
 
 def edges_required(runs: list[Run]) -> tuple[str | None, dict[str, dict[str, float]]]:
@@ -57,13 +63,14 @@ def edges_required(runs: list[Run]) -> tuple[str | None, dict[str, dict[str, flo
                 delta = delta or match.group(1)
                 if match.group(1) == delta:
                     row[match.group(2)] = value
-        values[run.method] = row
+        values[compared_method(run)] = row
     return delta, values
 
 
 def per_transition(runs: list[Run], prefix: str) -> dict[str, dict[str, float]]:
-    return {run.method: {key.removeprefix(prefix): value for key, value in run.summary.items()
-                         if key.startswith(prefix)} for run in runs}
+    return {compared_method(run): {key.removeprefix(prefix): value
+                                   for key, value in run.summary.items()
+                                   if key.startswith(prefix)} for run in runs}
 
 
 def build(experiment: str, key: str, runs: list[Run], graphs: dict[str, Any],
@@ -81,10 +88,10 @@ def build(experiment: str, key: str, runs: list[Run], graphs: dict[str, Any],
         out.append(f'<p class="muted">Not in the store for this model and seed: '
                    f"{esc(', '.join(missing))}.</p>")
 
-    curves = {}
+    curves: dict[str, Any] = {}  # method -> its ablation curves (a DataFrame)
     for run in runs:
         try:
-            curves[run.method] = figure_data.curves(run.path)
+            curves[compared_method(run)] = figure_data.curves(run.path)
         except figure_data.MissingResults:
             continue
     layers = runs[0].node_layers

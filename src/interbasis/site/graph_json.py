@@ -60,7 +60,8 @@ def graph_record(graph, labels: FeatureLabels, *, experiment: str, run: str,
                 "constant": bool(layer.has_constant and feature == 0),
                 "label": labels.label(layer.name, feature),
                 "cluster": labels.cluster(layer.name, feature)})
-    transitions, edges = [], []
+    transitions: list[dict[str, Any]] = []
+    edges: list[dict[str, Any]] = []
     for (source, target), name, E in zip(zip(graph.layers, graph.layers[1:]),
                                          graph.transition_names, graph.edges or []):
         matrix = E.double().numpy()

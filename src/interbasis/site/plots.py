@@ -9,13 +9,16 @@ browser, a headless one included.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from interbasis.site.graph_json import selected_edges
 from interbasis.site.labels import FeatureLabels
+
+if TYPE_CHECKING:  # the graph type only for hints: it imports torch
+    from interbasis.basis.types import Graph
 
 # The figures' method colours (interbasis.figures.style), repeated so the site needs no matplotlib.
 METHOD_COLORS = {"lib": "#1f5fa8", "pca": "#d9741c", "neuron": "#5a9a3c", "ngf": "#8e44ad",
@@ -31,7 +34,7 @@ GRAPH_TOP = 30  # features drawn per layer on a run page (the feature table list
 GRAPH_PAGE_TOP = 50  # on the graph's own page
 EDGE_BINS = 4
 AXIS = {"gridcolor": "#e8e8e8", "zeroline": False, "linecolor": "#999", "automargin": True}
-LAYOUT = {"margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "font": {"size": 12},
+LAYOUT: dict[str, Any] = {"margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "font": {"size": 12},
           "legend": {"orientation": "h", "y": -0.22, "yanchor": "top"}, "plot_bgcolor": "white",
           "paper_bgcolor": "white", "hovermode": "closest"}
 
@@ -222,9 +225,9 @@ def graph_view(graph, labels: FeatureLabels, link: str = "#", top: int = GRAPH_T
     segments = []
     for (source, target), E in zip(zip(graph.layers, graph.layers[1:]), graph.edges):
         for row, column, weight in selected_edges(E.double().numpy()):
-            a, b = (source.name, column), (target.name, row)
-            if a in position and b in position:
-                segments.append((position[a], position[b], weight))
+            tail, head = (source.name, column), (target.name, row)
+            if tail in position and head in position:
+                segments.append((position[tail], position[head], weight))
     fig = figure(title, margin={"l": 20, "r": 20, "t": 50, "b": 40},
                  height=max(420, 16 * max(map(len, drawn.values())) + 120), showlegend=False)
     if segments:
@@ -253,7 +256,7 @@ def graph_view(graph, labels: FeatureLabels, link: str = "#", top: int = GRAPH_T
             label = labels.label(layer.name, feature) or "(no label)"
             xs.append(x)
             ys.append(y)
-            colour.append(colours.get(cluster, UNCLUSTERED))
+            colour.append(UNCLUSTERED if cluster is None else colours.get(cluster, UNCLUSTERED))
             links.append(f"{link}#{feature_anchor(layer.name, feature)}")
             texts.append(f"<b>{layer.name} #{feature}</b><br>{label}<br>importance "
                          f"{importance[feature]:.3g}<br>cluster "
@@ -324,7 +327,7 @@ def compare_bars(values: dict[str, dict[str, float]], title: str, log: bool) -> 
     return fig
 
 
-def compare_spectra(graphs: dict[str, object]) -> dict | None:
+def compare_spectra(graphs: dict[str, Graph]) -> dict | None:
     """Basis importances per layer (one panel each), one line per method."""
     if not graphs:
         return None

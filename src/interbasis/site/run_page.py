@@ -21,9 +21,9 @@ SHOWN_FILES = {"summary.json", "config.yaml", "meta.json", "curves.csv", "modula
 
 def split_metrics(run: Run) -> tuple[dict, dict, dict]:
     """Summary keys by what they are about: a node layer, a transition, or the whole run."""
-    layers = {name: {} for name in run.node_layers}
+    layers: dict[str, dict[str, Any]] = {name: {} for name in run.node_layers}
     names = run.node_layers
-    transitions = {f"{a}->{b}": {} for a, b in zip(names, names[1:])}
+    transitions: dict[str, dict[str, Any]] = {f"{a}->{b}": {} for a, b in zip(names, names[1:])}
     other: dict[str, Any] = {}
     for key, value in run.summary.items():
         prefix, _, suffix = key.rpartition("/")
@@ -154,10 +154,10 @@ def build(run: Run, graph, labels: FeatureLabels | None, *, compare_url: str | N
     out.append("<h2>Ablation curves</h2>")
     try:
         frame = figure_data.curves(run.path)
-        layers = run.node_layers
+        node_layers = run.node_layers
         out.append('<div class="grid">'
-                   + plot_div(plots.node_curves(frame, layers), "node-curves")
-                   + plot_div(plots.edge_curves(frame, layers), "edge-curves") + "</div>")
+                   + plot_div(plots.node_curves(frame, node_layers), "node-curves")
+                   + plot_div(plots.edge_curves(frame, node_layers), "edge-curves") + "</div>")
     except figure_data.MissingResults as missing:
         out.append(f'<p class="note">{esc(missing)}</p>')
 
@@ -165,6 +165,8 @@ def build(run: Run, graph, labels: FeatureLabels | None, *, compare_url: str | N
         out.append('<h2>Interaction graph</h2><p class="note">no graph file (graph_*.pt) is '
                    "stored in this run's folder, so there are no spectra, graph or features "
                    "here</p>")
+    elif labels is None:  # the caller derives them from the graph (site.labels.feature_labels)
+        raise ValueError(f"{run.name}: a run page with a graph needs the graph's feature labels")
     else:
         out.append("<h2>Spectra</h2>" + plot_div(plots.spectra(graph), "spectra"))
         out.append("<h2>Interaction graph</h2>" + graph_caption(labels, plots.GRAPH_TOP))

@@ -84,7 +84,8 @@ def summary_lines(jobs: list[dict[str, Any]]) -> tuple[list[str], bool]:
         overrides = " ".join(job.get("overrides") or []) or "(no overrides)"
         where = f" [{job['run_dir']}]" if job.get("run_dir") else ""
         reason = f": {job['error']}" if job.get("error") else ""
-        lines.append(f"{_COUNTED.get(status, status)}: {overrides}{where}{reason}")
+        label = _COUNTED.get(status, status) if isinstance(status, str) else status
+        lines.append(f"{label}: {overrides}{where}{reason}")
     ok = all(job.get("status") in ("complete", "skipped") for job in jobs)
     return lines, ok
 

@@ -23,14 +23,15 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, get_args
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:  # pandas only for hints: importing this module stays cheap
     import pandas as pd
 
 TRACKER_KINDS = ("wandb", "offline", "none")
-WANDB_MODES = ("online", "offline", "disabled")
+WandbMode = Literal["online", "offline", "disabled"]  # the modes wandb.init accepts here
+WANDB_MODES: tuple[WandbMode, ...] = get_args(WandbMode)
 DEFAULT_PROJECT = "interbasis"
 # One line plot per layer is cheap for a model's handful of layers; past this many, the table
 # alone is logged (each plot is its own table upload).
@@ -78,9 +79,9 @@ class WandbTracker(Tracker):
 
     def __init__(self, mode: str = "offline", project: str = DEFAULT_PROJECT,
                  entity: str | None = None, dir: str | os.PathLike | None = None) -> None:
-        if mode not in WANDB_MODES:
+        if not _is_wandb_mode(mode):
             raise ValueError(f"W&B mode must be one of {WANDB_MODES}, got {mode!r}")
-        self.mode = mode
+        self.mode: WandbMode = mode
         self.project = project
         self.entity = entity
         self.dir = None if dir is None else Path(dir)
@@ -217,6 +218,10 @@ def wandb_api_key_configured() -> bool:
     except (OSError, netrc.NetrcParseError):
         return False
     return bool(entry and entry[2])
+
+
+def _is_wandb_mode(mode: str) -> TypeGuard[WandbMode]:
+    return mode in WANDB_MODES
 
 
 def _run_path(run: Any, mode: str) -> str | None:
