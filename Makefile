@@ -4,7 +4,7 @@
 install:
 	pip install -q torch==2.13.0 && pip install -q -e '.[dev]'
 
-# ruff, then mypy on src/ ([tool.mypy] in pyproject.toml lists the modules not yet clean)
+# ruff, then mypy on every module of src/ ([tool.mypy] in pyproject.toml)
 check:
 	ruff check src tests benchmarks
 	python -m mypy
