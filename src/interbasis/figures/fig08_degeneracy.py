@@ -37,6 +37,9 @@ LLC = "degeneracy/llc"
 # the paper model over (the first steps of) training: docs/llc.md
 PAPER_EXPERIMENT = "modadd_degeneracy_paper"
 LLC_COMMAND = "python -m interbasis.run experiment=modadd_paper analysis.llc=true"
+PAPER_COMMAND = (f"python -m interbasis.run experiment=modadd_paper experiment_name="
+                 f"{PAPER_EXPERIMENT} analysis.graph=false analysis.llc=true "
+                 "train.snapshot_every=1000 train.steps=20000")
 # the three measures (not the LIB / PCA / neuron method colours of style.METHOD_COLORS)
 MEASURES = (("gram", "activation Gram D", "#7b3294"), ("jacobian", "Jacobian Gram M'", "#1b9e77"),
             ("basis", "LIB features (\u039b)", "#555555"))
@@ -97,14 +100,14 @@ def over_training(results: Path) -> tuple[str, pd.DataFrame] | None:
     return None
 
 
-def paper_over_training(results: Path) -> pd.DataFrame:
-    """The paper model's LLC over training (``PAPER_EXPERIMENT``), empty when not run."""
-    for path in sorted((results / "runs" / PAPER_EXPERIMENT).glob(f"*/{OVER_TRAINING}")):
+def paper_over_training(results: Path) -> tuple[str, pd.DataFrame] | None:
+    """(run path, table) of the paper model over training (``PAPER_EXPERIMENT``): the complete
+    run with the most snapshots; None when not run."""
+    found = []
+    for path in (results / "runs" / PAPER_EXPERIMENT).glob(f"*/{OVER_TRAINING}"):
         if (path.parent / "summary.json").is_file() and data.allowed(PAPER_EXPERIMENT):
-            table = pd.read_csv(path)
-            if LLC in table:
-                return table[table[LLC].notna()]
-    return pd.DataFrame()
+            found.append((str(path.parent), pd.read_csv(path)))
+    return max(found, key=lambda item: len(item[1])) if found else None
 
 
 def final_llcs(results: Path) -> pd.DataFrame:
@@ -196,31 +199,37 @@ def make(results: Path, out: Path) -> list[Path]:
         raise data.MissingResults(
             f"no LIB runs with rank/* summaries and no {OVER_TRAINING} in {results}/runs; "
             f"`{data.SWEEP_COMMAND}` and `{TRAINING_COMMAND}` write them")
+    paper = paper_over_training(results)
     n_cols = max(4, len(per_model))
-    fig, axes = style.figure(3, n_cols, figsize=(3.9 * n_cols, 11.2), squeeze=False)
+    fig, axes = style.figure(4, n_cols, figsize=(3.9 * n_cols, 14.6), squeeze=False)
     for c in range(n_cols):
         if c < len(per_model):
             _ranks_panel(axes[0, c], *per_model[c])
         else:
             axes[0, c].axis("off")
     handles = [Patch(color=color, label=label) for _, label, color in MEASURES] if per_model else []
-    if training is None:
-        for ax in (*axes[1], *axes[2][:3]):
-            ax.axis("off")
-        axes[1, 0].text(0, 0.5, f"no run with {OVER_TRAINING} yet: `{TRAINING_COMMAND}`",
-                        transform=axes[1, 0].transAxes, fontsize=9)
-    else:
-        _training_panels(axes[1], *training)
-        _llc_panels(axes[2][:2], *training, share=axes[1, 0],
-                    paper=paper_over_training(results))
+    # over training, one row per model: accuracy and the LLC, then the three sources, on one
+    # step axis per row
+    for row, found, command in ((1, training, TRAINING_COMMAND), (2, paper, PAPER_COMMAND)):
+        if found is None:
+            for ax in axes[row]:
+                ax.axis("off")
+            axes[row, 0].text(0, 0.5, f"no run with {OVER_TRAINING} yet: `{command}`",
+                              transform=axes[row, 0].transAxes, fontsize=9)
+        else:
+            _training_panels(axes[row], *found)
+            _llc_over_training(axes[row, 0], found[1])
+    _llc_vs_sources(axes[3, 0], training[1] if training is not None else pd.DataFrame())
     finals = final_llcs(results)
-    _llc_vs_params(axes[2, 2], finals)
-    _llc_vs_effective(axes[2, 3], final_free(results, finals),
-                      training_free(*training) if training is not None else pd.DataFrame())
-    for ax in axes[2, 4:]:
+    _llc_vs_params(axes[3, 1], finals)
+    _llc_vs_effective(axes[3, 2], final_free(results, finals),
+                      {f"{Path(path).parent.name} over training": training_free(path, table)
+                       for path, table in (found for found in (training, paper) if found)})
+    for ax in axes[3, 3:]:
         ax.axis("off")
-    fig.suptitle("Degeneracy: the three internal sources per layer (top), over training (middle) "
-                 "and the local learning coefficient (bottom)", fontsize=11)
+    fig.suptitle("Degeneracy: the three internal sources per layer (top), over training with the "
+                 "local learning coefficient (rows 2 and 3: two models), and the LLC across "
+                 "models (bottom)", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.955))
     if handles:  # one legend for the top row, above it and off the bars
         fig.legend(handles, [h.get_label() for h in handles], loc="upper center", ncol=3,
@@ -266,9 +275,10 @@ def _training_panels(axes, run_path: str, table: pd.DataFrame) -> None:
         if column in table:
             ax.plot(steps, table[column], ls=style_, color="0.2", label=column.replace("_", " "))
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{Path(run_path).parent.name}: accuracy\n(dashed line: test accuracy first "
-                 "\u2265 0.99)", fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{Path(run_path).parent.name}: accuracy (black) and LLC (red)\n(band: "
+                 "\u00b1 std over chains; dashed line: test accuracy first \u2265 0.99)",
+                 fontsize=8.5)
+    ax.legend(loc="center right", fontsize=8)
     # the relative cut (the top row's), where stored; the spec's tau 1e-15 counts float noise
     gram = "rank/gram_rel" if any(k.startswith("rank/gram_rel/") for k in table) else "rank/gram"
     jacobian = ("rank/jacobian_rel" if any(k.startswith("rank/jacobian_rel/") for k in table)
@@ -304,43 +314,39 @@ def _training_panels(axes, run_path: str, table: pd.DataFrame) -> None:
             ax.axvline(first, color="0.5", lw=0.9, ls="--")
 
 
-def _llc_panels(axes, run_path: str, table: pd.DataFrame, share,
-                paper: pd.DataFrame | None = None) -> None:
-    if LLC not in table or table[LLC].notna().sum() == 0:
-        for ax in axes:
-            ax.axis("off")
-        axes[0].text(0, 0.5, "no LLC over training yet:\n" + TRAINING_COMMAND.replace(
-            " experiment", "\n  experiment"), transform=axes[0].transAxes, fontsize=8.5)
+def _llc_over_training(ax, table: pd.DataFrame) -> None:
+    """The LLC at each snapshot (band: +- std over chains) on the accuracy panel's step axis."""
+    rows = table[table[LLC].notna()] if LLC in table else table.iloc[:0]
+    if rows.empty:
+        ax.text(0.02, 0.5, "no LLC over training in this run:\nanalysis.llc=true",
+                transform=ax.transAxes, fontsize=8, color=LLC_COLOR)
         return
-    rows = table[table[LLC].notna()]
-    ax = axes[0]
-    ax.sharex(share)
+    twin = ax.twinx()
+    twin.grid(False)
     spread = rows.get(f"{LLC}_std", pd.Series(0.0, index=rows.index))
-    ax.fill_between(rows["step"], rows[LLC] - spread, rows[LLC] + spread, color=LLC_COLOR,
-                    alpha=0.2, lw=0)
-    ax.plot(rows["step"], rows[LLC], color=LLC_COLOR, marker="o", ms=3, lw=1.5,
-            label=Path(run_path).parent.name)
-    if paper is not None and not paper.empty:
-        ax.errorbar(paper["step"], paper[LLC], yerr=paper.get(f"{LLC}_std"), color="#2166ac",
-                    marker="s", ms=4, lw=1.2, ls="--", capsize=2,
-                    label=f"paper model, seed 0 (steps {paper['step'].min():.0f}-"
-                          f"{paper['step'].max():.0f})")
-    ax.legend(loc="center right", fontsize=7)
-    ax.set_ylabel("local learning coefficient", color=LLC_COLOR)
-    ax.set_xlabel("training step")
-    first = _first_generalised(table)
-    if first is not None:
-        ax.axvline(first, color="0.5", lw=0.9, ls="--")
-    if "test_acc" in table:
-        twin = ax.twinx()
-        twin.plot(table["step"], table["test_acc"], color="0.2", lw=1.1, label="test acc")
-        twin.set_ylabel("test accuracy")
-        twin.set_ylim(0, 1.05)
-        twin.grid(False)
-    ax.set_title("LLC over training (red; band: \u00b1 std over chains)\nand test accuracy "
-                 "(grey)", fontsize=9)
-    # does the summed effective rank (sources 1 and 2 over every layer) track the LLC?
-    ax = axes[1]
+    twin.fill_between(rows["step"], rows[LLC] - spread, rows[LLC] + spread, color=LLC_COLOR,
+                      alpha=0.2, lw=0)
+    twin.plot(rows["step"], rows[LLC], color=LLC_COLOR, marker="o", ms=2.5, lw=1.4,
+              label="LLC")
+    twin.set_ylim(bottom=0)
+    twin.set_ylabel("local learning coefficient", color=LLC_COLOR)
+    twin.tick_params(axis="y", colors=LLC_COLOR)
+    peak = rows.loc[rows[LLC].idxmax()]
+    twin.annotate(f"{peak[LLC]:,.0f}", (peak["step"], peak[LLC]), fontsize=7, color=LLC_COLOR,
+                  xytext=(4, -2), textcoords="offset points")
+    last = rows.iloc[-1]
+    twin.annotate(f"{last[LLC]:,.0f}", (last["step"], last[LLC]), fontsize=7, color=LLC_COLOR,
+                  xytext=(-4, 5), textcoords="offset points", ha="right")
+
+
+def _llc_vs_sources(ax, table: pd.DataFrame) -> None:
+    """Does the summed effective rank (sources 1 and 2 over every layer) track the LLC?"""
+    rows = table[table[LLC].notna()] if LLC in table else table.iloc[:0]
+    if rows.empty:
+        ax.axis("off")
+        ax.text(0, 0.5, "no LLC over training yet:\n" + TRAINING_COMMAND.replace(
+            " experiment", "\n  experiment"), transform=ax.transAxes, fontsize=8.5)
+        return
     gram = [k for k in table if k.startswith("rank/gram_rel/")] or \
         [k for k in table if k.startswith("rank/gram/")]
     jac = [k for k in table if k.startswith("rank/jacobian_rel/")] or \
@@ -352,7 +358,8 @@ def _llc_panels(axes, run_path: str, table: pd.DataFrame, share,
     ax.set_xlabel("sum over node layers of the effective rank")
     ax.set_ylabel("LLC")
     ax.legend(loc="best", fontsize=7.5)
-    ax.set_title("LLC against the internal sources\n(one point per snapshot)", fontsize=9)
+    ax.set_title(f"{TRAINING_EXPERIMENT}: LLC against the internal sources\n"
+                 "(one point per snapshot)", fontsize=9)
 
 
 def _llc_vs_params(ax, runs: pd.DataFrame) -> None:
@@ -384,21 +391,24 @@ def _llc_vs_params(ax, runs: pd.DataFrame) -> None:
                  + (f"\n({dropped} with LLC <= 0 not drawn)" if dropped else ""), fontsize=9)
 
 
-def _llc_vs_effective(ax, finals: pd.DataFrame, snapshots: pd.DataFrame) -> None:
-    """The LLC against d - free: what the three sources leave effective (lambda <= that / 2)."""
+def _llc_vs_effective(ax, finals: pd.DataFrame, curves: dict[str, pd.DataFrame]) -> None:
+    """The LLC against d - free: what the three sources leave effective (lambda <= that / 2);
+    ``curves``: label -> the count at every snapshot of a run over training."""
     finals = finals[finals[LLC] > 0] if not finals.empty else finals
-    if finals.empty and snapshots.empty:
+    curves = {label: frame[frame[LLC] > 0] for label, frame in curves.items() if not frame.empty}
+    if finals.empty and not curves:
         ax.axis("off")
         ax.text(0, 0.5, "no LLC run with a LIB run of the same checkpoint yet",
                 transform=ax.transAxes, fontsize=8.5)
         return
-    if not snapshots.empty:
-        ax.plot(snapshots["free/effective"], snapshots[LLC], color="0.55", lw=0.9, marker=".",
-                ms=4, label=f"{TRAINING_EXPERIMENT} over training")
+    for (label, snapshots), shade in zip(curves.items(), ("0.55", "0.3"), strict=False):
+        ax.plot(snapshots["free/effective"], snapshots[LLC], color=shade, lw=0.9, marker=".",
+                ms=4, label=label)
         first = snapshots.iloc[[0, -1]]
         for (_, row), text in zip(first.iterrows(), ("init", "end"), strict=True):
-            ax.annotate(text, (row["free/effective"], row[LLC]), fontsize=7, color="0.4",
+            ax.annotate(text, (row["free/effective"], row[LLC]), fontsize=7, color=shade,
                         xytext=(3, 3), textcoords="offset points")
+    snapshots = pd.concat(list(curves.values())) if curves else pd.DataFrame()
     for color, (experiment, group) in zip(MODEL_COLORS, finals.groupby("experiment", sort=True),
                                           strict=False):
         ax.scatter(group["free/effective"], group[LLC], color=color, s=22, zorder=3,
