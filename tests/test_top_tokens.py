@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from interbasis.basis.types import Graph, NodeLayer, load_graph
-from interbasis.metrics.positions import POSITIONS_FILE
+from interbasis.metrics.positions import POSITIONS_FILE, position_shares
 from interbasis.metrics.top_tokens import (
     TOP_TOKENS_FILE,
     TokenMagnitudes,
@@ -85,6 +85,20 @@ def test_a_token_indicator_feature_of_a_gpt_gets_that_token_first_and_round_trip
     assert not (tmp_path / (TOP_TOKENS_FILE + ".tmp")).exists()
 
 
+def test_position_shares_read_the_same_features():
+    model, graph = indicator_gpt()
+    inputs = torch.randint(0, len(VOCABULARY), (48, 12), generator=torch.Generator().manual_seed(3))
+    table = position_shares(model, graph, inputs, batch_size=5)
+    assert table["feature"].tolist() == [1, 2]
+    assert table["position_share"].iloc[0] < 0.1  # a token indicator on random tokens
+    inputs[:, 0] = TOKEN  # now the indicator is 1 at position 0, 1 in 8 elsewhere
+    share = position_shares(model, graph, inputs)["position_share"].iloc[0]
+    means = torch.tensor([1.0] + [1 / len(VOCABULARY)] * 11)
+    between = ((means - means.mean()) ** 2).mean()
+    expected = between / (between + (means * (1 - means)).mean())
+    assert abs(share - expected.item()) < 0.1
+
+
 def test_a_token_named_na_reads_back_as_text(tmp_path):
     table = pd.DataFrame({"layer": ["0", "0"], "feature": [1, 1], "rank": [1, 2],
                           "token": ["NA", ""], "score": [2.0, 1.0], "count": [5, 6]})
@@ -122,7 +136,8 @@ def test_lm_labels_show_top_tokens_beside_the_position_share(tmp_path):
     assert labels.label("blocks.0.hook_resid_pre", 0) == "constant"
     assert labels.source == f"{TOP_TOKENS_FILE} and {POSITIONS_FILE}"
     assert not any("no top tokens" in note or "no position" in note for note in labels.notes)
-    assert any("no labels for layer(s) ln_final, output" in note for note in labels.notes)
+    assert f"{TOP_TOKENS_FILE} and {POSITIONS_FILE} have no labels for layer(s) ln_final, " \
+        "output" in labels.notes
 
 
 @pytest.mark.parametrize("tokens,positions,note", [

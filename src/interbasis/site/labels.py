@@ -79,7 +79,9 @@ def feature_labels(run: Run, graph) -> FeatureLabels:
                   if not any(value not in (None, "constant")
                              for value in result.labels.get(layer.name, []))]
     if unlabelled and result.source is not None:
-        result.notes.append(f"{result.source} has no labels for layer(s) {', '.join(unlabelled)}")
+        verb = "have" if " and " in result.source else "has"  # "top_tokens.csv and positions.csv"
+        result.notes.append(f"{result.source} {verb} no labels for layer(s) "
+                            f"{', '.join(unlabelled)}")
     _clusters(run, graph, result)
     return result
 
