@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +27,7 @@ from torch import Tensor
 
 from interbasis.basis.ablation import prepare_model
 from interbasis.basis.sections import OUTPUT, capture
-from interbasis.basis.types import load_graph
+from interbasis.basis.types import Graph, NodeLayer, load_graph
 from interbasis.results import atomic_write_text
 from interbasis.results.stored import stored_run_config
 
@@ -67,19 +68,37 @@ class PositionMoments:
                            torch.nan).clamp(0.0, 1.0)
 
 
+def feature_layers(graph: Graph) -> list[NodeLayer]:
+    """The node layers of ``graph`` whose features are measured: every one but the logits that has
+    a constant direction (feature 0)."""
+    return [layer for layer in graph.layers if layer.name != OUTPUT and layer.has_constant]
+
+
+def layer_features(model, graph, inputs: Tensor, batch_size: int = 16
+                   ) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+    """Batch by batch: (the batch's inputs (windows, positions), the features f = x C (float64,
+    (windows, positions, r), feature 0 the constant) of every :func:`feature_layers` layer)."""
+    folded = prepare_model(model, torch.float64)
+    layers = feature_layers(graph)
+    for batch in inputs.split(batch_size):
+        with torch.no_grad():  # not around the yield: the caller's grad mode stays its own
+            acts = capture(folded, batch, [layer.name for layer in layers])
+        features = {}
+        for layer in layers:
+            x = acts[layer.name]
+            if x.ndim != 3:
+                raise ValueError(f"{layer.name}: no position axis (shape {tuple(x.shape)})")
+            features[layer.name] = x.double() @ layer.C.double()
+        yield batch, features
+
+
 def position_shares(model, graph, inputs: Tensor, batch_size: int = 16) -> pd.DataFrame:
     """The table for every node layer of ``graph`` with a position axis (and a constant)."""
-    folded = prepare_model(model, torch.float64)
-    layers = [layer for layer in graph.layers if layer.name != OUTPUT and layer.has_constant]
+    layers = feature_layers(graph)
     moments = {layer.name: PositionMoments() for layer in layers}
-    with torch.no_grad():
-        for batch in inputs.split(batch_size):
-            acts = capture(folded, batch, [layer.name for layer in layers])
-            for layer in layers:
-                x = acts[layer.name]
-                if x.ndim != 3:
-                    raise ValueError(f"{layer.name}: no position axis (shape {tuple(x.shape)})")
-                moments[layer.name].update(x.double() @ layer.C.double())
+    for _, features in layer_features(model, graph, inputs, batch_size):
+        for name, values in features.items():
+            moments[name].update(values)
     frames = []
     for layer in layers:
         share = moments[layer.name].position_share()[1:]  # feature 0 is the constant

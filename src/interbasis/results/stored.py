@@ -2,7 +2,9 @@
 
 Commands that add a measure to runs already in the store (``interbasis.metrics.edge_curve``,
 ``interbasis.metrics.positions``) rebuild the run's model and data from its ``config.yaml``; the
-paths in that file name the checkout that made it, so they are replaced by this checkout's.
+paths in that file name the checkout that made it, so they are replaced by this checkout's; so
+is the start of ``data.path`` when it lies under the old checkout's root and is missing there (the
+tiny GPT's KJV dump, written under the root by default).
 """
 
 from __future__ import annotations
@@ -39,7 +41,25 @@ def stored_run_config(path: str | Path) -> tuple[RunDirectory, Any]:
     run = RunDirectory(Path(path))
     if not run.is_complete:
         raise ValueError(f"{path}: not a complete run")
-    cfg = validate({**yaml.safe_load((Path(path) / "config.yaml").read_text()),
-                    "paths": checkout_paths()})
+    stored = yaml.safe_load((Path(path) / "config.yaml").read_text())
+    paths = checkout_paths()
+    data = stored.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        data = {**data, "path": rerooted(data["path"], (stored.get("paths") or {}).get("root"),
+                                         paths["root"])}
+        stored = {**stored, "data": data}
+    cfg = validate({**stored, "paths": paths})
     torch.set_num_threads(cfg.threads)
     return run, cfg
+
+
+def rerooted(file: str, old_root: str | None, root: str) -> str:
+    """``file`` moved from ``old_root`` to ``root`` when it lies under the old root and is not
+    there; else unchanged."""
+    if old_root is None or Path(file).exists():
+        return file
+    try:
+        relative = Path(file).relative_to(old_root)
+    except ValueError:
+        return file
+    return str(Path(root) / relative)

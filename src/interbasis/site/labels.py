@@ -5,9 +5,10 @@
   classes, "high" or "low", its group, and the eta^2 of the class groups from
   ``class_separation.csv``); the logits are named by their class;
 - the polysemanticity toy: ``toy_features.csv`` (the one-hot input the feature is purest on);
-- language models: ``positions.csv`` where ``python -m interbasis.metrics.positions`` wrote it (the
-  share of the feature's variance explained by token position); no top tokens are stored, and the
-  page says so.
+- language models: ``top_tokens.csv`` where ``python -m interbasis.metrics.top_tokens`` wrote it
+  (the tokens the feature is largest on, in magnitude) and ``positions.csv`` where
+  ``python -m interbasis.metrics.positions`` wrote it (the share of the feature's variance
+  explained by token position), side by side; the page says which of the two is missing.
 
 Every label source that is missing or does not cover a layer is reported in ``notes`` (one line
 each), so a page can say what it could not label.
@@ -22,10 +23,14 @@ from pathlib import Path
 import pandas as pd
 
 from interbasis.figures import data as figure_data
+from interbasis.metrics.positions import POSITIONS_FILE
+from interbasis.metrics.top_tokens import TOP_TOKENS_FILE
+from interbasis.metrics.top_tokens import read_table as read_top_tokens
 from interbasis.site.collect import Run
 
 CLUSTER_RESOLUTION = 0.5  # the paper's main-text graph (figure 3 draws the same partition)
 LM_FAMILIES = ("tiny_gpt", "hf_lm")
+LABEL_TOKENS = 5  # top tokens a language-model feature's label names (top_tokens.csv keeps 5)
 
 
 @dataclass
@@ -61,16 +66,8 @@ def feature_labels(run: Run, graph) -> FeatureLabels:
         elif family == "poly_toy":
             result.source = "toy_features.csv"
             _toy(run, graph, result)
-        elif family in LM_FAMILIES and (run.path / "positions.csv").is_file():
-            result.source = "positions.csv"
-            _positions(run, graph, result)
-            result.notes.append("no top tokens are stored for language-model runs: features "
-                                "show the share of their variance explained by token position")
         elif family in LM_FAMILIES:
-            result.notes.append(
-                "no top tokens or position shares are stored for this language-model run "
-                "(`python -m interbasis.metrics.positions <run>` writes positions.csv): "
-                "features show index and importance only")
+            _language_model(run, graph, result)
         else:
             result.notes.append(f"no feature labels for model family {family!r}")
     except figure_data.MissingResults as missing:
@@ -82,7 +79,9 @@ def feature_labels(run: Run, graph) -> FeatureLabels:
                   if not any(value not in (None, "constant")
                              for value in result.labels.get(layer.name, []))]
     if unlabelled and result.source is not None:
-        result.notes.append(f"{result.source} has no labels for layer(s) {', '.join(unlabelled)}")
+        verb = "have" if " and " in result.source else "has"  # "top_tokens.csv and positions.csv"
+        result.notes.append(f"{result.source} {verb} no labels for layer(s) "
+                            f"{', '.join(unlabelled)}")
     _clusters(run, graph, result)
     return result
 
@@ -142,14 +141,46 @@ def _toy(run: Run, graph, result: FeatureLabels) -> None:
             result.labels[layer.name] = [f"output {j}" for j in range(layer.rank)]
 
 
-def _positions(run: Run, graph, result: FeatureLabels) -> None:
-    table = pd.read_csv(run.path / "positions.csv")
+def _language_model(run: Run, graph, result: FeatureLabels) -> None:
+    """Top tokens and position share, each where its file is stored; a note for each missing."""
+    sources = [name for name in (TOP_TOKENS_FILE, POSITIONS_FILE) if (run.path / name).is_file()]
+    if not sources:
+        result.notes.append(
+            "no top tokens or position shares are stored for this language-model run "
+            f"(`python -m interbasis.metrics.top_tokens <run>` writes {TOP_TOKENS_FILE}, "
+            f"`python -m interbasis.metrics.positions <run>` {POSITIONS_FILE}): "
+            "features show index and importance only")
+        return
+    result.source = " and ".join(sources)
+    if TOP_TOKENS_FILE not in sources:
+        result.notes.append(f"no top tokens are stored for this language-model run "
+                            f"(`python -m interbasis.metrics.top_tokens <run>` writes "
+                            f"{TOP_TOKENS_FILE}): features show their position share only")
+    if POSITIONS_FILE not in sources:
+        result.notes.append(f"no position shares are stored for this language-model run "
+                            f"(`python -m interbasis.metrics.positions <run>` writes "
+                            f"{POSITIONS_FILE}): features show their top tokens only")
+    parts: dict[tuple[str, int], list[str]] = {}
+    if TOP_TOKENS_FILE in sources:
+        try:
+            table = read_top_tokens(run.path)
+        except ValueError as error:
+            result.notes.append(str(error))
+        else:
+            for (layer, feature), rows in table.groupby(["layer", "feature"], sort=False):
+                tokens = rows.sort_values("rank")["token"].head(LABEL_TOKENS)
+                parts.setdefault((str(layer), int(feature)), []).append(
+                    "top tokens " + " ".join(repr(token) for token in tokens))
+    if POSITIONS_FILE in sources:
+        for row in pd.read_csv(run.path / POSITIONS_FILE).itertuples(index=False):
+            if pd.notna(row.position_share):
+                parts.setdefault((str(row.layer), int(row.feature)), []).append(
+                    f"position share {row.position_share:.2f}")
     result.labels = _empty(graph)
-    for row in table.itertuples(index=False):
-        values = result.labels.get(str(row.layer))
-        if values is not None and 0 <= int(row.feature) < len(values) and \
-                pd.notna(row.position_share):
-            values[int(row.feature)] = f"position share {row.position_share:.2f}"
+    for (layer, feature), texts in parts.items():
+        values = result.labels.get(layer)
+        if values is not None and 0 <= feature < len(values):
+            values[feature] = "; ".join(texts)
 
 
 def _clusters(run: Run, graph, result: FeatureLabels) -> None:
