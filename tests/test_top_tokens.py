@@ -15,7 +15,7 @@ from interbasis.metrics.top_tokens import (
     write_table,
 )
 from interbasis.models.tiny_gpt import TinyGPT, TinyGPTConfig
-from interbasis.results.stored import rerooted
+from interbasis.results.stored import rerooted, stored_graph
 from interbasis.site.collect import load_store
 from interbasis.site.labels import feature_labels
 from site_store import write_run
@@ -160,3 +160,11 @@ def test_a_stored_data_path_under_the_old_checkout_moves_to_this_one_when_missin
     assert rerooted(str(existing), str(tmp_path), new) == str(existing)  # found where it was
     assert rerooted("/elsewhere/kjv.txt", "/old", new) == "/elsewhere/kjv.txt"  # not the root's
     assert rerooted("/old/kjv.txt", None, new) == "/old/kjv.txt"
+
+
+def test_a_run_without_a_stored_graph_is_one_line_naming_it(tmp_path):
+    # the commands that add a measure to stored runs (positions, top_tokens, edge_curve) read
+    # the graph through stored_graph: a run with none says so instead of a StopIteration
+    with pytest.raises(ValueError, match=r"no graph file \(graph_\*\.pt\) is stored") as caught:
+        stored_graph(tmp_path)
+    assert len(str(caught.value).splitlines()) == 1

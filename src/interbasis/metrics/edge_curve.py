@@ -33,10 +33,9 @@ from interbasis.basis.ablation import (
     halving_schedule,
     prepare_model,
 )
-from interbasis.basis.types import load_graph
 from interbasis.metrics.comparison import edge_area
 from interbasis.results import atomic_write_text
-from interbasis.results.stored import stored_run_config
+from interbasis.results.stored import stored_graph, stored_run_config
 
 
 def complete_run(path: Path) -> dict[str, float]:
@@ -49,7 +48,7 @@ def complete_run(path: Path) -> dict[str, float]:
     edges = curves[curves["kind"] == "edge"]
     if edges.empty:
         return {}
-    graph = load_graph(next(Path(path).glob("graph_*.pt")))
+    graph = stored_graph(path)
     if graph.edges is None:
         raise ValueError(f"{path}: the stored graph has no edges (ablation.edges was false)")
     prepared = pipeline.prepare(cfg)

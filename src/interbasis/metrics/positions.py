@@ -27,9 +27,9 @@ from torch import Tensor
 
 from interbasis.basis.ablation import prepare_model
 from interbasis.basis.sections import OUTPUT, capture
-from interbasis.basis.types import Graph, NodeLayer, load_graph
+from interbasis.basis.types import Graph, NodeLayer
 from interbasis.results import atomic_write_text
-from interbasis.results.stored import stored_run_config
+from interbasis.results.stored import stored_graph, stored_run_config
 
 POSITIONS_FILE = "positions.csv"
 
@@ -114,7 +114,7 @@ def write_run(path: Path) -> pd.DataFrame:
     from interbasis import pipeline
 
     _, cfg = stored_run_config(path)
-    graph = load_graph(next(Path(path).glob("graph_*.pt")))
+    graph = stored_graph(path)
     prepared = pipeline.prepare(cfg)
     table = position_shares(prepared.model, graph, prepared.basis_inputs)
     atomic_write_text(Path(path) / POSITIONS_FILE, table.to_csv(index=False,

@@ -34,10 +34,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from interbasis.basis.types import load_graph
 from interbasis.metrics.positions import feature_layers, layer_features
 from interbasis.results import atomic_write_text
-from interbasis.results.stored import stored_run_config
+from interbasis.results.stored import stored_graph, stored_run_config
 
 TOP_TOKENS_FILE = "top_tokens.csv"
 MIN_COUNT = 5
@@ -155,10 +154,7 @@ def write_run(path: Path, k: int = TOP, min_count: int | None = None) -> pd.Data
 
     _, cfg = stored_run_config(path)
     decode = token_decoder(cfg)
-    graphs = sorted(Path(path).glob("graph_*.pt"))
-    if not graphs:
-        raise ValueError(f"{path}: no graph file (graph_*.pt) is stored")
-    graph = load_graph(graphs[0])
+    graph = stored_graph(path)
     prepared = pipeline.prepare(cfg)
     table = top_tokens(prepared.model, graph, prepared.basis_inputs, decode, k, min_count)
     write_table(Path(path), table)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from interbasis.results.store import RunDirectory
+
+if TYPE_CHECKING:
+    from interbasis.basis.types import Graph
 
 
 def checkout_paths() -> dict[str, str]:
@@ -63,3 +66,13 @@ def rerooted(file: str, old_root: str | None, root: str) -> str:
     except ValueError:
         return file
     return str(Path(root) / relative)
+
+
+def stored_graph(path: str | Path) -> Graph:
+    """The graph a run stored (its ``graph_<method>.pt``); one line when there is none."""
+    from interbasis.basis.types import load_graph
+
+    graphs = sorted(Path(path).glob("graph_*.pt"))
+    if not graphs:
+        raise ValueError(f"{path}: no graph file (graph_*.pt) is stored")
+    return load_graph(graphs[0])
