@@ -25,7 +25,7 @@ from interbasis.figures import data, style
 STEM = "fig06_lm_edges"
 EXPERIMENT = "tiny_gpt"
 # further LMs drawn beside it when their runs exist, each as fig06_lm_edges_<experiment>.png
-ALSO = ("smollm2_sections",)
+ALSO = ("smollm2_sections", "smollm2_blocks")
 CAP = 5  # the y axis ends at CAP x the tolerance; larger increases are drawn on its top edge
 
 
@@ -56,7 +56,17 @@ def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
     for other in ALSO if experiment == EXPERIMENT else ():
         with contextlib.suppress(data.MissingResults):  # that LM's runs are not in this store
             written += _make(results, out, other, f"{STEM}_{other}", with_graph=False)
+            written += make_positions_of(results, other, out)
     return written
+
+
+def make_positions_of(results: Path, experiment: str, out: Path) -> list[Path]:
+    """Figure 6c for another LM (``fig06c_lm_positions_<experiment>``), when its runs have
+    ``positions.csv``."""
+    from interbasis.figures import fig06c_lm_positions as positions
+
+    return positions.make_positions(data.method_runs(results, experiment), experiment, out,
+                                    f"{positions.STEM}_{experiment}")
 
 
 def _make(results: Path, out: Path, experiment: str, stem: str, with_graph: bool = True

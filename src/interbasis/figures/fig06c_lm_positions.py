@@ -22,7 +22,8 @@ STEM = "fig06c_lm_positions"
 TOP = 24
 
 
-def make_positions(runs: pd.DataFrame, experiment: str, out: Path) -> list[Path]:
+def make_positions(runs: pd.DataFrame, experiment: str, out: Path, stem: str = STEM
+                   ) -> list[Path]:
     """The figure, or nothing when no run of ``experiment`` has ``positions.csv``."""
     tables = []
     for run in runs.itertuples():
@@ -35,10 +36,12 @@ def make_positions(runs: pd.DataFrame, experiment: str, out: Path) -> list[Path]
     table = table[table["feature"] <= TOP]
     layers = list(dict.fromkeys(table["layer"]))
     names = style.layer_names(data.node_layers(runs["path"].iloc[0]))
-    fig, axes = style.figure(1, len(layers), figsize=(3.0 * len(layers), 3.4), sharey=True,
-                             squeeze=False)
+    n_cols = min(len(layers), 4)  # a long LM (SmolLM2's seven node layers) wraps into rows
+    n_rows = -(-len(layers) // n_cols)
+    fig, axes = style.figure(n_rows, n_cols, figsize=(3.0 * n_cols, 3.4 * n_rows + 0.4),
+                             sharey=True, squeeze=False)
     seeds = table.groupby("method")["seed"].nunique().to_dict()
-    for ax, layer in zip(axes[0], layers):
+    for ax, layer in zip(axes.flat, layers):
         mine = table[table["layer"] == layer]
         for i, method in enumerate(style.METHODS):
             rows = mine[mine["method"] == method]
@@ -57,8 +60,11 @@ def make_positions(runs: pd.DataFrame, experiment: str, out: Path) -> list[Path]
         ax.set_xlabel(f"feature (basis order, first {TOP})")
         ax.set_ylim(-0.03, 1.03)
         ax.legend(loc="upper right", fontsize=7)
-    axes[0, 0].set_ylabel("share of the feature's variance\nexplained by token position")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of the feature's variance\nexplained by token position")
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
     fig.suptitle(f"Language model ({experiment}): how positional are the features? "
                  "(on the train windows the basis was built on)", fontsize=10.5)
     fig.tight_layout()
-    return style.save(fig, out, STEM)
+    return style.save(fig, out, stem)

@@ -38,6 +38,8 @@ FAMILIES = {
                      "paper (LMs): no real gain"),
     "smollm2_sections": ("SmolLM2-135M, block 1's attention section, 16 x 64-token windows",
                          "paper (LMs): no real gain"),
+    "smollm2_blocks": ("SmolLM2-135M, blocks 1-3 (attention and MLP), 16 x 64-token windows",
+                       "paper (LMs): no real gain"),
     "poly_toy": ("polysemanticity toy (n = 256, m = 512); score: argmax accuracy on the 256 "
                  "one-hot inputs, which a random 26-31-dim subspace keeps (README)",
                  "no paper claim"),

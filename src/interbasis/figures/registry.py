@@ -73,7 +73,7 @@ WITH_AUTHORS = (PAPER_EXPERIMENT, "modadd_authors")
 EXPERIMENTS: dict[int, tuple[str, ...]] = {
     1: WITH_AUTHORS, 2: WITH_AUTHORS, 3: WITH_AUTHORS, 4: MODADD,
     5: ("fashion_mlp", "cifar_paper"),
-    6: ("tiny_gpt", "smollm2_sections"),
+    6: ("tiny_gpt", "smollm2_sections", "smollm2_blocks"),
     7: ("fashion_cnn", "fashion_mlp", "modadd_degeneracy", "modadd_paper", "poly_toy",
         "smollm2_135m", "smollm2_sections", "tiny_gpt"),
     8: ("fashion_cnn", "fashion_llc", "fashion_mlp", "llc_calibration_cnn",
@@ -82,7 +82,7 @@ EXPERIMENTS: dict[int, tuple[str, ...]] = {
         "tiny_gpt"),
     9: ("poly_paper",),
     10: ("fashion_cnn", "fashion_mlp", "modadd_paper", "poly_toy", "smollm2_135m",
-         "smollm2_sections", "tiny_gpt"),
+         "smollm2_blocks", "smollm2_sections", "tiny_gpt"),
 }
 
 
