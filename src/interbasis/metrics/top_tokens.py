@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=TOP, help="tokens kept per feature")
     parser.add_argument("--min-count", type=int, default=None,
                         help=f"times a token must be seen to rank (default: {MIN_COUNT} or "
-                        f"{MIN_SHARE:.1%} of the positions, whichever is more)")
+                        f"{MIN_SHARE * 100:g}%% of the positions, whichever is more)")
     args = parser.parse_args(argv)
     if args.top < 1 or (args.min_count is not None and args.min_count < 1):
         parser.error("--top and --min-count must be at least 1")
