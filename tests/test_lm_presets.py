@@ -5,6 +5,8 @@ two blocks); the separate Gram set (data.gram_samples); the datasets-library cor
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from torch import nn
@@ -69,7 +71,7 @@ def test_preset_holds_the_paper_settings(preset):
 # they were slow-marked while each was a subprocess)
 @pytest.mark.integration
 @pytest.mark.parametrize("preset", list(PRESETS))
-def test_preset_runs_on_a_tiny_model_of_its_architecture(preset, tmp_path):
+def test_preset_runs_on_a_tiny_model_of_its_architecture(preset, tmp_path, caplog):
     from hydra_runs import run_in_process
 
     folder = tmp_path / "model"
@@ -79,12 +81,15 @@ def test_preset_runs_on_a_tiny_model_of_its_architecture(preset, tmp_path):
     mid = preset != "pythia_14m"
     layers = ",".join(f"blocks.{i}.hook_resid_{kind}" for i in range(2)
                       for kind in (("pre", "mid") if mid else ("pre",)))
+    caplog.set_level(logging.INFO)
     out = run_in_process(f"experiment={preset}", f"model.name={folder}", f"data.path={corpus}",
                          "data.context=8", "data.basis_samples=4", "data.gram_samples=10",
                          "data.ablation_samples=2", "logger=none", "threads=1",
                          f"model.node_layers=[{layers},hook_resid_final,output]",
                          results=tmp_path / "results")
     assert out.returncode == 0, out.stderr[-2000:]
+    # the paper's long builds print the cost estimate before the build (estimate: true)
+    assert ("estimate: predicted: build" in caplog.text) == (preset != "pythia_14m")
     row = load_runs(tmp_path / "results" / "runs").iloc[0]
     assert row["experiment"] == preset and row["data/gram_samples"] == 10
     assert row["ablation/edges_required@0.05/total"] >= 0
