@@ -73,6 +73,22 @@ def m_colors(m_values) -> dict[int, tuple]:
     return {m: cmap(x) for m, x in zip(values, np.linspace(0.0, 0.85, len(values)))}
 
 
+MAX_LABELLED = 6  # more widths than this: ticks at powers of 2 and a colour bar, not a legend
+
+
+def _width_colorbar(fig, ax, colors: dict[int, tuple]) -> None:
+    """A discrete colour bar of the widths m (one band per stored width) beside ``ax``."""
+    widths = sorted(colors)
+    cmap = matplotlib.colors.ListedColormap([colors[m] for m in widths])
+    norm = matplotlib.colors.BoundaryNorm(np.arange(len(widths) + 1) - 0.5, len(widths))
+    bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02,
+                       fraction=0.05)
+    every = max(1, len(widths) // 8)
+    bar.set_ticks(range(0, len(widths), every), labels=[str(m) for m in widths[::every]])
+    bar.ax.tick_params(labelsize=7.5)
+    bar.set_label("hidden neurons m", fontsize=8.5)
+
+
 def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
     runs = toy_runs(results, experiment)
     fig, (ax, ax_train) = style.figure(1, 2, figsize=(10.5, 4.4))
@@ -108,7 +124,9 @@ def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     # plain numbers: the reader compares counts and neuron numbers, not powers of ten
-    ax.set_xticks(sorted(runs["m"].unique()), [str(m) for m in sorted(runs["m"].unique())])
+    widths = sorted(int(m) for m in runs["m"].unique())
+    ticks = widths if len(widths) <= MAX_LABELLED else [m for m in widths if m & (m - 1) == 0]
+    ax.set_xticks(ticks, [str(m) for m in ticks])
     ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
@@ -125,7 +143,10 @@ def make(results: Path, out: Path, experiment: str = EXPERIMENT) -> list[Path]:
     ax_train.set_xlabel("training step")
     ax_train.set_ylabel("polysemantic neurons (mean over instances)")
     ax_train.set_title("the same counts during training", fontsize=9.5)
-    ax_train.legend(loc="upper left", fontsize=8, ncol=2)
+    if len(widths) <= MAX_LABELLED:
+        ax_train.legend(loc="upper left", fontsize=8, ncol=2)
+    else:  # sixteen widths: a colour bar with a mark per width instead of a long legend
+        _width_colorbar(fig, ax_train, colors)
     fig.suptitle(f"How many hidden neurons are polysemantic, as the hidden layer widens "
                  f"(toy ReLU(x W W\u1d40), one-hot inputs, L1 penalty)\nstored runs: "
                  f"{runs['m'].nunique()} of the paper's {PAPER_M_VALUES} widths, up to "
