@@ -281,7 +281,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_case(model, shape, args, P, kind, tf32, started, rate) -> dict:
-    """measure() within the time budget, retried at ``--fallback-memory`` on out-of-memory."""
+    """measure() within the time budget; on out-of-memory retried, and every later case run,
+    at ``--fallback-memory``."""
     d = shape["d"]
     flops = sum(args.windows * (d + 1) * sum(row_flops(name, "generic", P, d, shape["mlp"])
                                              .values()) for name in sections_of(kind)[1])
@@ -294,12 +295,13 @@ def run_case(model, shape, args, P, kind, tf32, started, rate) -> dict:
         return measure(model, shape, P, args.windows, args.device, kind, tf32,
                        not args.no_edges, args.max_memory)
     except torch.OutOfMemoryError as error:
-        if args.fallback_memory is None:
+        if args.fallback_memory is None or args.max_memory == args.fallback_memory:
             raise
         torch.cuda.empty_cache()
+        failed, args.max_memory = args.max_memory, args.fallback_memory  # for the later cases too
         case = measure(model, shape, P, args.windows, args.device, kind, tf32,
-                       not args.no_edges, args.fallback_memory)
-        case["oom_at_default_budget"] = str(error).splitlines()[0]
+                       not args.no_edges, args.max_memory)
+        case["out_of_memory_at"] = f"max_memory {failed}: {str(error).splitlines()[0]}"
         return case
 
 
