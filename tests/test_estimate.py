@@ -3,6 +3,7 @@
 import re
 
 import pytest
+import torch
 
 from interbasis import estimate
 
@@ -25,3 +26,86 @@ def test_linear_fit_extrapolates_and_never_undercuts_the_measurement():
     assert estimate.linear_fit(10, 2.0, 20, 1.0, 40) == 1.0  # noise: no negative slope
     assert estimate.linear_fit(10, 0.1, 20, 2.0, 40) == pytest.approx(4.0)  # at most proportional
     assert estimate.linear_fit(16, 1.0, 16, 1.0, 32) == pytest.approx(2.0)  # one size only
+
+
+@pytest.fixture(scope="module")
+def blob_graph():
+    from conftest import trained_blob_classifier
+    from interbasis import build_graph
+
+    model, x, y = trained_blob_classifier()
+    return model, x, y, build_graph(model, x, ["0", "2", "4", "output"], method="pca")
+
+
+def _scripted_edge_ablation(monkeypatch, blob_graph, kept_score, delta, curve):
+    """edge_ablation with each evaluation's score set by kept_score(n kept) (base score 1)."""
+    from interbasis.basis import ablation
+
+    model, x, y, graph = blob_graph
+    monkeypatch.setattr(ablation, "edge_mask", lambda edges, n, to_constant: n)
+    monkeypatch.setattr(ablation, "edge_ablated_forward", lambda folded, g, i, n, *a: n)
+    monkeypatch.setattr(ablation, "evaluate", lambda forward, *a, **k:
+                        kept_score(forward) if isinstance(forward, int) else 1.0)
+    return ablation.edge_ablation(model, graph, 1, (x, y), delta=delta, curve=curve)
+
+
+@pytest.mark.parametrize("curve", [False, True])
+@pytest.mark.parametrize("answer", [0, 1, 2, 7, 13, 23, 24, 25, 47, "all", "none"])
+def test_simulated_counts_are_those_edge_ablation_scores(monkeypatch, blob_graph, answer, curve):
+    n_total = estimate.n_edges(blob_graph[3], 1)
+    assert n_total >= 48
+    answer = {"all": n_total, "none": n_total + 1}.get(answer, answer)
+    result = _scripted_edge_ablation(monkeypatch, blob_graph, lambda n: float(n >= answer),
+                                     0.5, curve)
+    assert result.n_required == min(answer, n_total)
+    assert list(result.evaluations) == sorted(estimate.edge_kept_counts(answer, n_total, curve))
+    assert len(set(estimate.edge_kept_counts(answer, n_total, curve))) == len(result.evaluations)
+
+
+@pytest.mark.parametrize("curve", [False, True])
+@pytest.mark.parametrize("power", [0.5, 1.0, 3.0])
+def test_simulated_counts_follow_a_smooth_monotone_score(monkeypatch, blob_graph, power, curve):
+    n_total = estimate.n_edges(blob_graph[3], 1)
+
+    def score(n):
+        return 1.0 - (1.0 - n / n_total) ** power
+
+    delta = 0.1
+    answer = min(n for n in range(n_total + 1) if 1.0 - score(n) <= delta)
+    result = _scripted_edge_ablation(monkeypatch, blob_graph, score, delta, curve)
+    assert result.n_required == answer
+    assert list(result.evaluations) == sorted(estimate.edge_kept_counts(answer, n_total, curve))
+
+
+def test_the_curve_adds_the_halvings_below_the_answer():
+    assert estimate.edge_kept_counts(5, 64, False) == [0, 64, 32, 16, 8, 4, 6, 5]
+    assert estimate.edge_kept_counts(5, 64, True) == [0, 64, 32, 16, 8, 4, 6, 5, 2, 1]
+    assert estimate.edge_kept_counts(65, 64, True) == [0, 64, 32, 16, 8, 4, 2, 1]  # none within
+
+
+@pytest.mark.parametrize("answer", [0, 1, 3, 40, 100, 999, 1000, 1001])
+def test_coarse_answer_is_within_its_factor_and_scores_few_counts(answer):
+    scored = []
+
+    def within(n):
+        scored.append(n)
+        return n >= answer
+
+    found = estimate.coarse_answer(within, 1000, steps=3)
+    if answer in (0, 1001):
+        assert found == answer
+    else:
+        assert answer / 2 ** 0.5 <= found <= answer * 2 ** 0.5 + 1
+    assert len(scored) <= 2 + 10 + 3  # both ends, the halvings of 1000, the steps
+
+
+def test_answer_probe_keeps_whole_samples_or_the_first_positions_of_windows():
+    x, y = torch.zeros(100, 3), torch.zeros(100)
+    assert [len(t) for t in estimate.answer_probe((x, y), 0.125)] == [13, 13]
+    tokens = torch.zeros(2, 64, dtype=torch.long)
+    inputs, targets = estimate.answer_probe((tokens, tokens), 0.125)
+    assert inputs.shape == targets.shape == (1, 16)
+    inputs, _ = estimate.answer_probe((tokens[:1], tokens[:1]), 0.25)
+    assert inputs.shape == (1, 16)
+    inputs, _ = estimate.answer_probe((tokens, tokens), 1.0)
+    assert inputs.shape == (2, 64)

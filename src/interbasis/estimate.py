@@ -23,10 +23,13 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from torch import Tensor
 
 from interbasis import pipeline
 from interbasis.basis import ablation
@@ -52,58 +55,174 @@ def linear_fit(n1: int, t1: float, n2: int, t2: float, n: int) -> float:
     return min(max(t2, t2 + slope * (n - n2)), t2 * n / max(n2, 1))
 
 
-def _timed(evaluation) -> float:
-    """Seconds of the second of two calls (the first warms caches and lazy setup)."""
+def _timed(evaluation: Callable[[], object]) -> float:
+    """Seconds of one call; of the second of two when the first took under a second (it warms
+    caches and lazy setup, which a long evaluation amortises)."""
+    start = time.perf_counter()
     evaluation()
+    seconds = time.perf_counter() - start
+    if seconds >= 1.0:
+        return seconds
     start = time.perf_counter()
     evaluation()
     return time.perf_counter() - start
 
 
-def ablation_seconds(cfg, prepared, graph) -> dict[str, float]:
-    """Predicted node and edge ablation time per node layer: one evaluation of each kind timed on
-    up to 4,096 ablation samples, times the evaluations the run makes, scaled to all samples."""
+def edge_kept_counts(answer: int, n_total: int, curve: bool, tolerance: int = 1) -> list[int]:
+    """The kept-edge counts ``edge_ablation`` scores, in order, when the smallest count within
+    delta is ``answer`` (``answer > n_total``: none is): the bisection's probes, which depend only
+    on the answer because within() is monotone, then (``curve``) the halvings it did not visit."""
+    seen: dict[int, None] = {}
+
+    def within(n: int) -> bool:
+        seen.setdefault(n)
+        return n >= answer
+
+    ablation.bisect_smallest(within, n_total, tolerance)
+    for n in ablation.halving_schedule(n_total) if curve else []:
+        seen.setdefault(n)
+    return list(seen)
+
+
+def coarse_answer(within: Callable[[int], bool], n_total: int, steps: int = 3) -> int:
+    """The smallest n with within(n), to a factor 2**-steps: halve from n_total while within
+    holds (the counts the real bisection scores first), then ``steps`` bisection steps."""
+    if within(0):
+        return 0
+    if not within(n_total):
+        return n_total + 1
+    high = n_total
+    while high > 1 and within(high // 2):
+        high //= 2
+    low = high // 2  # fails (0 failed above)
+    for _ in range(steps):
+        if high - low <= 1:
+            break
+        middle = (low + high) // 2
+        if within(middle):
+            high = middle
+        else:
+            low = middle
+    return (low + high + 1) // 2
+
+
+def answer_probe(data: tuple[Tensor, Tensor], fraction: float) -> tuple[Tensor, Tensor]:
+    """The first ``fraction`` of the scored predictions: whole samples, and for language-model
+    windows (targets shaped as the inputs) the first positions of the windows once a few
+    windows hold them (a causal model predicts them as in the full window)."""
+    inputs, targets = data
+    n = len(inputs)
+    windows = targets.ndim >= 2 and targets.shape == inputs.shape
+    per_sample = targets.shape[1] if windows else 1
+    wanted = max(1, math.ceil(fraction * n * per_sample))
+    samples = min(n, math.ceil(wanted / per_sample))
+    positions = min(per_sample, math.ceil(wanted / samples))
+    if not windows:
+        return inputs[:samples], targets[:samples]
+    return inputs[:samples, :positions], targets[:samples, :positions]
+
+
+@dataclass
+class EdgePlan:
+    """The predicted edge ablation of one transition (printed by ``main``)."""
+
+    transition: str
+    n_total: int
+    answer: int  # predicted smallest count within delta (n_total + 1: none)
+    counts: list[int]  # the counts the run will score
+    few_s: float  # one evaluation keeping 1 edge, on all the ablation data
+    all_s: float  # one keeping all n_total
+    probe_s: float  # what predicting the answer cost here
+
+    @property
+    def seconds(self) -> float:
+        slope = max(0.0, self.all_s - self.few_s) / max(1, self.n_total)
+        return sum(self.few_s + slope * n for n in self.counts)
+
+
+def ablation_seconds(cfg, prepared, graph, answer_fraction: float = 0.125
+                     ) -> tuple[dict[str, float], list[EdgePlan]]:
+    """Predicted node and edge ablation time per node layer, and the edge ablations' plans.
+
+    Evaluations are timed on up to 4,096 ablation samples and scaled to all of them. Node
+    ablation: the base score and one evaluation per k of the schedule below the rank. Edge
+    ablation: the base score, then one evaluation per count of :func:`edge_kept_counts`, each
+    costing few + b x (edges kept), timed at 1 and at all edges; the answer is found by
+    :func:`coarse_answer` on the prefix graph and the first ``answer_fraction`` of the data.
+    """
     inputs, targets = prepared.ablation_data
     n_abl, probe = len(inputs), min(len(inputs), 4096)
+    scale = n_abl / probe
     subset = (inputs[:probe], targets[:probe])
+    small = answer_probe(prepared.ablation_data, answer_fraction)
     dtype = getattr(torch, cfg.ablation.dtype)
     device = ablation.check_device(cfg.device)
     scorer = ablation.get_scorer(prepared.score)
+    start = time.perf_counter()
     folded = ablation.prepare_model(prepared.model, dtype, device)
+    fold = time.perf_counter() - start  # every node and edge ablation folds its own copy
     batch = cfg.ablation.batch_size
-    one_node = _timed(lambda: ablation.evaluate(folded, subset, scorer, dtype, batch, device))
+
+    def score(forward: Callable[[Tensor], Tensor], data: tuple[Tensor, Tensor]) -> float:
+        return ablation.evaluate(forward, data, scorer, dtype, batch, device)
+
+    one_node = _timed(lambda: score(folded, subset)) * scale
     out: dict[str, float] = {}
+    plans: list[EdgePlan] = []
     for index, layer in enumerate(graph.layers):
         if layer.name == OUTPUT:
             continue
         # the base score, then every k below the rank (k >= r reuses the base score)
         n_evals = 1 + sum(k < layer.rank for k in ablation.ablation_schedule(layer.width))
-        seconds = one_node * n_evals * n_abl / probe
+        out[layer.name] = fold + one_node * n_evals
         if cfg.ablation.edges and graph.edges is not None and index < len(graph.edges):
-            def one_edge_eval(n_keep: int, index: int = index) -> float:
-                mask = ablation.edge_mask(graph.edges[index], n_keep,
-                                          graph.layers[index + 1].has_constant)
-                forward = ablation.edge_ablated_forward(folded, graph, index, mask, dtype)
-                return _timed(lambda: ablation.evaluate(forward, subset, scorer, dtype, batch,
-                                                        device))
+            plan = edge_plan(graph, index, folded, score, subset, small, scorer,
+                             cfg.ablation.edge_delta, cfg.ablation.edge_curve, dtype)
+            plan.few_s, plan.all_s = plan.few_s * scale, plan.all_s * scale
+            plans.append(plan)
+            out[layer.name] += fold + one_node + plan.seconds
+    return out, plans
 
-            # masked fast paths cost ~ a + b (kept edges): time both ends. The bisection makes
-            # both ends, then one evaluation per halving; for a sparse answer the kept counts
-            # halve too, so they add up to about 2x all edges on top of the fixed costs.
-            n_edges = graph.edges[index].numel()
-            n_bisect = math.ceil(math.log2(max(n_edges, 2))) + 2
-            few, all_kept = one_edge_eval(1), one_edge_eval(n_edges)
-            seconds += (one_node + few * n_bisect + 2 * max(0.0, all_kept - few)) * n_abl / probe
-        out[layer.name] = seconds
-    return out
+
+def n_edges(graph, index: int) -> int:
+    """The non-constant edges of transition ``index``, the count edge_ablation bisects over."""
+    return graph.edges[index][(1 if graph.layers[index + 1].has_constant else 0):, 1:].numel()
+
+
+def edge_plan(graph, index: int, folded, score, timing_data, answer_data, scorer, delta: float,
+              curve: bool, dtype: torch.dtype) -> EdgePlan:
+    """One transition's :class:`EdgePlan`, its evaluation times on ``timing_data``."""
+    edges = graph.edges[index]
+    to_constant = graph.layers[index + 1].has_constant
+    n_total = n_edges(graph, index)
+
+    def forward_keeping(n_keep: int) -> Callable[[Tensor], Tensor]:
+        mask = ablation.edge_mask(edges, n_keep, to_constant)
+        return ablation.edge_ablated_forward(folded, graph, index, mask, dtype)
+
+    start = time.perf_counter()
+    base = score(folded, answer_data)
+    answer = coarse_answer(
+        lambda n: scorer.degradation(base, score(forward_keeping(n), answer_data)) <= delta,
+        n_total)
+    probe_s = time.perf_counter() - start
+    few = _timed(lambda: score(forward_keeping(1), timing_data))
+    every = _timed(lambda: score(forward_keeping(n_total), timing_data))
+    return EdgePlan(graph.transition_names[index], n_total, answer,
+                    edge_kept_counts(answer, n_total, curve), few, every, probe_s)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="run overrides, as for interbasis.run")
     parser.add_argument("--samples", type=int, nargs=2, default=None,
-                        help="the two prefix sizes timed (default N/16 and N/8)")
+                        help="the two prefix sizes timed (default N/8 and N/4)")
+    parser.add_argument("--answer-fraction", type=float, default=0.125,
+                        help="share of the ablation data the edge answers are predicted on")
     args = parser.parse_args(argv)
+    if not 0 < args.answer_fraction <= 1:
+        parser.error(f"--answer-fraction must be in (0, 1], got {args.answer_fraction}")
+    began = time.perf_counter()
     cfg = compose_run(args.overrides)
     torch.set_num_threads(cfg.threads)
     prepared = pipeline.prepare(cfg)
@@ -119,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
             graph, timings = build_once(cfg, prepared, size)
         runs.append((graph, timings, memory.extra_mb))
     (_, t1, m1), (graph, t2, m2) = runs
-    abl = ablation_seconds(cfg, prepared, graph)
+    abl, plans = ablation_seconds(cfg, prepared, graph, args.answer_fraction)
     batch = min(n, cfg.method.batch_size)
     # the Jacobian passes keep freed heap (basis/memory.py), so the second build may reuse the
     # first's memory without growing: its peak is the larger of the two
@@ -137,9 +256,15 @@ def main(argv: list[str] | None = None) -> None:
                            t2["per_layer"]["edges"].get(name, 0.0), n)
         total += basis + edges + abl.get(name, 0.0)
         print(f"{name:<32} {basis:>8.1f} {edges:>8.1f} {abl.get(name, 0.0):>10.1f}")
+    for plan in plans:
+        answer = "none" if plan.answer > plan.n_total else str(plan.answer)
+        print(f"edges {plan.transition}: {plan.n_total} edges, predicted answer {answer} "
+              f"(found in {plan.probe_s:.1f} s), {len(plan.counts)} evaluations of "
+              f"{plan.few_s:.2f} s (1 kept) to {plan.all_s:.2f} s (all kept): {plan.seconds:.1f} s")
     build = total - sum(abl.values())
     print(f"predicted: build {build:.1f} s, ablations {sum(abl.values()):.1f} s, "
           f"total {total:.1f} s; peak memory {peak:.0f} MB above the prepared model and data")
+    print(f"(this estimate took {time.perf_counter() - began:.1f} s)")
 
 
 if __name__ == "__main__":
