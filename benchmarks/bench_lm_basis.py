@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -41,34 +40,7 @@ import torch
 from interbasis import build_graph
 from interbasis.data.text import load_corpus
 from interbasis.models.hf_lm import ResidualLM, load_causal_lm, smollm2_gguf_path
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def resident_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE / 2**20
-
-
-class PeakMemory:
-    """Samples the resident memory in a thread while the block runs."""
-
-    def __enter__(self):
-        self.base = self.peak = resident_mb()
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, resident_mb())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-        self.extra = self.peak - self.base
+from interbasis.profiling import PeakMemory
 
 
 def random_lm(arch: str, d_model: int, context: int, n_layers: int = 2, n_heads: int = 4,
@@ -145,7 +117,7 @@ def random_models(args) -> None:
                         if lam.shape == reference.shape else float("nan")
                     row = (arch, d_model, path, jacobian_dtype, f"{seconds:.2f}", f"{cpu:.2f}",
                            f"{windows.numel() / cpu:.0f}", f"{cpu / one_pass:.1f}",
-                           f"{1e3 * one_pass:.1f}", f"{memory.extra:.0f}",
+                           f"{1e3 * one_pass:.1f}", f"{memory.extra_mb:.0f}",
                            "/".join(str(layer.rank) for layer in graph.layers), f"{error:.1e}")
                     print(" | ".join(map(str, row)), flush=True)
 
@@ -200,7 +172,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
         row = {"context": context, "sources": "exact" if n_sources is None else n_sources,
                "windows": args.windows, "seconds": round(seconds, 1),
-               "peak_extra_mb": round(memory.extra), "rank": graph.layers[0].rank,
+               "peak_extra_mb": round(memory.extra_mb), "rank": graph.layers[0].rank,
                "width": graph.layers[0].width, "r_out": graph.layers[1].rank}
         rows.append(row)
         print(json.dumps(row), flush=True)
