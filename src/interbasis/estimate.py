@@ -186,7 +186,8 @@ def ablation_seconds(cfg, prepared, graph, answer_fraction: float = 0.125
 
 def n_edges(graph, index: int) -> int:
     """The non-constant edges of transition ``index``, the count edge_ablation bisects over."""
-    return graph.edges[index][(1 if graph.layers[index + 1].has_constant else 0):, 1:].numel()
+    return ablation.ablatable_edges(graph.edges[index],
+                                    graph.layers[index + 1].has_constant).numel()
 
 
 def edge_plan(graph, index: int, folded, score, timing_data, answer_data, scorer, delta: float,

@@ -172,15 +172,20 @@ def node_ablation_curve(model: nn.Module, graph: Graph, layer: str, data, score=
                              higher_is_better=scorer.higher_is_better, score_name=scorer.name)
 
 
+def ablatable_edges(edges: Tensor, to_constant: bool) -> Tensor:
+    """The edges an edge ablation ranks and cuts: all but the constant input feature's column,
+    and the constant output feature's row when the next layer has one (its value is fixed)."""
+    return edges[(1 if to_constant else 0):, 1:]
+
+
 def edge_mask(edges: Tensor, n_keep: int, to_constant: bool) -> Tensor:
     """Keep the n largest non-constant edges (ties kept) plus the whole constant column."""
-    row_start = 1 if to_constant else 0
-    block = edges[row_start:, 1:]
+    block = ablatable_edges(edges, to_constant)
     mask = torch.zeros_like(edges, dtype=torch.bool)
     mask[:, 0] = True
     if n_keep > 0:
         threshold = block.flatten().topk(min(n_keep, block.numel())).values[-1]
-        mask[row_start:, 1:] = block >= threshold
+        ablatable_edges(mask, to_constant)[:] = block >= threshold  # a view of mask
     return mask
 
 
@@ -281,7 +286,7 @@ def edge_ablation(model: nn.Module, graph: Graph, index: int, data, score="accur
     edges = graph.edges[index]
     layer_in, layer_out = graph.layers[index], graph.layers[index + 1]
     to_constant = layer_out.has_constant
-    n_total = edges[(1 if to_constant else 0):, 1:].numel()
+    n_total = ablatable_edges(edges, to_constant).numel()
     base = evaluate(folded, data, scorer, dtype, batch_size, device)
     evaluations: dict[int, float] = {}
 
@@ -298,7 +303,7 @@ def edge_ablation(model: nn.Module, graph: Graph, index: int, data, score="accur
     high = bisect_smallest(within, n_total, tolerance)
     for n in halving_schedule(n_total) if curve else []:
         score_keeping(n)
-    block = edges[(1 if to_constant else 0):, 1:].flatten()
+    block = ablatable_edges(edges, to_constant).flatten()
     eps = block.topk(high).values[-1].item() if high > 0 else block.max().item()
     n_possible = (layer_in.width - 1) * (layer_out.width - (1 if to_constant else 0))
     return EdgeAblationResult(
