@@ -36,8 +36,9 @@ def make_positions(runs: pd.DataFrame, experiment: str, out: Path, stem: str = S
     table = table[table["feature"] <= TOP]
     layers = list(dict.fromkeys(table["layer"]))
     names = style.layer_names(data.node_layers(runs["path"].iloc[0]))
-    n_cols = min(len(layers), 4)  # a long LM (SmolLM2's seven node layers) wraps into rows
-    n_rows = -(-len(layers) // n_cols)
+    # up to 5 panels in a row; more (SmolLM2's seven node layers) wrap into balanced rows
+    n_rows = -(-len(layers) // 5)
+    n_cols = -(-len(layers) // n_rows)
     fig, axes = style.figure(n_rows, n_cols, figsize=(3.0 * n_cols, 3.4 * n_rows + 0.4),
                              sharey=True, squeeze=False)
     seeds = table.groupby("method")["seed"].nunique().to_dict()
