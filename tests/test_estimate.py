@@ -15,10 +15,34 @@ def test_estimate_prints_per_layer_and_total_predictions(tmp_path, monkeypatch, 
     for layer in ("blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "output"):
         assert re.search(rf"^{re.escape(layer)}\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d$", out, re.M), out
     total = re.search(r"predicted: build ([\d.]+) s, ablations ([\d.]+) s, total ([\d.]+) s; "
-                      r"peak memory (-?\d+) MB", out)
+                      r"peak memory up to (-?\d+) MB", out)
     assert total is not None, out
     build, abl, whole = map(float, total.groups()[:3])
     assert whole == pytest.approx(build + abl, abs=0.11) and whole > 0
+
+
+def test_the_cold_first_build_and_the_setup_are_added_once(tmp_path, monkeypatch, capsys):
+    """A run's build is cold (the first touch of its memory) and pays a fixed setup the phase
+    timings leave out: the estimate builds the first prefix cold then warm and adds both."""
+    monkeypatch.setenv("INTERBASIS_RESULTS", str(tmp_path))
+    real, sizes = estimate.build_once, []
+
+    def cold_then_warm(cfg, prepared, size):
+        graph, timings = real(cfg, prepared, size)
+        sizes.append(size)
+        cold = 5.0 if len(sizes) == 1 else 0.0
+        return graph, {**timings, "wall": timings["wall"] + cold + 2.0}  # 2 s setup each
+
+    monkeypatch.setattr(estimate, "build_once", cold_then_warm)
+    estimate.main(["debug=tiny", "progress=false", "--samples", "16", "32"])
+    out = capsys.readouterr().out
+    assert sizes == [16, 16, 32]
+    found = re.search(r"setup ([\d.]+) s and the first touch of the build's memory ([\d.]+) s", out)
+    assert found is not None, out
+    setup, touch = map(float, found.groups())
+    assert setup == pytest.approx(2.0, abs=0.1) and touch >= 4.9
+    build = float(re.search(r"predicted: build ([\d.]+) s", out).group(1))
+    assert build >= setup + touch - 0.1
 
 
 def test_linear_fit_extrapolates_and_never_undercuts_the_measurement():

@@ -8,12 +8,16 @@ Usage::
 The same overrides as ``python -m interbasis.run``. The run's model and data are prepared as the
 run would (a cached model is loaded, an uncached one is trained first), then the basis and edges
 are built on two prefixes of the basis inputs (``--samples``, default 1/8 and 1/4 of them, at
-least 64 and 128) and each phase's time is fitted as a + b N per node layer and extrapolated to
-the run's N (kept between the larger measurement and its proportional scaling, so timing noise
-on a loaded machine cannot blow it up); the ablations are timed on one evaluation of each kind
+least 64 and 128), the first twice, and each phase's time is fitted as a + b N per node layer on
+the two warm builds and extrapolated to the run's N (kept between the larger measurement and its
+proportional scaling, so timing noise on a loaded machine cannot blow it up). A run's build is
+the first in its process and pays the first touch of its memory (page faults: 26 of a SmolLM2
+block's 42 s here), which the first, cold build measures, scaled by the predicted peak memory
+over the cold build's; the fixed setup (the folded copy, the digests) is added once. The
+ablations are timed on one evaluation of each kind
 and multiplied by the number of evaluations the run makes. Peak memory is the resident (or CUDA)
-peak above the prepared model and data, which the memory budget keeps from growing with N once a
-batch is full.
+peak above the prepared model and data, extrapolated to a full batch but never past the memory
+budget (which cuts the Jacobian work into chunks): an upper bound.
 Caveats: a prefix can cap ranks (a rank cannot exceed the samples x positions seen), which makes
 the prediction low for generic sections whose cost grows with the next layer's rank.
 """
@@ -33,9 +37,10 @@ from torch import Tensor
 
 from interbasis import pipeline
 from interbasis.basis import ablation
+from interbasis.basis.memory import memory_budget
 from interbasis.basis.sections import OUTPUT
 from interbasis.config import validate
-from interbasis.profiling import PeakMemory, build_once
+from interbasis.profiling import PeakMemory, build_once, resident_mb
 from interbasis.run import CONFIG_DIR
 
 
@@ -55,17 +60,24 @@ def linear_fit(n1: int, t1: float, n2: int, t2: float, n: int) -> float:
     return min(max(t2, t2 + slope * (n - n2)), t2 * n / max(n2, 1))
 
 
-def _timed(evaluation: Callable[[], object]) -> float:
-    """Seconds of one call; of the second of two when the first took under a second (it warms
-    caches and lazy setup, which a long evaluation amortises)."""
+def phases(timings: dict) -> float:
+    """Seconds of a build's timed phases (build_graph's own timings)."""
+    return timings["statistics"] + timings["basis"] + timings["edges"]
+
+
+def _timed(evaluation: Callable[[], object], repeat_below: float = 3.0) -> float:
+    """Seconds of one call: the faster of two when the first took under ``repeat_below``
+    seconds. A single call on this shared machine was up to 3x slow now and then (the same
+    modadd evaluation timed 0.86 and 2.08 s in two estimates a few minutes apart); a slow call
+    is noise, and the first also warms caches and lazy setup, which a long run amortises."""
     start = time.perf_counter()
     evaluation()
     seconds = time.perf_counter() - start
-    if seconds >= 1.0:
+    if seconds >= repeat_below:
         return seconds
     start = time.perf_counter()
     evaluation()
-    return time.perf_counter() - start
+    return min(seconds, time.perf_counter() - start)
 
 
 def edge_kept_counts(answer: int, n_total: int, curve: bool, tolerance: int = 1) -> list[int]:
@@ -233,22 +245,39 @@ def main(argv: list[str] | None = None) -> None:
     else:  # small sets (an LM's few windows): half of them, then all of them
         n2 = min(n, max(128, n // 4))
         n1 = max(1, min(max(64, n // 8), n2 // 2))
+    # cold, then warm: a run's one build pays the first touch of its memory (page faults, up
+    # to half of a large model's build here), which a second build in the same process reuses
+    # (basis/memory.py keeps freed heap); the per-layer fit uses the two warm builds
     runs = []
-    for size in (n1, n2):
+    cuda = torch.device(cfg.device).type == "cuda"
+    baseline = 0.0 if cuda else resident_mb()
+    for size in (n1, n1, n2):
         with PeakMemory(cfg.device) as memory:
             graph, timings = build_once(cfg, prepared, size)
-        runs.append((graph, timings, memory.extra_mb))
-    (_, t1, m1), (graph, t2, m2) = runs
+        # above the prepared model and data: the resident peak less the resident before the
+        # first build (glibc gives some freed heap back between builds, so a build's own rise
+        # is no measure), or on a GPU each build's peak of live tensors
+        runs.append((graph, timings, memory.extra_mb if cuda else memory.peak - baseline))
+    (_, cold, p_cold), (_, t1, p1), (graph, t2, p2) = runs
+    p1 = max(p_cold, p1)
+    p2 = max(p1, p2)
     abl, plans = ablation_seconds(cfg, prepared, graph, args.answer_fraction)
     batch = min(n, cfg.method.batch_size)
-    # the Jacobian passes keep freed heap (basis/memory.py), so the second build may reuse the
-    # first's memory without growing: its peak is the larger of the two
-    m2 = max(m1, m2)
-    peak = m2 if n2 >= batch else m2 + max(0.0, (m2 - m1) / max(1, n2 - n1)) * (batch - n2)
+    # memory grows with the samples of a batch until the memory budget cuts the Jacobian work
+    # into chunks (modadd here: 227 MB at N = 478, 429 at 957, 592 at 3,830), so a linear
+    # extrapolation is capped at the budget: an upper bound
+    budget = memory_budget(ablation.check_device(cfg.device), cfg.method.max_memory) / 2**20
+    peak = p2 if n2 >= batch else min(p2 + max(0.0, (p2 - p1) / max(1, n2 - n1)) * (batch - n2),
+                                      max(p2, budget))
+    setup = max(0.0, t2["wall"] - phases(t2))  # folded copy, digests, spectra: fixed
+    # the first touch grows with the memory touched: scaled by the larger prefix's peak over
+    # the smaller's (not by the extrapolated bound, which overshoots)
+    first_touch = (max(0.0, cold["wall"] - t1["wall"])
+                   * min(max(1.0, p2 / max(p1, 1.0)), n / max(n1, 1)))
     print(f"estimate for {cfg.experiment_name} ({cfg.method.name}, N = {n}, device "
           f"{cfg.device}, {cfg.threads} thread(s)), timed on N = {n1} and {n2}")
     print(f"{'node layer':<32} {'basis s':>8} {'edges s':>8} {'ablation s':>10}")
-    total = linear_fit(n1, t1["statistics"], n2, t2["statistics"], n)
+    total = linear_fit(n1, t1["statistics"], n2, t2["statistics"], n) + setup + first_touch
     for layer in graph.layers:
         name = layer.name
         basis = linear_fit(n1, t1["per_layer"]["basis"].get(name, 0.0), n2,
@@ -262,9 +291,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"edges {plan.transition}: {plan.n_total} edges, predicted answer {answer} "
               f"(found in {plan.probe_s:.1f} s), {len(plan.counts)} evaluations of "
               f"{plan.few_s:.2f} s (1 kept) to {plan.all_s:.2f} s (all kept): {plan.seconds:.1f} s")
+    print(f"setup {setup:.1f} s and the first touch of the build's memory {first_touch:.1f} s "
+          f"(a cold build of N = {n1} took {cold['wall']:.1f} s, a warm one {t1['wall']:.1f} s)")
     build = total - sum(abl.values())
     print(f"predicted: build {build:.1f} s, ablations {sum(abl.values()):.1f} s, "
-          f"total {total:.1f} s; peak memory {peak:.0f} MB above the prepared model and data")
+          f"total {total:.1f} s; peak memory up to {peak:.0f} MB above the prepared model and data")
     print(f"(this estimate took {time.perf_counter() - began:.1f} s)")
 
 
