@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, StrMethodFormatter
 
 from interbasis.figures import data, style
 
@@ -27,6 +27,14 @@ EXPERIMENT = "tiny_gpt"
 # further LMs drawn beside it when their runs exist, each as fig06_lm_edges_<experiment>.png
 ALSO = ("smollm2_sections", "smollm2_blocks")
 CAP = 5  # the y axis ends at CAP x the tolerance; larger increases are drawn on its top edge
+
+
+def _compact(value: float, _=None) -> str:
+    """An edge count as a tick label: 1, 10, 100, 1k, 10k, 100k, 1M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
 
 
 def section_kind(transition: str) -> str | None:
@@ -96,11 +104,12 @@ def _make(results: Path, out: Path, experiment: str, stem: str, with_graph: bool
                        s=26, facecolors="none", edgecolors=color, lw=1.0, clip_on=False,
                        zorder=5)
             rows = rows[~above]
+            seeds = section[section["method"] == method]["seed"].nunique()
             ax.scatter(rows["x"], rows["increase"], s=22 if method == "lib" else 30,
                        marker=style.method_marker(method), zorder=4 if method == "lib" else 3,
                        facecolors=color if method == "lib" else "none", edgecolors=color,
                        lw=1.0, alpha=0.85,
-                       label=f"{style.method_label(method)} ({rows['seed'].nunique()} seeds)")
+                       label=f"{style.method_label(method)} ({seeds} seed{'s' * (seeds > 1)})")
         required = runs.groupby("method")[f"ablation/edges_required@{delta:g}/{transition}"]
         required = required.mean()
         zero = section[section["x"] == 0]["increase"].mean()
@@ -111,8 +120,15 @@ def _make(results: Path, out: Path, experiment: str, stem: str, with_graph: bool
                      f"{required.get('lib', float('nan')):.0f}, PCA "
                      f"{required.get('pca', float('nan')):.0f}  (0 edges: +{zero:.2f})",
                      fontsize=9.5)
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
-        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:.0f}"))
+        # 1, 3, 10, 30, ... while they fit; a real LM's ~300k edges: decades, as 1k, 10k,
+        # ...; a range under two decades: 1, 2, 5 per decade
+        kept = section["x"][section["x"] > 0]
+        wide = kept.max() > 3e4
+        narrow = len(kept) and kept.max() < 100 * kept.min()
+        subs = (1.0, 2.0, 5.0) if narrow else (1.0,) if wide else (1.0, 3.0)
+        ax.xaxis.set_major_locator(LogLocator(subs=subs))
+        ax.xaxis.set_major_formatter(FuncFormatter(_compact) if wide or narrow
+                                     else StrMethodFormatter("{x:.0f}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("edges kept (scored by the run)")
         ax.set_ylim(top=CAP * delta)
@@ -134,7 +150,8 @@ def _make(results: Path, out: Path, experiment: str, stem: str, with_graph: bool
                  "run scored, per section\n(points only: the bisection's probes, and every "
                  "halving of the edges where the run has them; \u25b3 on the top edge: an increase "
                  f"above {CAP}x the tolerance; no line bridges unscored counts"
-                 + (f"; {samples} held-out windows)" if samples else ")"), fontsize=10.5)
+                 + (f"; {samples} held-out window{'s' * (samples != 1)})" if samples else ")"),
+                 fontsize=10.5)
     fig.tight_layout()
     written = style.save(fig, out, stem)
     if not with_graph:

@@ -73,6 +73,7 @@ TRANSITION_METRICS = (
 )
 # Panels drawn as each method's own value (comparable across families), not as a ratio.
 ABSOLUTE_METRICS = ("edge_area",)
+COUNT_FONT = 6.5  # the mean counts at the right of the count panels
 
 
 
@@ -175,8 +176,12 @@ def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict],
         values = 2 ** ratios[ratios["metric"] == metric]["log2_ratio"].dropna()
         low = min(0.5, values.min() / 1.4) if len(values) else 0.5
         high = max(2.0, values.max() * 1.4) if len(values) else 2.0
-        if not free and metric != "edges_fraction":
-            high *= 6  # room on the right for the mean counts
+        labelled = not free and metric != "edges_fraction"
+        texts = {y: _count_text(counts, (experiment, block, layer if block == "layer"
+                                         else transition, metric))
+                 for y, kind, experiment, layer, transition in slots
+                 if labelled and kind != "header"}
+        high = _room_for_counts(ax, low, high, [t for t in texts.values() if t])
         for y, kind, experiment, layer, transition in slots:
             if kind == "header":
                 continue
@@ -192,8 +197,8 @@ def draw(long: pd.DataFrame, ratios: pd.DataFrame, experiments: dict[str, dict],
             for baseline in baselines:
                 cell = cells.get((experiment, metric, row, baseline), empty)
                 _draw_cell(ax, y, cell, offsets[baseline], baseline)
-            if not free and metric != "edges_fraction":
-                _count_label(ax, y, counts, (experiment, block, row, metric))
+            if labelled:
+                _count_label(ax, y, texts.get(y))
         ax.set_xscale("log", base=2)
         ax.set_xlim(low, high)
         ax.axvline(1.0, color="0.3", lw=0.9, ls="--", zorder=1)
@@ -329,16 +334,38 @@ def _ratio_formatter():
     return FuncFormatter(text)
 
 
-def _count_label(ax, y: float, counts: pd.DataFrame, key: tuple) -> None:
-    """Mean counts "LIB / PCA" at the right edge of a count panel (none for censored cells)."""
+def _count_text(counts: pd.DataFrame, key: tuple) -> str | None:
+    """Mean counts "LIB / PCA" of a count panel's row (None for censored or missing cells)."""
     if key not in counts.index:
-        return
+        return None
     cell = counts.loc[[key]].set_index("method")
     if "lib" not in cell.index or "pca" not in cell.index or cell["censored"].all():
-        return
-    ax.annotate(f"{cell.loc['lib', 'value']:.0f} / {cell.loc['pca', 'value']:.0f}", (1.0, y),
-                xycoords=("axes fraction", "data"), xytext=(-2, 0), textcoords="offset points",
-                ha="right", va="center", fontsize=6.5, color="0.35")
+        return None
+    return f"{cell.loc['lib', 'value']:.0f} / {cell.loc['pca', 'value']:.0f}"
+
+
+def _count_label(ax, y: float, text: str | None) -> None:
+    """The row's mean counts at the right edge of a count panel."""
+    if text is not None:
+        ax.annotate(text, (1.0, y), xycoords=("axes fraction", "data"), xytext=(-2, 0),
+                    textcoords="offset points", ha="right", va="center",
+                    fontsize=COUNT_FONT, color="0.35")
+
+
+def _room_for_counts(ax, low: float, high: float, texts: list[str]) -> float:
+    """The upper x limit (log axis) that leaves the longest count label its own strip on the
+    right of the panel, clear of the markers (six-digit LM counts overlapped them)."""
+    if not texts:
+        return high
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    font = FontProperties(size=COUNT_FONT)
+    text_pt = max(TextToPath().get_text_width_height_descent(t, font, ismath=False)[0]
+                  for t in texts)
+    width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72
+    share = min(0.5, (text_pt + 8) / width_pt)  # the label, its 2 pt offset and a gap
+    return high * (high / low) ** (share / (1 - share))
 
 
 def _row_labels(axes, slots: list[tuple], experiments: dict[str, dict]) -> None:
