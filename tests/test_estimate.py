@@ -133,3 +133,36 @@ def test_answer_probe_keeps_whole_samples_or_the_first_positions_of_windows():
     assert inputs.shape == (1, 16)
     inputs, _ = estimate.answer_probe((tokens, tokens), 1.0)
     assert inputs.shape == (2, 64)
+
+
+def test_a_prefix_build_takes_the_same_share_of_the_gram_set(monkeypatch):
+    """The LM presets' means and Grams come from a separate, larger set (data.gram_samples):
+    a prefix build must cut it in the same proportion, or the estimate would time the
+    statistics of the basis prefix alone."""
+    from types import SimpleNamespace
+
+    from interbasis import profiling
+    from interbasis.training import family
+
+    seen = {}
+
+    class FakeGraph:
+        settings = {"timings": {"statistics": 0.0, "basis": 0.0, "edges": 0.0}}
+
+    def fake_build(model, inputs, node_layers, gram_inputs=None, **settings):
+        seen.update(inputs=len(inputs), gram=None if gram_inputs is None else len(gram_inputs),
+                    checkpoint=settings.get("checkpoint"))
+        return FakeGraph()
+
+    monkeypatch.setattr(profiling, "build_graph", fake_build)
+    monkeypatch.setattr(family, "graph_settings", lambda cfg: {})
+    cfg = SimpleNamespace(model=SimpleNamespace(node_layers=["a", "b"]))
+    prepared = SimpleNamespace(model=None, basis_inputs=torch.zeros(500, 3),
+                               gram_inputs=torch.zeros(50_000, 3))
+    profiling.build_once(cfg, prepared, 8)
+    assert seen["inputs"] == 8 and seen["gram"] == 800 and seen["checkpoint"]
+    profiling.build_once(cfg, prepared)
+    assert seen["inputs"] == 500 and seen["gram"] == 50_000
+    profiling.build_once(cfg, SimpleNamespace(model=None, basis_inputs=torch.zeros(500, 3),
+                                              gram_inputs=None), 8)
+    assert seen["gram"] is None

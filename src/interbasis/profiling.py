@@ -6,6 +6,7 @@ from /proc) or, on a GPU, ``torch.cuda.max_memory_allocated``, above what was in
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import threading
@@ -56,15 +57,22 @@ class PeakMemory:
 
 
 def build_once(cfg, prepared, n_samples: int | None = None) -> tuple[Graph, dict]:
-    """build_graph as the pipeline calls it, on the first ``n_samples`` basis inputs, with a
-    stage checkpoint in a fresh temporary folder as a run keeps one (so its digests and stage
-    writes are timed too). The timings gain ``wall``: the whole call, setup included (the
-    folded float64 copy, the digests, the final spectra), which the phases leave out."""
+    """build_graph as the pipeline calls it, on the first ``n_samples`` basis inputs (and the
+    same share of a separate Gram set), with a stage checkpoint in a fresh temporary folder as
+    a run keeps one (so its digests and stage writes are timed too). The timings gain ``wall``:
+    the whole call, setup included (the folded float64 copy, the digests, the final spectra),
+    which the phases leave out."""
     from interbasis.training.family import graph_settings
 
-    inputs = prepared.basis_inputs if n_samples is None else prepared.basis_inputs[:n_samples]
+    inputs, gram = prepared.basis_inputs, prepared.gram_inputs
+    if n_samples is not None:
+        # a separate Gram set (data.gram_samples, the LM presets: 50,000 windows for 500) is
+        # cut in the same proportion, so its statistics scale to the run's as the rest does
+        if gram is not None:
+            gram = gram[:max(1, math.ceil(len(gram) * n_samples / max(1, len(inputs))))]
+        inputs = inputs[:n_samples]
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="interbasis-estimate-") as checkpoint:
         graph = build_graph(prepared.model, inputs, list(cfg.model.node_layers), progress=False,
-                            checkpoint=checkpoint, **graph_settings(cfg))
+                            checkpoint=checkpoint, gram_inputs=gram, **graph_settings(cfg))
     return graph, {**graph.settings["timings"], "wall": time.perf_counter() - start}
