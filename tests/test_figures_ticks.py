@@ -35,3 +35,20 @@ def test_count_labels_get_a_strip_clear_of_the_data(chars):
     assert right_of_data < left_of_label  # the largest marker ends before the label begins
     assert math.isclose(fig10_cross_architecture._room_for_counts(ax, low, high, []), high)
     plt.close(fig)
+
+
+def test_lm_graph_labels_carry_the_top_token_and_the_position_share(tmp_path):
+    """Figure 6b said top tokens and position shares were not stored; the runs now store them
+    (metrics.top_tokens / metrics.positions) and the node labels show them."""
+    from interbasis.figures import fig06b_lm_graph
+
+    (tmp_path / "top_tokens.csv").write_text(
+        '"layer","feature","rank","token","score","count"\n'
+        '"blocks.0.hook_resid_pre",1,1," ",2.5,3\n"blocks.0.hook_resid_pre",1,2,"k",1.0,2\n')
+    (tmp_path / "positions.csv").write_text(
+        "layer,feature,position_share,eigenvalue\nblocks.0.hook_resid_pre,1,0.998,10.0\n"
+        "blocks.0.hook_resid_pre,2,0.031,5.0\n")
+    notes = fig06b_lm_graph._feature_notes(tmp_path)
+    assert notes == {("blocks.0.hook_resid_pre", 1): "' ' pos 1.00",
+                     ("blocks.0.hook_resid_pre", 2): "pos 0.03"}
+    assert fig06b_lm_graph._feature_notes(tmp_path / "absent") == {}

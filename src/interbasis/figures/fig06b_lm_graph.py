@@ -5,16 +5,13 @@ The paper draws GPT-2's LIB graph around layer 6; this draws the project's LM st
 eigenvalue (Lambda for LIB, D for PCA), grouped by the stored Leiden cluster. Edges between drawn
 nodes of consecutive layers are drawn when they are above the bisection's eps (needed by the edge
 ablation); width and opacity are log10(E / eps), divided by the largest weight drawn in either
-panel, so the two panels share one scale. Node labels are the feature index and its share of the
-layer's eigenvalue sum.
-
-Not drawn, because the runs do not store what it needs: top tokens per feature and the positional
-view (the share of each feature's variance explained by token position). Both need the features'
-activations per position on held-out text, which an analysis hook would have to store per run
-(e.g. a ``positional.csv``: layer, feature, variance share of position; and the top tokens).
+panel, so the two panels share one scale. Node labels are the feature index, its share of the
+layer's eigenvalue sum and, where the run stores them, the token the feature is largest on
+(``top_tokens.csv``, ``python -m interbasis.metrics.top_tokens``) and the share of its variance
+that token position explains (``positions.csv``, ``python -m interbasis.metrics.positions``).
 
 Drawn by figure 6's ``make`` (written as ``fig06b_lm_graph.png``); reads ``graph_{lib,pca}.pt`` and
-``modularity.json`` of the first seed with both runs.
+``modularity.json`` (and the two tables, when present) of the first seed with both runs.
 """
 
 from __future__ import annotations
@@ -33,6 +30,24 @@ RESOLUTION = 1.0
 # cluster colours that are neither LIB's blue nor PCA's orange
 CLUSTER_COLOURS = ("#2a9d8f", "#8c6bb1", "#e9c46a", "#90be6d", "#f28482", "#6d597a", "#b5838d",
                    "#a3a3a3")
+
+
+def _feature_notes(path: Path) -> dict[tuple[str, int], str]:
+    """(layer, feature) -> "'tok' pos 0.12" from the run's top-token and position tables (either
+    may be absent: an older run, or one the metrics were not run on)."""
+    from interbasis.metrics.positions import POSITIONS_FILE
+    from interbasis.metrics.top_tokens import TOP_TOKENS_FILE, read_table
+
+    notes: dict[tuple[str, int], list[str]] = {}
+    if (Path(path) / TOP_TOKENS_FILE).exists():
+        tokens = read_table(path)
+        for row in tokens[tokens["rank"] == 1].itertuples():
+            notes.setdefault((row.layer, int(row.feature)), []).append(repr(row.token))
+    if (Path(path) / POSITIONS_FILE).exists():
+        for row in pd.read_csv(Path(path) / POSITIONS_FILE).itertuples():
+            notes.setdefault((row.layer, int(row.feature)), []).append(
+                f"pos {row.position_share:.2f}")
+    return {key: " ".join(parts) for key, parts in notes.items()}
 
 
 def _chosen(graph, membership: dict, top: int) -> dict[int, list[int]]:
@@ -65,7 +80,7 @@ def _edges(graph, chosen: dict, eps: dict) -> list[tuple]:
 
 
 def _panel(ax, graph, part: dict, chosen: dict, edges: list[tuple], top_weight: float,
-           names: dict, method: str) -> None:
+           names: dict, method: str, notes: dict[tuple[str, int], str]) -> None:
     layer_ids = list(chosen)
     x_of = {i: n for n, i in enumerate(layer_ids)}
     y_of = {(i, c): 1 - n / max(len(cols) - 1, 1) for i, cols in chosen.items()
@@ -94,7 +109,10 @@ def _panel(ax, graph, part: dict, chosen: dict, edges: list[tuple], top_weight: 
             ax.scatter(x, y, s=48, color=colour_of.get(clusters[c], "white"), edgecolor="black",
                        lw=0.6, zorder=3)
             share = 100 * values[c] / total
-            ax.annotate(f"f{c} {share:.0f}%" if share >= 1 else f"f{c} {share:.1f}%", (x, y),
+            label = f"f{c} {share:.0f}%" if share >= 1 else f"f{c} {share:.1f}%"
+            if (layer.name, c) in notes:
+                label += " " + notes[(layer.name, c)]
+            ax.annotate(label, (x, y),
                         xytext=(6, 0),
                         textcoords="offset points", ha="left", va="center", fontsize=7,
                         zorder=4, bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.2})
@@ -127,16 +145,21 @@ def make_graph(runs: pd.DataFrame, experiment: str, out: Path) -> list[Path]:
             raise data.MissingResults(f"{run['path']}/graph_{method}.pt has no edges")
         part = data.partition(run["path"], experiment, RESOLUTION)
         chosen = _chosen(graph, part["membership"], TOP_FEATURES)
-        panels.append((method, graph, part, chosen, _edges(graph, chosen, part["eps"])))
-    top_weight = max((w for *_, edges in panels for *_, w in edges), default=1.0) or 1.0
+        panels.append((method, graph, part, chosen, _edges(graph, chosen, part["eps"]),
+                       _feature_notes(run["path"])))
+    top_weight = max((w for *_, edges, _ in panels for *_, w in edges), default=1.0) or 1.0
     names = style.layer_names(data.node_layers(runs["path"].iloc[0]))
-    n_layers = max(len(chosen) for *_, chosen, _ in panels)
+    n_layers = max(len(chosen) for *_, chosen, _, _ in panels)
     fig, axes = style.figure(2, 1, figsize=(2.9 * n_layers + 1.0, 10.5), squeeze=False)
-    for ax, (method, graph, part, chosen, edges) in zip(axes[:, 0], panels):
-        _panel(ax, graph, part, chosen, edges, top_weight, names, method)
+    for ax, (method, graph, part, chosen, edges, notes) in zip(axes[:, 0], panels):
+        _panel(ax, graph, part, chosen, edges, top_weight, names, method, notes)
+    stored = all(notes for *_, notes in panels)
     fig.suptitle(f"Language model ({experiment}, seed {seeds[0]}): interaction graphs, LIB above "
                  "PCA; edge width and opacity: log10(E / eps), one scale for both panels\n"
-                 "(top tokens and position shares per feature are not stored by the runs; see "
-                 "the module)", fontsize=10.5)
+                 + ("node label: feature, share of the layer's eigenvalues, the token it is "
+                    "largest on, pos: share of its variance explained by token position"
+                    if stored else "(no top tokens or position shares stored for these runs: "
+                    "python -m interbasis.metrics.top_tokens / positions <run>)"),
+                 fontsize=10.5)
     fig.tight_layout()
     return style.save(fig, out, STEM)
