@@ -48,10 +48,11 @@ def save(folder: Path, small: bool = False) -> None:
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
     transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer,
                                          unk_token="[UNK]").save_pretrained(folder)
-    shape = (dict(hidden_size=16, num_heads=2, max_position_embeddings=64, window_size=4) if small
-             else dict(hidden_size=64, num_heads=16, max_position_embeddings=2048, window_size=256))
-    config = transformers.GPTNeoConfig(vocab_size=50257, num_layers=8,
-                                       attention_types=[[["global", "local"], 4]], **shape)
+    hidden, heads, positions, window = (16, 2, 64, 4) if small else (64, 16, 2048, 256)
+    config = transformers.GPTNeoConfig(vocab_size=50257, num_layers=8, hidden_size=hidden,
+                                       num_heads=heads, max_position_embeddings=positions,
+                                       window_size=window,
+                                       attention_types=[[["global", "local"], 4]])
     torch.manual_seed(0)
     transformers.GPTNeoForCausalLM(config).save_pretrained(folder)
     (folder / "text.txt").write_text(text, encoding="utf-8")

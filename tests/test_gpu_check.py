@@ -34,8 +34,8 @@ def normal(name: str) -> str:
 
 
 def functions(script: str) -> dict[str, str]:
-    """The script's shell functions: name -> body (continuation lines joined)."""
-    script = script.replace("\\\n", " ")
+    """The script's shell functions: name -> body (comment lines dropped, continuations joined)."""
+    script = re.sub(r"^\s*#.*\n", "", script, flags=re.M).replace("\\\n", " ")
     starts = list(re.finditer(r"^(\w+)\(\) \{", script, re.M))
     ends = [m.start() for m in starts[1:]] + [script.index("\nexport -f")]
     return {m.group(1): script[m.end():end] for m, end in zip(starts, ends)}
@@ -150,11 +150,11 @@ def test_cpu_mode_runs_every_step(tmp_path):
     assert [row[0] for row in rows] == [
         "environment", "wheels", "cuda_tests", "devices_cpu", "devices_dev", "devices_compare",
         "gpt2_block", "tinystories", "nccl", "lm_basis"]
-    assert {row[0]: row[1] for row in rows if row[1] == "skip"} == {"wheels": "skip",
-                                                                   "nccl": "skip"}
+    assert [row[0] for row in rows if row[1] == "skip"] == ["wheels"]
     assert "torch" in (out / "env.txt").read_text()
-    (pair,) = json.loads((out / "devices.json").read_text())
-    assert pair["problems"] == [] and pair["summary_keys"] > 10
+    for name in ("devices.json", "nccl.json"):  # one pair each, equal
+        (pair,) = json.loads((out / name).read_text())
+        assert pair["problems"] == [] and pair["summary_keys"] > 10
     cases = json.loads((out / "gpt2_block.json").read_text())["cases"]
     assert cases and all("per_section" in case for case in cases)
     assert "predicted: build" in log  # the TinyStories estimate
