@@ -96,7 +96,8 @@ class MethodConfig(Strict):
         "bases stay float64)")
     n_probes: int | None = Field(None, ge=1, description="sketch M' from this many random +-1 "
                                  "output probes per sample (unbiased; generic autograd sections "
-                                 "only, edges stay exact); null = exact")
+                                 "and transformer-block closed forms, edges stay exact); null = "
+                                 "exact")
     rank_split: Literal["data", "features"] = Field(
         "data", description="under torch.distributed (torchrun): data = each rank builds on its "
         "shard of the samples; features = every rank sees all samples and computes its share "
