@@ -35,18 +35,16 @@ CLUSTER_COLOURS = ("#2a9d8f", "#8c6bb1", "#e9c46a", "#90be6d", "#f28482", "#6d59
 def _feature_notes(path: Path) -> dict[tuple[str, int], str]:
     """(layer, feature) -> "'tok' pos 0.12" from the run's top-token and position tables (either
     may be absent: an older run, or one the metrics were not run on)."""
-    from interbasis.metrics.positions import POSITIONS_FILE
-    from interbasis.metrics.top_tokens import TOP_TOKENS_FILE, read_table
+    from interbasis.metrics.positions import POSITIONS_FILE, read_shares
+    from interbasis.metrics.top_tokens import TOP_TOKENS_FILE, tokens_by_feature
 
     notes: dict[tuple[str, int], list[str]] = {}
     if (Path(path) / TOP_TOKENS_FILE).exists():
-        tokens = read_table(path)
-        for row in tokens[tokens["rank"] == 1].itertuples():
-            notes.setdefault((row.layer, int(row.feature)), []).append(repr(row.token))
+        for key, top in tokens_by_feature(path, 1).items():
+            notes.setdefault(key, []).append(repr(top[0]))
     if (Path(path) / POSITIONS_FILE).exists():
-        for row in pd.read_csv(Path(path) / POSITIONS_FILE).itertuples():
-            notes.setdefault((row.layer, int(row.feature)), []).append(
-                f"pos {row.position_share:.2f}")
+        for key, share in read_shares(path).items():
+            notes.setdefault(key, []).append(f"pos {share:.2f}")
     return {key: " ".join(parts) for key, parts in notes.items()}
 
 

@@ -109,6 +109,14 @@ def position_shares(model, graph, inputs: Tensor, batch_size: int = 16) -> pd.Da
     return pd.concat(frames, ignore_index=True)
 
 
+def read_shares(path: Path) -> dict[tuple[str, int], float]:
+    """(layer, feature) -> its position share, from ``path/positions.csv`` (features without
+    one, NaN, left out; the labels of the results browser and of figure 6b)."""
+    return {(str(row.layer), int(row.feature)): float(row.position_share)
+            for row in pd.read_csv(Path(path) / POSITIONS_FILE).itertuples(index=False)
+            if pd.notna(row.position_share)}
+
+
 def write_run(path: Path) -> pd.DataFrame:
     """Compute and write ``positions.csv`` for one complete run."""
     from interbasis import pipeline

@@ -127,6 +127,14 @@ def read_table(path: Path) -> pd.DataFrame:
     return table
 
 
+def tokens_by_feature(path: Path, n: int) -> dict[tuple[str, int], list[str]]:
+    """(layer, feature) -> its first ``n`` top tokens in rank order, from ``path/top_tokens.csv``
+    (the labels of the results browser and of figure 6b)."""
+    return {(str(layer), int(feature)): list(rows.sort_values("rank")["token"].head(n))
+            for (layer, feature), rows in read_table(path).groupby(["layer", "feature"],
+                                                                   sort=False)}
+
+
 def token_decoder(cfg) -> Callable[[int], str]:
     """id -> text for the run's tokens: the tiny GPT's characters, or the hf_lm tokenizer's."""
     family = cfg.model.family

@@ -23,9 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from interbasis.figures import data as figure_data
-from interbasis.metrics.positions import POSITIONS_FILE
-from interbasis.metrics.top_tokens import TOP_TOKENS_FILE
-from interbasis.metrics.top_tokens import read_table as read_top_tokens
+from interbasis.metrics.positions import POSITIONS_FILE, read_shares
+from interbasis.metrics.top_tokens import TOP_TOKENS_FILE, tokens_by_feature
 from interbasis.site.collect import Run
 
 CLUSTER_RESOLUTION = 0.5  # the paper's main-text graph (figure 3 draws the same partition)
@@ -163,19 +162,16 @@ def _language_model(run: Run, graph, result: FeatureLabels) -> None:
     parts: dict[tuple[str, int], list[str]] = {}
     if TOP_TOKENS_FILE in sources:
         try:
-            table = read_top_tokens(run.path)
+            tokens = tokens_by_feature(run.path, LABEL_TOKENS)
         except ValueError as error:
             result.notes.append(str(error))
         else:
-            for (layer, feature), rows in table.groupby(["layer", "feature"], sort=False):
-                tokens = rows.sort_values("rank")["token"].head(LABEL_TOKENS)
-                parts.setdefault((str(layer), int(feature)), []).append(
-                    "top tokens " + " ".join(repr(token) for token in tokens))
+            for key, top in tokens.items():
+                parts.setdefault(key, []).append(
+                    "top tokens " + " ".join(repr(token) for token in top))
     if POSITIONS_FILE in sources:
-        for row in pd.read_csv(run.path / POSITIONS_FILE).itertuples(index=False):
-            if pd.notna(row.position_share):
-                parts.setdefault((str(row.layer), int(row.feature)), []).append(
-                    f"position share {row.position_share:.2f}")
+        for key, share in read_shares(run.path).items():
+            parts.setdefault(key, []).append(f"position share {share:.2f}")
     result.labels = _empty(graph)
     for (layer, feature), texts in parts.items():
         values = result.labels.get(layer)
