@@ -12,10 +12,10 @@ least 64 and 128), the first twice, and each phase's time is fitted as a + b N p
 the two warm builds and extrapolated to the run's N (kept between the larger measurement and its
 proportional scaling, so timing noise on a loaded machine cannot blow it up). A run's build is
 the first in its process and pays the first touch of its memory (page faults: 26 of a SmolLM2
-block's 42 s here), which the first, cold build measures, scaled by the predicted peak memory
-over the cold build's; the fixed setup (the folded copy, the digests) is added once. The
-ablations are timed on one evaluation of each kind
-and multiplied by the number of evaluations the run makes. Peak memory is the resident (or CUDA)
+block's 42 s here), which the first, cold build measures, scaled by the larger prefix's peak
+memory over the smaller's; the fixed setup (the folded copy, the digests) is added once. The
+ablations are timed on one evaluation of each kind (the faster of two when quick) and multiplied
+by the number of evaluations the run makes. Peak memory is the resident (or CUDA)
 peak above the prepared model and data, extrapolated to a full batch but never past the memory
 budget (which cuts the Jacobian work into chunks): an upper bound.
 Caveats: a prefix can cap ranks (a rank cannot exceed the samples x positions seen), which makes
